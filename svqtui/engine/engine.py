@@ -1,0 +1,344 @@
+"""The relay engine's Python face: thread lifecycle, control commands, snapshots.
+
+The C loop (relay.c) runs in one dedicated thread with the GIL released. This
+module never reads or writes a relayed eventfd: it submits commands, which the
+engine thread applies in order (serialised control), and copies counters out
+with the engine's lock-free seqlock reader.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from svqtui.engine._relay import ffi, lib
+from svqtui.errors import (
+    EngineFull,
+    EngineNotRunning,
+    EngineStartError,
+    EngineTimeout,
+    UnknownQueue,
+)
+
+DEFAULT_MAX_QUEUES = 4096
+DEFAULT_TIMEOUT_S = 2.0
+HEARTBEAT_STALE_S = 1.0  # the idle loop wakes every 100 ms
+
+
+class Link(enum.IntEnum):
+    """The two directions of a virtqueue's notifications."""
+
+    KICK = lib.SVQ_LINK_KICK  # guest -> device
+    CALL = lib.SVQ_LINK_CALL  # device -> guest
+
+
+class End(enum.IntEnum):
+    """Which fd of a link: where notifications come from or go to."""
+
+    SRC = lib.SVQ_END_SRC
+    DST = lib.SVQ_END_DST
+
+
+_ERROR_OPS = {
+    lib.SVQ_ERR_READ: ("source", "read"),
+    lib.SVQ_ERR_WRITE: ("destination", "write"),
+    lib.SVQ_ERR_WATCH: ("source", "epoll watch"),
+    lib.SVQ_ERR_EOF: ("source", "read (end of file: not an eventfd)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounters:
+    """One link's counters and state, as copied from the engine."""
+
+    src: int
+    dst: int
+    notifications: int
+    reads: int
+    delivered: int
+    held: int
+    injected: int
+    signals: int
+    errors: int
+    last_ns: int
+    masked: bool
+    pending: bool
+    error: str | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounters:
+    """A queue slot's two links, consistent with each other."""
+
+    slot: int
+    generation: int
+    kick: LinkCounters
+    call: LinkCounters
+
+    @property
+    def error(self) -> str | None:
+        return self.kick.error or self.call.error
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    """Whether the engine thread is alive and keeping up."""
+
+    alive: bool
+    thread_alive: bool
+    heartbeat_age_s: float
+    loops: int
+    relays: int
+    submitted: int
+    applied: int
+
+    @property
+    def backlog(self) -> int:
+        return self.submitted - self.applied
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    """Every active queue's counters at one moment (monotonic ns)."""
+
+    taken_ns: int
+    health: EngineHealth
+    queues: dict[int, QueueCounters]
+
+
+def _link_counters(raw: Any, name: str) -> LinkCounters:
+    error = None
+    if raw.err_op:
+        end, op = _ERROR_OPS.get(raw.err_op, ("fd", "operation"))
+        fd = raw.src if end == "source" else raw.dst
+        error = f"{name} {end} fd {fd}: {op} failed: {os.strerror(raw.err_errno)}"
+    return LinkCounters(
+        src=raw.src,
+        dst=raw.dst,
+        notifications=raw.notifications,
+        reads=raw.reads,
+        delivered=raw.delivered,
+        held=raw.held,
+        injected=raw.injected,
+        signals=raw.signals,
+        errors=raw.errors,
+        last_ns=raw.last_ns,
+        masked=bool(raw.masked),
+        pending=bool(raw.pending),
+        error=error,
+    )
+
+
+class Engine:
+    """One relay engine: a C epoll loop in its own thread, driven by commands.
+
+    Every control method submits a command and, by default, waits until the
+    engine thread has applied it, so when it returns the change is in force
+    (and an fd passed out of the engine may be closed). Fds passed in stay
+    owned by the caller, who must keep them open until they are replaced or
+    their queue removed.
+    """
+
+    def __init__(self, max_queues: int = DEFAULT_MAX_QUEUES) -> None:
+        raw = lib.svq_create(max_queues)
+        if raw == ffi.NULL:
+            raise EngineStartError(
+                f"cannot create the relay engine ({os.strerror(ffi.errno)}): "
+                "check the open-file limit (ulimit -n)"
+            )
+        self._raw = raw
+        self._finalizer = weakref.finalize(self, lib.svq_destroy, raw)
+        self.max_queues = max_queues
+        self._slots_lock = threading.Lock()
+        self._free = list(range(max_queues - 1, -1, -1))
+        self._active: set[int] = set()
+        self._high_water = 0
+        self._snap_buf = ffi.new("struct svq_queue[]", max_queues)
+        self._thread: threading.Thread | None = None
+        self.exit_code: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Start the engine thread and wait until its loop runs."""
+        if self._thread is not None:
+            raise EngineStartError("the engine was already started (engines are not restartable)")
+        self._thread = threading.Thread(target=self._run, name="svqtui-engine", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._stats().running:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise EngineStartError("the engine thread did not start")
+            time.sleep(0.001)
+
+    def _run(self) -> None:
+        self.exit_code = lib.svq_run(self._raw)
+
+    def stop(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Stop the engine thread (idempotent). Queues are left as they are."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        cmd = ffi.new("struct svq_cmd *", {"op": lib.SVQ_OP_STOP})
+        lib.svq_submit(self._raw, cmd)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise EngineTimeout(f"the engine thread did not stop within {timeout:.1f} s")
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _stats(self) -> Any:
+        stats = ffi.new("struct svq_stats *")
+        lib.svq_stats(self._raw, stats)
+        return stats
+
+    def health(self) -> EngineHealth:
+        """Thread liveness, loop heartbeat and control backlog."""
+        stats = self._stats()
+        thread_alive = self._thread is not None and self._thread.is_alive()
+        age = (
+            (time.monotonic_ns() - stats.heartbeat_ns) / 1e9 if stats.heartbeat_ns else float("inf")
+        )
+        return EngineHealth(
+            alive=thread_alive and bool(stats.running) and age < HEARTBEAT_STALE_S,
+            thread_alive=thread_alive,
+            heartbeat_age_s=age,
+            loops=stats.loops,
+            relays=stats.relays,
+            submitted=stats.submitted,
+            applied=stats.applied,
+        )
+
+    # -- control path --------------------------------------------------------
+
+    def _submit(self, wait: bool, timeout: float, **fields: Any) -> None:
+        cmd = ffi.new("struct svq_cmd *", fields)
+        seq = lib.svq_submit(self._raw, cmd)
+        if seq == 0:
+            raise EngineNotRunning("the relay engine is stopped: restart svqtui")
+        if not wait:
+            return
+        rc = lib.svq_wait(self._raw, seq, int(timeout * 1000))
+        if rc == 1:
+            raise EngineTimeout(f"the engine did not apply a command within {timeout:.1f} s")
+        if rc == 2:
+            raise EngineNotRunning("the relay engine stopped before applying a command")
+
+    def _check(self, slot: int) -> None:
+        if slot not in self._active:
+            raise UnknownQueue(f"queue slot {slot} is not in the engine")
+
+    def add_queue(
+        self,
+        kick_src: int = -1,
+        kick_dst: int = -1,
+        call_src: int = -1,
+        call_dst: int = -1,
+        masked: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> int:
+        """Relay kick_src -> kick_dst and call_src -> call_dst; return the slot.
+
+        Both destinations are signalled once (a masked call link latches it).
+        """
+        with self._slots_lock:
+            if not self._free:
+                raise EngineFull(f"all {self.max_queues} engine queue slots are in use")
+            slot = self._free.pop()
+            self._active.add(slot)
+            self._high_water = max(self._high_water, slot + 1)
+        try:
+            self._submit(
+                True,
+                timeout,
+                op=lib.SVQ_OP_ADD,
+                queue=slot,
+                fds=[kick_src, kick_dst, call_src, call_dst],
+                arg=int(masked),
+            )
+        except Exception:
+            self._release(slot)
+            raise
+        return slot
+
+    def _release(self, slot: int) -> None:
+        with self._slots_lock:
+            self._active.discard(slot)
+            self._free.append(slot)
+
+    def remove_queue(self, slot: int, handback: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Stop relaying a queue. With handback, signal the kick source and
+        the call destination once: their owner takes the path back."""
+        self._check(slot)
+        self._submit(True, timeout, op=lib.SVQ_OP_REMOVE, queue=slot, arg=int(handback))
+        self._release(slot)
+
+    def set_fd(
+        self, slot: int, link: Link, end: End, fd: int, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        """Replace one fd of a link; the destination is then signalled once."""
+        self._check(slot)
+        self._submit(
+            True, timeout, op=lib.SVQ_OP_SET_FD, queue=slot, link=int(link), end=int(end),
+            fds=[fd, -1, -1, -1],
+        )
+
+    def set_masked(self, slot: int, masked: bool, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Mask (hold calls as pending) or unmask (deliver a pending call once)."""
+        self._check(slot)
+        self._submit(True, timeout, op=lib.SVQ_OP_MASK, queue=slot, arg=int(masked))
+
+    def inject(self, slot: int, link: Link, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Signal a link's destination as if its source had fired."""
+        self._check(slot)
+        self._submit(True, timeout, op=lib.SVQ_OP_INJECT, queue=slot, link=int(link))
+
+    def reset(self, slot: int | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        """Zero the counters of one queue, or of all (state is kept)."""
+        if slot is not None:
+            self._check(slot)
+        self._submit(
+            True, timeout, op=lib.SVQ_OP_RESET, queue=slot or 0, arg=-1 if slot is None else 0
+        )
+
+    # -- observation ---------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot:
+        """Copy every active queue's counters (each queue self-consistent)."""
+        with self._slots_lock:
+            count = self._high_water
+            active = sorted(self._active)
+        lib.svq_snapshot(self._raw, self._snap_buf, count)
+        queues: dict[int, QueueCounters] = {}
+        for slot in active:
+            raw = self._snap_buf[slot]
+            if not raw.active:
+                continue
+            queues[slot] = QueueCounters(
+                slot=slot,
+                generation=raw.generation,
+                kick=_link_counters(raw.link[Link.KICK], "kick"),
+                call=_link_counters(raw.link[Link.CALL], "call"),
+            )
+        return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
+
+    def queue(self, slot: int) -> QueueCounters:
+        """One queue's counters."""
+        self._check(slot)
+        snap = self.snapshot()
+        if slot not in snap.queues:
+            raise UnknownQueue(f"queue slot {slot} is not in the engine")
+        return snap.queues[slot]

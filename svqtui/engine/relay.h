@@ -1,0 +1,90 @@
+/* relay.h - the shared-memory layout and control API of svqtui's relay engine.
+ *
+ * This header is read twice: by the C compiler (relay.c, after <stdint.h>) and
+ * by cffi's cdef parser (build_relay.py), so it holds only declarations cffi
+ * understands: no #include, no #ifdef, integer #defines only.
+ *
+ * A queue has two links, KICK (guest -> device) and CALL (device -> guest).
+ * Each link relays notifications from a source eventfd to a destination
+ * eventfd. The engine thread owns every write to struct svq_queue; Python
+ * reads the counters without locks through svq_snapshot(), which uses the
+ * per-queue sequence counter (a seqlock) to copy a consistent view.
+ */
+
+#define SVQ_LINK_KICK 0
+#define SVQ_LINK_CALL 1
+
+#define SVQ_END_SRC 0
+#define SVQ_END_DST 1
+
+/* err_op: which operation put a link in its error state (0 = no error). */
+#define SVQ_ERR_NONE 0
+#define SVQ_ERR_READ 1
+#define SVQ_ERR_WRITE 2
+#define SVQ_ERR_WATCH 3
+#define SVQ_ERR_EOF 4
+
+/* Control operations, applied by the engine thread in submission order. */
+#define SVQ_OP_ADD 1
+#define SVQ_OP_REMOVE 2
+#define SVQ_OP_SET_FD 3
+#define SVQ_OP_MASK 4
+#define SVQ_OP_INJECT 5
+#define SVQ_OP_RESET 6
+#define SVQ_OP_STOP 7
+
+#define SVQ_RING_SIZE 1024
+
+struct svq_link {
+    int32_t src;             /* source eventfd, -1 when none */
+    int32_t dst;             /* destination eventfd, -1 when none */
+    uint64_t notifications;  /* sum of the eventfd values read from src */
+    uint64_t reads;          /* successful reads of src */
+    uint64_t delivered;      /* writes to dst (relayed, released, signalled) */
+    uint64_t held;           /* notifications that arrived while masked */
+    uint64_t injected;       /* operator-injected notifications */
+    uint64_t signals;        /* "signal once" writes after an fd change */
+    uint64_t errors;         /* failed reads/writes/watches */
+    int64_t last_ns;         /* CLOCK_MONOTONIC time of the last read, 0 = never */
+    uint32_t masked;         /* call link only: deliveries are held */
+    uint32_t pending;        /* call link only: a held call awaits unmask */
+    int32_t err_op;          /* SVQ_ERR_* of the current error, 0 = healthy */
+    int32_t err_errno;       /* errno of the current error */
+};
+
+struct svq_queue {
+    uint64_t seq;            /* seqlock: odd while the engine updates the queue */
+    uint32_t active;
+    uint32_t generation;     /* bumped by every ADD, so a reused slot is told apart */
+    struct svq_link link[2]; /* indexed by SVQ_LINK_* */
+};
+
+struct svq_cmd {
+    uint32_t op;             /* SVQ_OP_* */
+    uint32_t queue;          /* queue slot */
+    int32_t link;            /* SVQ_LINK_* for SET_FD / INJECT */
+    int32_t end;             /* SVQ_END_* for SET_FD */
+    int32_t fds[4];          /* ADD: kick src, kick dst, call src, call dst; SET_FD: fds[0] */
+    int64_t arg;             /* ADD: initial mask; MASK: 1/0; REMOVE: hand back; RESET: -1 = all */
+};
+
+struct svq_stats {
+    int64_t heartbeat_ns;    /* last time the loop woke up (CLOCK_MONOTONIC) */
+    uint64_t loops;          /* epoll_wait returns */
+    uint64_t relays;         /* source reads, all queues */
+    uint64_t applied;        /* control commands applied */
+    uint64_t submitted;      /* control commands submitted */
+    int32_t running;         /* 1 while svq_run() loops */
+    int32_t stopped;         /* 1 once svq_run() has returned */
+};
+
+struct svq_engine;
+
+struct svq_engine *svq_create(uint32_t max_queues);
+void svq_destroy(struct svq_engine *e);
+int svq_run(struct svq_engine *e);
+uint64_t svq_submit(struct svq_engine *e, const struct svq_cmd *cmd);
+int svq_wait(struct svq_engine *e, uint64_t seq, int timeout_ms);
+uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t count);
+void svq_stats(struct svq_engine *e, struct svq_stats *out);
+uint32_t svq_max_queues(struct svq_engine *e);

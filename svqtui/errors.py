@@ -1,0 +1,60 @@
+"""The exception classes svqtui raises: one precise class per failure kind.
+
+Every error carries what failed, where, and what to do, so the console and the
+batch modes can print it as one line (``str(err)``) without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SvqtuiError(Exception):
+    """Base class of every error svqtui reports to an operator."""
+
+
+class ConfigError(SvqtuiError):
+    """config.yaml is unreadable, malformed or invalid."""
+
+    def __init__(self, path: str, line: int | None, key: str | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.key = key
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        what = f"{key}: {message}" if key else message
+        super().__init__(f"{where}: {what}")
+
+
+class EngineError(SvqtuiError):
+    """The relay engine could not do what was asked."""
+
+
+class EngineStartError(EngineError):
+    """The engine could not be created or its thread did not start."""
+
+
+class EngineNotRunning(EngineError):
+    """A command was sent to an engine whose thread is not running."""
+
+
+class EngineTimeout(EngineError):
+    """The engine thread did not apply a command in time (is it wedged?)."""
+
+
+class EngineFull(EngineError):
+    """Every queue slot of the engine is in use."""
+
+
+class UnknownQueue(EngineError):
+    """A queue slot that is not (or no longer) in the engine."""
+
+
+class SourceError(SvqtuiError):
+    """A device source (demo, vhost-user interposer, QMP) failed."""
+
+
+class ProtocolError(SourceError):
+    """A peer sent a message that breaks its protocol (vhost-user, QMP)."""
+
+
+class ControlError(SvqtuiError):
+    """A request on the control socket could not be carried out."""
