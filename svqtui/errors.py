@@ -58,3 +58,12 @@ class ProtocolError(SourceError):
 
 class ControlError(SvqtuiError):
     """A request on the control socket could not be carried out."""
+
+
+class ActionUnsupported(SvqtuiError):
+    """The selected device's source cannot do this (e.g. shadow via QMP without
+    x-vhost-enable-shadow-vq)."""
+
+
+class UnknownDevice(SvqtuiError):
+    """No source knows a device or queue by that name."""

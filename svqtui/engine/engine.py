@@ -279,7 +279,9 @@ class Engine:
             self._active.discard(slot)
             self._free.append(slot)
 
-    def remove_queue(self, slot: int, handback: bool = False, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def remove_queue(
+        self, slot: int, handback: bool = False, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         """Stop relaying a queue. With handback, signal the kick source and
         the call destination once: their owner takes the path back."""
         self._check(slot)
@@ -292,7 +294,12 @@ class Engine:
         """Replace one fd of a link; the destination is then signalled once."""
         self._check(slot)
         self._submit(
-            True, timeout, op=lib.SVQ_OP_SET_FD, queue=slot, link=int(link), end=int(end),
+            True,
+            timeout,
+            op=lib.SVQ_OP_SET_FD,
+            queue=slot,
+            link=int(link),
+            end=int(end),
             fds=[fd, -1, -1, -1],
         )
 
@@ -315,6 +322,12 @@ class Engine:
         )
 
     # -- observation ---------------------------------------------------------
+
+    @property
+    def queue_count(self) -> int:
+        """Queues currently in the engine."""
+        with self._slots_lock:
+            return len(self._active)
 
     def snapshot(self) -> EngineSnapshot:
         """Copy every active queue's counters (each queue self-consistent)."""

@@ -1,0 +1,167 @@
+"""Command line: argument parsing, mode selection and exit codes.
+
+Modes: the console (default), ``--once`` and ``--log`` batch modes,
+``--headless`` (engine and interposers without a UI, driven through the
+control socket), and ``svqtui ctl ...`` (a client of that socket).
+Exit codes: 0 ok, 2 bad configuration or usage, 1 any other error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from svqtui.config import Config, load_config
+from svqtui.errors import ConfigError, SvqtuiError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+svqtui: live vhost virtqueue notifications (kicks guest->device, calls
+device->guest), ring indices and guest-notifier masking of every vhost device
+of every VM it can reach, with a shadow mode that routes a device's
+notifications through svqtui's own relay engine.
+
+With no configuration it opens on an embedded demo (synthetic VMs writing real
+eventfds through the real engine), so it shows something live anywhere.
+"""
+
+EPILOG = """\
+modes:
+  svqtui                      the console (press ? inside for the keys)
+  svqtui --once [--json]      print one snapshot after one refresh interval
+  svqtui --log [--csv]        print kick/s and call/s per device every interval
+  svqtui --headless           run the engine and interposers without a UI,
+                              driven through the control socket (SIGTERM stops)
+  svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
+
+configuration (first found): -c PATH, ./config.yaml,
+  $XDG_CONFIG_HOME/svqtui/config.yaml, the shipped default (demo on).
+
+exit codes: 0 ok, 1 error, 2 bad configuration or usage.
+
+examples:
+  svqtui --once --json | jq '.vms[].devices[].queues[] | select(.mask=="PENDING")'
+  svqtui --log --csv --count 60 > rates.csv
+  svqtui -c /etc/svqtui/config.yaml --headless &
+  svqtui ctl shadow blk0 on
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="svqtui",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-c", "--config", metavar="PATH", help="configuration file (default: see below)"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    mode.add_argument("--log", action="store_true", help="print one line per interval")
+    mode.add_argument(
+        "--headless", action="store_true", help="run without UI; serve the control socket"
+    )
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="with --log: comma-separated values")
+    parser.add_argument("--count", type=int, metavar="N", help="with --log: stop after N lines")
+    parser.add_argument(
+        "--refresh", type=float, metavar="SECONDS", help="refresh interval (config: refresh)"
+    )
+    parser.add_argument(
+        "--seed", type=int, metavar="N", help="make the demo deterministic (config: demo.seed)"
+    )
+    parser.add_argument(
+        "--demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force the demo source on or off (config: demo.enabled)",
+    )
+    parser.add_argument(
+        "--no-discover",
+        action="store_true",
+        help="do not look for QEMU processes on this host (config: qmp.discover)",
+    )
+    return parser
+
+
+def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """Command-line options win over config.yaml."""
+    if args.refresh is not None:
+        if not 0.05 <= args.refresh <= 60:
+            raise ConfigError("--refresh", None, None, "must be between 0.05 and 60 seconds")
+        config = dataclasses.replace(config, refresh_s=args.refresh)
+    if args.seed is not None or args.demo is not None:
+        demo = config.demo
+        if args.seed is not None:
+            demo = dataclasses.replace(demo, seed=args.seed)
+        if args.demo is not None:
+            demo = dataclasses.replace(demo, enabled=args.demo)
+        config = dataclasses.replace(config, demo=demo)
+    if args.no_discover:
+        config = dataclasses.replace(config, qmp=dataclasses.replace(config.qmp, discover=False))
+    return config
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"svqtui: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ctl"]:
+        from svqtui.control.client import ctl_main
+
+        return ctl_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.json and not args.once:
+        return _fail("--json goes with --once (try: svqtui --once --json)", EXIT_CONFIG)
+    if (args.csv or args.count is not None) and not args.log:
+        return _fail("--csv and --count go with --log", EXIT_CONFIG)
+    try:
+        config = apply_overrides(load_config(args.config), args)
+    except ConfigError as err:
+        return _fail(f"bad configuration: {err}", EXIT_CONFIG)
+    try:
+        return _run(config, args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except SvqtuiError as err:
+        return _fail(str(err), EXIT_ERROR)
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from svqtui.runtime import Runtime
+
+    runtime = Runtime(config)
+    if args.headless:
+        from svqtui.control.headless import run_headless
+
+        return run_headless(runtime)
+    runtime.start()
+    try:
+        if args.once:
+            from svqtui.batch import run_once
+
+            return run_once(runtime, args.json)
+        if args.log:
+            from svqtui.batch import run_log
+
+            return run_log(runtime, args.csv, args.count)
+        from svqtui.app import run_console
+
+        return run_console(runtime)
+    finally:
+        runtime.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The event log: what happened, one line each, shared by every thread.
+
+Sources and actions append; the console's log pane, the detail view and
+``--headless`` (stderr) read. Bounded, so a noisy device cannot eat memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+
+from svqtui.model import LogEvent
+
+Listener = Callable[[LogEvent], None]
+
+
+class EventLog:
+    """A thread-safe ring of LogEvents with sequence numbers for readers."""
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        self._lock = threading.Lock()
+        self._events: collections.deque[tuple[int, LogEvent]] = collections.deque(maxlen=maxlen)
+        self._seq = 0
+        self._listeners: list[Listener] = []
+
+    def add(
+        self,
+        level: str,
+        text: str,
+        device_key: str | None = None,
+        queue_index: int | None = None,
+    ) -> LogEvent:
+        event = LogEvent(time.time(), level, text, device_key, queue_index)
+        with self._lock:
+            self._seq += 1
+            self._events.append((self._seq, event))
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(event)
+        return event
+
+    def info(
+        self, text: str, device_key: str | None = None, queue_index: int | None = None
+    ) -> None:
+        self.add("info", text, device_key, queue_index)
+
+    def warning(
+        self, text: str, device_key: str | None = None, queue_index: int | None = None
+    ) -> None:
+        self.add("warning", text, device_key, queue_index)
+
+    def error(
+        self, text: str, device_key: str | None = None, queue_index: int | None = None
+    ) -> None:
+        self.add("error", text, device_key, queue_index)
+
+    def since(self, seq: int) -> tuple[int, list[LogEvent]]:
+        """Events after sequence number ``seq``, and the newest sequence number."""
+        with self._lock:
+            return self._seq, [e for s, e in self._events if s > seq]
+
+    def for_device(self, device_key: str, limit: int = 50) -> list[LogEvent]:
+        with self._lock:
+            found = [e for _, e in self._events if e.device_key == device_key]
+        return found[-limit:]
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` for every new event, from the adding thread."""
+        with self._lock:
+            self._listeners.append(listener)

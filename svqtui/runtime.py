@@ -1,0 +1,130 @@
+"""The runtime: builds and owns the engine, the control loop, the sources and
+the monitor for one svqtui process, and routes operator actions to the source
+that owns a device.
+
+Every front end (console, batch modes, headless, control socket) drives svqtui
+through one Runtime, so they all behave the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from svqtui.config import Config
+from svqtui.control_loop import ControlLoop
+from svqtui.engine import Engine, Link
+from svqtui.errors import SvqtuiError, UnknownDevice
+from svqtui.eventlog import EventLog
+from svqtui.model import DeviceView
+from svqtui.monitor import Monitor
+from svqtui.sources import build_sources
+from svqtui.sources.base import Source, SourceContext
+
+
+class Runtime:
+    """One svqtui process's moving parts, started and stopped together."""
+
+    def __init__(self, config: Config, sources: list[Source] | None = None) -> None:
+        self.config = config
+        self.log = EventLog()
+        self.engine = Engine(config.max_queues)
+        self.loop = ControlLoop()
+        self.sources = sources if sources is not None else build_sources(config)
+        self.monitor = Monitor(
+            self.sources,
+            self.engine,
+            self.log,
+            config.stuck,
+            history=config.history,
+            interval_s=config.refresh_s,
+        )
+        self._started = False
+
+    def start(self) -> None:
+        """Start the engine, the control loop, then every source. A source
+        that fails to start is logged and left out; the rest go on."""
+        self.engine.start()
+        self.loop.start()
+        self._started = True
+        ctx = SourceContext(self.engine, self.loop, self.log)
+        for source in list(self.sources):
+            try:
+                source.start(ctx)
+            except SvqtuiError as err:
+                self.log.error(f"{source.name}: {err}")
+            except OSError as err:
+                self.log.error(f"{source.name}: cannot start: {err}")
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception as err:  # stopping must reach every source
+                self.log.error(f"{source.name}: error while stopping: {err}")
+        self.loop.stop()
+        self.engine.stop()
+        self._started = False
+
+    def __enter__(self) -> Runtime:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- routing actions -----------------------------------------------------
+
+    def device(self, name_or_key: str) -> DeviceView:
+        """Find a device by key, by name, or by "vm/name"."""
+        snap = self.monitor.latest or self.monitor.refresh()
+        if name_or_key in snap.devices:
+            return snap.devices[name_or_key]
+        matches = [
+            d
+            for vm in snap.vms
+            for d in vm.devices
+            if name_or_key in (d.name, f"{vm.name}/{d.name}")
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownDevice(f"no device {name_or_key!r} (see `svqtui --once` for names)")
+        raise UnknownDevice(
+            f"{name_or_key!r} names {len(matches)} devices: use VM/DEVICE or the device key"
+        )
+
+    def _owner(self, device_key: str) -> Source:
+        for source in self.sources:
+            if source.owns(device_key):
+                return source
+        raise UnknownDevice(f"no source owns device {device_key!r} (was it disconnected?)")
+
+    def set_shadow(self, device_key: str, on: bool) -> None:
+        self._owner(device_key).set_shadow(device_key, on)
+
+    def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
+        self._owner(device_key).set_masked(device_key, queue, masked)
+
+    def inject(self, device_key: str, queue: int, link: Link) -> None:
+        self._owner(device_key).inject(device_key, queue, link)
+
+    def reset(self, device_key: str | None = None) -> None:
+        if device_key is None:
+            for source in self.sources:
+                source.reset(None)
+        else:
+            self._owner(device_key).reset(device_key)
+        self.monitor.forget_rates()
+
+
+@contextlib.contextmanager
+def running(config: Config) -> Iterator[Runtime]:
+    runtime = Runtime(config)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()

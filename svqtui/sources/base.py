@@ -1,0 +1,69 @@
+"""The interface every device source implements (demo, vhost-user, QMP).
+
+A source keeps its own state current in the background and answers
+``collect()`` from memory, so the monitor never waits on a socket. Actions
+(shadow, mask, inject, reset) may block briefly (an engine command, a vhost-user
+round trip): callers run them off the UI's event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from svqtui.errors import ActionUnsupported
+from svqtui.model import SourceKind, SourceStatus, VMView
+
+if TYPE_CHECKING:
+    from svqtui.engine import Engine, Link
+    from svqtui.runtime import ControlLoop, EventLog
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What a running source may use: the shared engine, the control loop
+    (an asyncio loop in its own thread, never the UI's) and the event log."""
+
+    engine: Engine
+    loop: ControlLoop
+    log: EventLog
+
+
+class Source(abc.ABC):
+    """A provider of VMs and devices, and of the actions on them."""
+
+    kind: SourceKind
+    name: str
+
+    @abc.abstractmethod
+    def start(self, ctx: SourceContext) -> None:
+        """Begin watching; must return quickly (start background work)."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop and release every fd, thread and engine queue (idempotent)."""
+
+    @abc.abstractmethod
+    def collect(self) -> list[VMView]:
+        """The current VMs and devices, from memory, without blocking."""
+
+    @abc.abstractmethod
+    def status(self) -> SourceStatus:
+        """Whether the source is connected, in one line."""
+
+    def owns(self, device_key: str) -> bool:
+        """True when this source reported ``device_key``."""
+        return any(d.key == device_key for vm in self.collect() for d in vm.devices)
+
+    def set_shadow(self, device_key: str, on: bool) -> None:
+        raise ActionUnsupported(f"{self.name}: shadow mode is not available for {device_key}")
+
+    def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
+        raise ActionUnsupported(f"{self.name}: masking is not available for {device_key}")
+
+    def inject(self, device_key: str, queue: int, link: Link) -> None:
+        raise ActionUnsupported(f"{self.name}: injection is not available for {device_key}")
+
+    def reset(self, device_key: str | None = None) -> None:
+        """Zero counters (all of this source's devices when device_key is None)."""
