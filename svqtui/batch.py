@@ -37,20 +37,22 @@ def format_table(snap: Snapshot) -> str:
                 )
             for q in dev.queues:
                 row = snap.rows.get(f"{dev.key}#{q.index}")
+                stuck = (row.stuck if row else None) or ""
                 lines.append(
                     f"{vm.name[:14]:<14} {dev.name[:16]:<16} {q.index:>3} "
                     f"{_fmt(q.kicks, 10)} {_fmt(q.calls, 10)} "
                     f"{_fmt(row.kick_rate if row else None, 9)} "
                     f"{_fmt(row.call_rate if row else None, 9)} "
                     f"{(q.mask.value if q.mask else '-'):<8} {('on' if q.shadow else 'off'):<6} "
-                    f"{_fmt(q.avail_idx, 6)} {_fmt(q.used_idx, 6)}  {(row.stuck if row else '') or ''}"
+                    f"{_fmt(q.avail_idx, 6)} {_fmt(q.used_idx, 6)}  {stuck}"
                 )
     status = ", ".join(
         f"{s.name}: {'ok' if s.connected else 'down'}{' (' + s.message + ')' if s.message else ''}"
         for s in snap.sources
     )
     lines.append(
-        f"engine {'alive' if snap.engine.alive else 'DOWN'}, {snap.engine.relays_per_s:.0f} relays/s, "
+        f"engine {'alive' if snap.engine.alive else 'DOWN'}, "
+        f"{snap.engine.relays_per_s:.0f} relays/s, "
         f"{snap.engine.queues} queues; sources: {status or 'none'}"
     )
     return "\n".join(lines)

@@ -65,5 +65,6 @@ class Source(abc.ABC):
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         raise ActionUnsupported(f"{self.name}: injection is not available for {device_key}")
 
+    @abc.abstractmethod
     def reset(self, device_key: str | None = None) -> None:
         """Zero counters (all of this source's devices when device_key is None)."""
