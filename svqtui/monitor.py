@@ -13,7 +13,7 @@ import collections
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from svqtui.config import StuckConfig
@@ -122,6 +122,8 @@ class Monitor:
         stuck: StuckConfig,
         history: int = 60,
         interval_s: float = 1.0,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.sources = list(sources)
         self.engine = engine
@@ -129,6 +131,8 @@ class Monitor:
         self.stuck = stuck
         self.history = history
         self.interval_s = interval_s
+        self._clock_ns = clock_ns  # tests freeze these for exact rates and ages
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._tracks: dict[str, _QueueTrack] = {}
         self._last_t: float | None = None
@@ -154,8 +158,8 @@ class Monitor:
     def refresh(self) -> Snapshot:
         with self._lock:
             vms, statuses = self._collect()
-            now = time.monotonic()
-            now_ns = time.monotonic_ns()
+            now_ns = self._clock_ns()
+            now = now_ns / 1e9
             dt = (now - self._last_t) if self._last_t is not None else None
             rows: dict[str, QueueRow] = {}
             devices: dict[str, DeviceView] = {}
@@ -172,7 +176,7 @@ class Monitor:
             engine = self._engine_status(dt)
             self._last_t = now
             snap = Snapshot(
-                taken_at=time.time(),
+                taken_at=self._wall_clock(),
                 vms=tuple(vms),
                 rows=rows,
                 engine=engine,
