@@ -67,3 +67,20 @@ class ActionUnsupported(SvqtuiError):
 
 class UnknownDevice(SvqtuiError):
     """No source knows a device or queue by that name."""
+
+
+class ControlProtocolError(ControlError):
+    """A message on the control socket breaks its protocol (not JSON, too long,
+    an unknown command, a missing or mistyped argument), from either side."""
+
+
+class ControlUnreachable(ControlError):
+    """``svqtui ctl`` cannot reach the control socket (no svqtui serving it)."""
+
+
+class ControlSocketInUse(ControlError):
+    """Another svqtui is already serving this control socket."""
+
+
+class QueueOutOfRange(UnknownDevice):
+    """The device exists but has no queue with that index."""
