@@ -84,3 +84,28 @@ class ControlSocketInUse(ControlError):
 
 class QueueOutOfRange(UnknownDevice):
     """The device exists but has no queue with that index."""
+
+
+class LabError(SvqtuiError):
+    """The lab harness (guest image, QEMU guest, qemu-storage-daemon) failed."""
+
+
+class GuestImageError(LabError):
+    """The guest kernel + initramfs could not be built (a Debian package is
+    missing or unusable; the message names the apt package to install)."""
+
+
+class LabToolMissing(LabError):
+    """A program the lab runs (QEMU, qemu-storage-daemon) is not installed."""
+
+
+class LabProcessError(LabError):
+    """A lab process did not start, or died, or left no socket where expected."""
+
+
+class GuestTimeout(LabError):
+    """The guest did not print what was awaited on its serial console in time."""
+
+
+class GuestIOError(LabError):
+    """The guest reported failed I/O (SVQ-IO FAIL) or a setup error (SVQ-ERROR)."""
