@@ -109,3 +109,33 @@ class GuestTimeout(LabError):
 
 class GuestIOError(LabError):
     """The guest reported failed I/O (SVQ-IO FAIL) or a setup error (SVQ-ERROR)."""
+
+
+class QMPError(SourceError):
+    """A QMP conversation with one QEMU failed (base of the QMP faults)."""
+
+
+class QMPUnreachable(QMPError):
+    """A QMP socket is missing, refuses connections or never greets."""
+
+
+class QMPConnectionLost(QMPError):
+    """An established QMP connection closed or stopped answering."""
+
+
+class QMPProtocolViolation(QMPError, ProtocolError):
+    """The peer on a QMP socket sent something that is not QMP."""
+
+
+class QMPCommandFailed(QMPError):
+    """QEMU answered a QMP command with an error."""
+
+    def __init__(self, command: str, error_class: str, desc: str) -> None:
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(f"{command}: {desc} ({error_class})")
+
+
+class VMDisconnected(QMPError):
+    """An action was asked of a VM whose QMP connection is down."""
