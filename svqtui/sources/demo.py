@@ -285,6 +285,9 @@ class DemoSource(Source):
                         q.guest_masked = True
                         q.mask_until = self._tick + self._rng.randint(6, 30)
                         self._apply_mask(q)
+                    if q.stalls:
+                        phase = self._tick % STALL_EVERY_TICKS
+                        q.stalled = phase >= STALL_EVERY_TICKS - STALL_TICKS
                     q.credit += q.rate * TICK_S * self._rng.uniform(0.5, 1.5)
                     n = min(int(q.credit), RING_SIZE - q.in_flight)
                     if n <= 0:
@@ -295,9 +298,6 @@ class DemoSource(Source):
                     os.eventfd_write(q.guest_kick, kicks)
                     if q.slot is not None:
                         q.kicks_written += kicks
-                    if q.stalls:
-                        phase = self._tick % STALL_EVERY_TICKS
-                        q.stalled = phase >= STALL_EVERY_TICKS - STALL_TICKS
 
     def _device_service(self, q: DemoQueue) -> bool:
         """Read the kick fd and complete the ring unless stalled; True if a

@@ -1,0 +1,136 @@
+"""config.yaml validation: every mistake is one ConfigError naming file, line and key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from svqtui.config import SHIPPED_DEFAULT, find_config, load_config, parse_config
+from svqtui.errors import ConfigError
+
+
+def test_shipped_default_is_valid_and_runs_the_demo() -> None:
+    """The shipped config.yaml parses and, naming no device, turns the demo on."""
+    config = load_config(str(SHIPPED_DEFAULT))
+    assert config.demo_active
+    assert config.devices == ()
+    assert config.refresh_s == 1.0
+
+
+def test_repository_config_is_the_shipped_default() -> None:
+    """./config.yaml in the repository is the shipped default (one file, not two)."""
+    repo_config = Path(__file__).resolve().parent.parent / "config.yaml"
+    assert repo_config.resolve() == SHIPPED_DEFAULT
+
+
+def test_full_config_round_trip() -> None:
+    """Every documented key is accepted and typed."""
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            refresh: 0.5
+            history: 30
+            stuck: {after: 2, in_flight: false, kicks_without_calls: on}
+            demo: {enabled: false, seed: 42}
+            engine: {max_queues: 128}
+            control: {socket: /tmp/x.sock}
+            devices:
+              - name: blk0
+                listen: /tmp/l.sock
+                backend: /tmp/b.sock
+                shadow: on
+            qmp:
+              sockets: [/tmp/q.sock, {path: /tmp/r.sock, name: vm2}]
+              discover: false
+              poll: 2
+            """
+        )
+    )
+    assert config.refresh_s == 0.5 and config.history == 30
+    assert config.stuck.after_s == 2 and not config.stuck.in_flight
+    assert config.stuck.kicks_without_calls
+    assert config.demo.seed == 42 and not config.demo_active
+    assert config.max_queues == 128 and config.control_path == "/tmp/x.sock"
+    assert config.devices[0].shadow and config.devices[0].line == 8
+    assert [s.path for s in config.qmp.sockets] == ["/tmp/q.sock", "/tmp/r.sock"]
+    assert config.qmp.sockets[1].name == "vm2" and not config.qmp.discover
+
+
+def test_demo_auto_turns_off_when_devices_are_configured() -> None:
+    """demo: auto means the demo runs only when nothing else is configured."""
+    config = parse_config("devices:\n  - {name: a, listen: /l, backend: /b}\n")
+    assert not config.demo_active
+    assert parse_config("demo: {enabled: true}\ndevices: []\n").demo_active
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "words"),
+    [
+        ("refresh: fast\n", 1, "refresh", "expected a number"),
+        ("refresh: 0\n", 1, "refresh", "between"),
+        ("history: 2.5\n", 1, "history", "whole number"),
+        ("\n\ndemo:\n  sed: 3\n", 4, "demo.sed", "did you mean 'seed'"),
+        ("colour: red\n", 1, "colour", "unknown key"),
+        ("stuck: [1, 2]\n", 1, "stuck", "expected a mapping"),
+        ("stuck:\n  after: -1\n", 2, "stuck.after", "between"),
+        ("stuck:\n  in_flight: maybe\n", 2, "stuck.in_flight", "true/false"),
+        ("devices:\n  - name: a\n    listen: /l\n", 2, "devices[0].backend", "missing"),
+        ("devices: {name: a}\n", 1, "devices", "expected a list"),
+        (
+            "devices:\n  - {name: a, listen: /l, backend: /b}\n  - {name: a, listen: /m, backend: /b}\n",
+            3,
+            "devices[1].name",
+            "used by another device",
+        ),
+        ("devices:\n  - {name: a, listen: /s, backend: /s}\n", 2, "devices[0].listen", "different"),
+        ("qmp:\n  sockets:\n    - {name: x}\n", 3, "qmp.sockets[0].path", "missing"),
+        ("qmp:\n  poll: [1]\n", 2, "qmp.poll", "single value"),
+        ("engine:\n  max_queues: 0\n", 2, "engine.max_queues", "between"),
+        ("refresh: 1\nrefresh: 2\n", 2, "refresh", "duplicate"),
+    ],
+)
+def test_bad_values_name_file_line_and_key(text: str, line: int, key: str, words: str) -> None:
+    """A wrong type, bad value or unknown key gives file:line: key: reason."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml")
+    err = caught.value
+    assert (err.path, err.line, err.key) == ("cfg.yaml", line, key)
+    assert words in err.message
+    assert str(err).startswith(f"cfg.yaml:{line}: {key}: ")
+    assert "\n" not in str(err)
+
+
+def test_broken_yaml_names_the_line() -> None:
+    """Syntax errors are reported with their line, as one line of text."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("refresh: 1\ndemo: [\n", "cfg.yaml")
+    assert caught.value.line is not None and caught.value.line >= 2
+    assert "not valid YAML" in str(caught.value)
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    """-c with a missing file is a ConfigError naming the path, not a crash."""
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-c wins; then ./config.yaml; then the user's config dir; then the default."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert find_config(None) == SHIPPED_DEFAULT
+    user = tmp_path / "xdg" / "svqtui" / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("refresh: 2\n")
+    assert find_config(None) == user
+    (tmp_path / "config.yaml").write_text("refresh: 3\n")
+    assert find_config(None) == Path("config.yaml")
+    assert load_config(None).refresh_s == 3
+    assert find_config("/x.yaml") == Path("/x.yaml")
+
+
+def test_empty_file_gives_defaults() -> None:
+    """An empty config file means every default."""
+    assert parse_config("", "empty.yaml").demo_active

@@ -1,0 +1,178 @@
+"""The monitor: rates from successive totals, stuck verdicts, and the QMP/interposer join.
+
+These tests feed the monitor scripted views through a small stand-in Source:
+what is under test is the monitor's arithmetic and rules, not a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from svqtui.config import StuckConfig
+from svqtui.eventlog import EventLog
+from svqtui.model import (
+    DeviceView,
+    QueueView,
+    ShadowVia,
+    SourceKind,
+    SourceStatus,
+    VMView,
+)
+from svqtui.monitor import Monitor, join_views
+from svqtui.sources.base import Source, SourceContext
+
+
+class ScriptedSource(Source):
+    """Stand-in source: reports whatever queue views the test sets."""
+
+    kind = SourceKind.DEMO
+
+    def __init__(self, name: str = "scripted") -> None:
+        self.name = name
+        self.queue = QueueView(index=0, kicks=0, calls=0)
+        self.fail: Exception | None = None
+
+    def start(self, ctx: SourceContext) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def reset(self, device_key: str | None = None) -> None:
+        pass
+
+    def collect(self) -> list[VMView]:
+        if self.fail:
+            raise self.fail
+        dev = DeviceView(key="d", name="dev", kind="x", source=self.kind, queues=(self.queue,))
+        return [VMView(key="vm", name="vm", source=self.kind, devices=(dev,))]
+
+    def status(self) -> SourceStatus:
+        return SourceStatus(self.name, self.kind, True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def advance(self, seconds: float) -> None:
+        self.ns += int(seconds * 1e9)
+
+
+def make(stuck: StuckConfig | None = None) -> tuple[ScriptedSource, Monitor, Clock, EventLog]:
+    source, clock, log = ScriptedSource(), Clock(), EventLog()
+    monitor = Monitor([source], None, log, stuck or StuckConfig(after_s=5), clock_ns=clock)
+    return source, monitor, clock, log
+
+
+def test_rates_are_deltas_over_elapsed_time() -> None:
+    """kicks/s and calls/s are the change of the totals divided by the interval."""
+    source, monitor, clock, _ = make()
+    monitor.refresh()
+    source.queue = QueueView(index=0, kicks=300, calls=100)
+    clock.advance(2.0)
+    row = monitor.refresh().rows["d#0"]
+    assert (row.kick_rate, row.call_rate) == (150.0, 50.0)
+    assert row.history == (200.0,)
+
+
+def test_counter_reset_gives_zero_rate_not_negative() -> None:
+    """Totals going down (a reset) yield a rate of 0, never a negative one."""
+    source, monitor, clock, _ = make()
+    source.queue = QueueView(index=0, kicks=500, calls=500)
+    monitor.refresh()
+    source.queue = QueueView(index=0, kicks=3, calls=3)
+    clock.advance(1.0)
+    assert monitor.refresh().rows["d#0"].kick_rate == 0.0
+
+
+def test_in_flight_without_used_progress_is_stuck_after_the_threshold() -> None:
+    """in-flight > 0 with a frozen used index is stuck once `after` seconds pass."""
+    source, monitor, clock, _ = make()
+    source.queue = QueueView(index=0, kicks=1, calls=1, avail_idx=10, used_idx=4)
+    assert monitor.refresh().rows["d#0"].stuck is None
+    clock.advance(4.0)
+    assert monitor.refresh().rows["d#0"].stuck is None
+    clock.advance(1.5)
+    reason = monitor.refresh().rows["d#0"].stuck
+    assert reason is not None and "6 request(s) in flight" in reason and "stuck at 4" in reason
+    source.queue = QueueView(index=0, kicks=1, calls=1, avail_idx=10, used_idx=10)
+    clock.advance(1.0)
+    assert monitor.refresh().rows["d#0"].stuck is None
+
+
+def test_kicks_without_calls_is_stuck() -> None:
+    """Kicks rising while calls stay flat for `after` seconds is stuck, in words."""
+    source, monitor, clock, _ = make()
+    for kicks in (10, 20, 30, 40):
+        source.queue = QueueView(index=0, kicks=kicks, calls=7)
+        row = monitor.refresh().rows["d#0"]
+        clock.advance(2.0)
+    assert row.stuck is not None and "30 kick(s) and no call for 6s" in row.stuck
+    source.queue = QueueView(index=0, kicks=41, calls=8)
+    assert monitor.refresh().rows["d#0"].stuck is None
+
+
+def test_stuck_rules_can_be_switched_off() -> None:
+    """config stuck.in_flight / kicks_without_calls false disable each rule."""
+    off = StuckConfig(after_s=1, in_flight=False, kicks_without_calls=False)
+    source, monitor, clock, _ = make(off)
+    source.queue = QueueView(index=0, kicks=5, calls=0, avail_idx=5, used_idx=0)
+    monitor.refresh()
+    source.queue = QueueView(index=0, kicks=9, calls=0, avail_idx=9, used_idx=0)
+    clock.advance(10)
+    assert monitor.refresh().rows["d#0"].stuck is None
+
+
+def test_a_failing_source_is_reported_once_and_the_rest_goes_on() -> None:
+    """A source whose collect() raises is marked down with one log line."""
+    source, monitor, _, log = make()
+    good = ScriptedSource("good")
+    good.kind = SourceKind.QMP
+    monitor.sources.append(good)
+    source.fail = OSError("socket gone")
+    snap = monitor.refresh()
+    monitor.refresh()
+    assert [s.connected for s in snap.sources] == [False, True]
+    errors = [e for e in log.since(0)[1] if e.level == "error"]
+    assert len(errors) == 1 and "socket gone" in errors[0].text
+    assert len(snap.vms) == 1
+
+
+def test_join_merges_interposer_into_qmp_device_by_socket_path() -> None:
+    """A device seen by QMP and by an interposer (same socket) is one row with both views."""
+    counted = QueueView(index=0, kicks=5, calls=4, shadow=True)
+    vu = DeviceView(
+        key="vu:blk0",
+        name="blk0",
+        kind="vhost-user",
+        source=SourceKind.VHOST_USER,
+        socket_path="/run/blk0.sock",
+        shadow=True,
+        shadow_via=ShadowVia.ENGINE,
+        queues=(counted,),
+    )
+    qmp_dev = DeviceView(
+        key="qmp:vm1/blk",
+        name="vhost-user-blk-pci",
+        kind="vhost-user-blk",
+        source=SourceKind.QMP,
+        socket_path="/run/blk0.sock",
+        vhost_started=True,
+        log_enabled=True,
+        queues=(QueueView(index=0, avail_idx=9, used_idx=8, ring_source="qmp"),),
+    )
+    other = dataclasses.replace(qmp_dev, key="qmp:vm1/net", socket_path=None)
+    vms = [
+        VMView(key="vu", name="interposer", source=SourceKind.VHOST_USER, devices=(vu,)),
+        VMView(key="vm1", name="vm1", source=SourceKind.QMP, devices=(qmp_dev, other)),
+    ]
+    joined = join_views(vms)
+    assert [vm.key for vm in joined] == ["vm1"]
+    dev = joined[0].devices[0]
+    assert dev.key == "vu:blk0" and dev.vhost_started and dev.log_enabled and dev.shadow
+    assert dev.queues[0].kicks == 5 and dev.queues[0].avail_idx == 9
+    assert joined[0].devices[1].key == "qmp:vm1/net"
