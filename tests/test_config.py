@@ -79,7 +79,9 @@ def test_demo_auto_turns_off_when_devices_are_configured() -> None:
         ("devices:\n  - name: a\n    listen: /l\n", 2, "devices[0].backend", "missing"),
         ("devices: {name: a}\n", 1, "devices", "expected a list"),
         (
-            "devices:\n  - {name: a, listen: /l, backend: /b}\n  - {name: a, listen: /m, backend: /b}\n",
+            "devices:\n"
+            "  - {name: a, listen: /l, backend: /b}\n"
+            "  - {name: a, listen: /m, backend: /b}\n",
             3,
             "devices[1].name",
             "used by another device",
