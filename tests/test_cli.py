@@ -1,0 +1,86 @@
+"""The command line: exit codes, one-line errors, and a --help that answers questions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def svqtui(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "svqtui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "XDG_CONFIG_HOME": str(cwd or Path.cwd()) + "/.no-user-config"},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("refresh: [\n", "not valid YAML"),
+        ("demo:\n  enabeld: true\n", "demo.enabeld: unknown key (did you mean 'enabled'?)"),
+        ("stuck:\n  after: soon\n", "stuck.after: expected a number"),
+    ],
+)
+def test_broken_config_exits_2_with_one_line(tmp_path: Path, text: str, expected: str) -> None:
+    """A broken config.yaml: exit 2 and exactly one stderr line naming file, line and key."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    result = svqtui("-c", str(cfg), "--once")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(cfg) in lines[0] and expected in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    """-c naming a file that does not exist is a configuration error (2), one line."""
+    result = svqtui("-c", str(tmp_path / "nope.yaml"), "--once")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_2() -> None:
+    """Option combinations that make no sense are refused with exit 2."""
+    assert svqtui("--json").returncode == 2
+    assert svqtui("--csv").returncode == 2
+    assert svqtui("--once", "--log").returncode == 2
+    assert svqtui("--refresh", "0").returncode == 2
+
+
+def test_help_answers_the_operators_questions() -> None:
+    """--help names the modes, the config lookup, the exit codes and gives examples."""
+    result = svqtui("--help")
+    assert result.returncode == 0
+    for words in (
+        "--once",
+        "--json",
+        "--log",
+        "--csv",
+        "--headless",
+        "ctl",
+        "config.yaml",
+        "exit codes",
+        "examples",
+        "--seed",
+    ):
+        assert words in result.stdout, words
+
+
+def test_once_runs_the_demo_by_default(tmp_path: Path) -> None:
+    """With nothing configured, --once shows the demo's live queues and exits 0."""
+    result = svqtui("--once", "--no-discover", "--refresh", "0.5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "web01" in result.stdout and "blk0" in result.stdout
+    assert "engine alive" in result.stdout
