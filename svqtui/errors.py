@@ -139,3 +139,43 @@ class QMPCommandFailed(QMPError):
 
 class VMDisconnected(QMPError):
     """An action was asked of a VM whose QMP connection is down."""
+
+
+class VhostUserError(SourceError):
+    """The vhost-user interposer could not do what was asked (base class)."""
+
+
+class MessageTooLarge(ProtocolError):
+    """A vhost-user message announced a payload above the protocol's bound."""
+
+
+class TooManyFds(ProtocolError):
+    """A vhost-user message carried more file descriptors than allowed (8)."""
+
+
+class BadHeader(ProtocolError):
+    """A vhost-user header is invalid: wrong version, unknown flag bits or request 0."""
+
+
+class TruncatedMessage(ProtocolError):
+    """A vhost-user peer closed its socket in the middle of a message."""
+
+
+class BadPayload(ProtocolError):
+    """A vhost-user payload (or its fd count) does not fit its request type."""
+
+
+class BackendUnavailable(VhostUserError):
+    """The real vhost-user back-end's socket cannot be reached."""
+
+
+class ListenError(VhostUserError):
+    """The interposer cannot listen on a device's socket path."""
+
+
+class ShadowSwitchError(VhostUserError):
+    """Switching a device's notification fds (shadow on/off) failed."""
+
+
+class NotConnected(VhostUserError):
+    """The interposed device has no front-end connected right now."""
