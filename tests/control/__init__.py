@@ -1,0 +1,1 @@
+"""Tests of svqtui.control: protocol, codec, socket file, server, headless and ctl."""
