@@ -341,3 +341,14 @@ def test_other_users_are_kept_out() -> None:
         assert any("refused a client of uid 65534" in e.text for e in events)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_clients_beyond_the_limit_are_turned_away(served: Served) -> None:
+    """Past max_clients, a new connection gets one error line and is closed;
+    the connected clients go on."""
+    served.server.max_clients = 1
+    with served.client() as first:
+        assert first.hello()["protocol"] == 1
+        with pytest.raises(ControlError, match="too many control clients"), served.client() as c:
+            c.hello()
+        assert first.hello()["protocol"] == 1
