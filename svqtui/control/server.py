@@ -131,6 +131,8 @@ class ControlServer:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except Exception as err:  # a bug: drop this client, keep serving the others
+            self.runtime.log.error(f"control: client dropped: {type(err).__name__}: {err}")
         finally:
             self._clients.discard(task)
             writer.close()
@@ -158,12 +160,13 @@ class ControlServer:
                 return
 
     async def _answer(self, line: bytes) -> bytes:
+        rid: int | str | None = None
         try:
             obj = decode_line(line)
             rid = request_id(obj)
             request = Request.from_wire(obj)
         except ControlProtocolError as err:
-            return Response.for_error(None, err).encode()
+            return Response.for_error(rid, err).encode()
         pool = self._actions if request.cmd in ACTIONS else self._reads
         loop = asyncio.get_running_loop()
         try:

@@ -72,7 +72,7 @@ def full_snapshot() -> Snapshot:
     """A snapshot whose every field, at every level, is set to a non-default value."""
     vms = []
     for v in range(2):
-        devices = tuple(
+        vm_devices = tuple(
             filled(
                 DeviceView,
                 10 * v + d,
@@ -81,7 +81,7 @@ def full_snapshot() -> Snapshot:
             )
             for d in range(2)
         )
-        vms.append(filled(VMView, v, devices=devices))
+        vms.append(filled(VMView, v, devices=vm_devices))
     devices = {d.key: d for vm in vms for d in vm.devices}
     rows = {
         f"{d.key}#{q.index}": filled(

@@ -134,19 +134,23 @@ def test_shadow_off_and_on_show_in_status(headless: HeadlessProcess) -> None:
 
 
 def test_reset_zeroes_counters(headless: HeadlessProcess) -> None:
-    """`reset DEVICE` zeroes that device's counters; `reset` zeroes all."""
+    """`reset DEVICE` zeroes that device's counters and leaves the others; `reset`
+    zeroes all. (Counts are read in process right after each reset: the demo
+    keeps counting, so "zeroed" means far below what had accumulated.)"""
 
-    def kicks(name: str, vm: str) -> int:
-        return sum(q["kicks"] for q in device(status(headless), vm, name)["queues"])
+    def kicks(vm: str, name: str) -> int:
+        with headless.client() as c:
+            return sum(q["kicks"] for q in device(c.status(), vm, name)["queues"])
 
-    wait_for("counters to grow", lambda: kicks("net0", "web01") > 100)
-    before_blk = kicks("blk0", "db01")
+    wait_for("net0 counters to grow", lambda: kicks("web01", "net0") > 400)
+    before_net, before_blk = kicks("web01", "net0"), kicks("db01", "blk0")
     ok(headless, "reset", NET)
-    assert kicks("net0", "web01") < 50
-    assert kicks("blk0", "db01") >= before_blk  # another device is left alone
-    wait_for("counters to grow", lambda: kicks("blk0", "db01") > 100)
+    assert kicks("web01", "net0") < before_net / 2
+    assert kicks("db01", "blk0") >= before_blk  # another device is left alone
+    wait_for("blk0 counters to grow", lambda: kicks("db01", "blk0") > 200)
+    before_blk = kicks("db01", "blk0")
     ok(headless, "reset")
-    assert kicks("blk0", "db01") < 50
+    assert kicks("db01", "blk0") < before_blk / 2
 
 
 def test_errors_are_one_line_and_exit_1(headless: HeadlessProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -61,14 +62,15 @@ def test_typed_arguments_refuse_wrong_types() -> None:
     non-empty strings, flags are booleans."""
     good = Request(Command.SHADOW, {"device": "d", "on": True, "queue": 0})
     assert (good.text("device"), good.flag("on"), good.index("queue")) == ("d", True, 0)
-    for args, getter in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"queue": -1}, "index"),
         ({"queue": True}, "index"),
         ({"queue": "1"}, "index"),
         ({"device": ""}, "text"),
         ({"device": 5}, "text"),
         ({"on": "yes"}, "flag"),
-    ]:
+    ]
+    for args, getter in cases:
         name = next(iter(args))
         with pytest.raises(ControlProtocolError, match=repr(name)):
             getattr(Request(Command.SHADOW, args), getter)(name)

@@ -162,7 +162,7 @@ def test_events_since_a_sequence_number(served: Served) -> None:
     [
         (b"this is not json\n", "not JSON"),
         (b"[1,2,3]\n", "not a JSON object"),
-        (b'{"cmd": "frobnicate"}\n', "unknown command"),
+        (b'{"id": 4, "cmd": "frobnicate"}\n', "unknown command"),
         (b'{"cmd": "kick", "args": {"device": "net0", "queue": "zero"}}\n', "'queue'"),
         (b'{"cmd": "shadow", "args": {"device": "net0"}}\n', "'on'"),
     ],
@@ -176,6 +176,7 @@ def test_malformed_requests_get_an_error_and_the_connection_goes_on(
     assert len(replies) == 2
     assert replies[0]["ok"] is False and replies[0]["error"]["type"] == "ControlProtocolError"
     assert message in replies[0]["error"]["message"]
+    assert replies[0]["id"] == (4 if b'"id": 4' in payload else None)  # echoed when readable
     assert replies[1] == {"id": 9, "ok": True, "result": replies[1]["result"]}
 
 
