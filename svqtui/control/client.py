@@ -88,8 +88,12 @@ class ControlClient:
         assert self._sock is not None
         self._next_id += 1
         rid = self._next_id
+        send_error: OSError | None = None
         try:
             self._sock.sendall(Request(cmd, args, rid).encode())
+        except (BrokenPipeError, ConnectionResetError) as err:
+            send_error = err  # the server may have said why before closing: read on
+        try:
             response = Response.from_wire(decode_line(self._read_line(), "reply"))
         except TimeoutError:
             self.close()
@@ -97,10 +101,13 @@ class ControlClient:
                 f"no reply from the control socket {self.path} within {self.timeout:g} s "
                 "(is `svqtui --headless` stuck? try --timeout)"
             ) from None
-        except OSError as err:
+        except (OSError, ControlUnreachable) as err:
             self.close()
+            lost = send_error or err
+            if not isinstance(lost, OSError):
+                raise
             raise ControlUnreachable(
-                f"lost the control socket {self.path}: {err.strerror or err} "
+                f"lost the control socket {self.path}: {lost.strerror or lost} "
                 "(did `svqtui --headless` stop?)"
             ) from None
         if response.id not in (rid, None):
