@@ -1,0 +1,333 @@
+"""One configured interposed device: its listening socket, its current connection, its view.
+
+svqtui listens on the device's ``listen`` path (the socket QEMU's
+``-chardev socket,path=`` connects to) and, for each front-end that connects,
+connects to the real back-end at ``backend`` and forwards between them
+(``interposer.Connection``). One front-end at a time: a second connection is
+refused while one is live. When either side goes away the pair is closed and
+listening goes on, so a reconnecting QEMU finds the device again.
+
+Listening, accepting and every change run in the control loop thread;
+``view()`` may be called from any thread and reads only published, frozen
+state plus the engine's lock-free counters and the ring memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+
+from svqtui.config import VhostUserDevice
+from svqtui.engine import EngineSnapshot, Link
+from svqtui.errors import BackendUnavailable, ListenError, NotConnected
+from svqtui.model import (
+    DeviceView,
+    MaskState,
+    QueueView,
+    ShadowVia,
+    SourceKind,
+    VMView,
+)
+from svqtui.sources.base import SourceContext
+from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
+from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
+from svqtui.sources.vhost_user.rings import MappedRegion
+from svqtui.sources.vhost_user.shadow import VringSnapshot
+
+CONNECT_TIMEOUT_S = 5.0
+LABEL = "vhost-user"
+
+
+def _unix_socket() -> socket.socket:
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+
+
+def claim_socket_path(path: str) -> None:
+    """Remove a stale socket file at ``path``; refuse anything else in the way."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenError(f"{path} exists and is not a socket: move it away or change listen:")
+    probe = _unix_socket()
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: a stale socket file
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"another process already listens on {path}: stop it or change listen:")
+
+
+class DeviceInterposer:
+    """Listens for QEMU on one device's socket and interposes each connection."""
+
+    def __init__(self, config: VhostUserDevice, ctx: SourceContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.key = f"vu:{config.name}"
+        self.shadow_wanted = config.shadow
+        self.listening = False
+        self.status = "not started"
+        self._listener: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Connection | None = None
+        self._connecting = False
+        self._published: ConnectionSnapshot | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- listening ------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Bind the listen path (removing a stale socket file) and accept QEMU."""
+        self._loop = asyncio.get_running_loop()
+        path = self.config.listen
+        try:
+            claim_socket_path(path)
+            sock = _unix_socket()
+            try:
+                sock.bind(path)
+                sock.listen(4)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as err:
+            self.status = f"cannot listen on {path}: {err.strerror or err}"
+            raise ListenError(f"{self.config.name}: {self.status}") from None
+        except ListenError as err:
+            self.status = str(err)
+            raise
+        self._listener = sock
+        self._loop.add_reader(sock.fileno(), self._accept)
+        self.listening = True
+        self.status = f"waiting for QEMU on {path}"
+        self.ctx.log.info(f"{self.config.name}: listening on {path}", device_key=self.key)
+
+    def _accept(self) -> None:
+        assert self._listener is not None and self._loop is not None
+        try:
+            sock, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            self.ctx.log.error(f"{self.config.name}: accept failed: {err}", device_key=self.key)
+            return
+        if self._conn is not None or self._connecting:
+            sock.close()
+            self.ctx.log.warning(
+                f"{self.config.name}: refused a second front-end connection "
+                "(one QEMU per vhost-user socket)",
+                device_key=self.key,
+            )
+            return
+        self._connecting = True
+        task = self._loop.create_task(self._open(sock))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open(self, frontend: socket.socket) -> None:
+        """Connect to the back-end for a new front-end and start forwarding."""
+        assert self._loop is not None
+        backend = _unix_socket()
+        backend.setblocking(False)
+        try:
+            try:
+                await asyncio.wait_for(
+                    self._loop.sock_connect(backend, self.config.backend), CONNECT_TIMEOUT_S
+                )
+            except (OSError, TimeoutError) as err:
+                why = getattr(err, "strerror", None) or "timed out"
+                raise BackendUnavailable(
+                    f"back-end unreachable at {self.config.backend}: {why}"
+                ) from None
+        except BackendUnavailable as err:
+            backend.close()
+            frontend.close()
+            self._connecting = False
+            self.status = f"disconnected: {err}"
+            self.ctx.log.error(
+                f"{self.config.name}: QEMU connected but the {err}; closed QEMU's connection "
+                "(start the back-end; QEMU reconnects if its chardev has reconnect=N)",
+                device_key=self.key,
+            )
+            return
+        conn = Connection(
+            key=self.key,
+            label=self.config.name,
+            loop=self._loop,
+            engine=self.ctx.engine,
+            log=self.ctx.log,
+            frontend=frontend,
+            backend=backend,
+            shadow=self.shadow_wanted,
+            on_closed=lambda reason, error: self._closed(conn, reason, error),
+            on_change=lambda: self._publish(conn),
+        )
+        self._conn = conn
+        self._connecting = False
+        self.status = "connected"
+        self._publish(conn)
+        conn.start()
+        self.ctx.log.info(
+            f"{self.config.name}: QEMU connected; forwarding to {self.config.backend}"
+            + (" (shadow mode on)" if conn.shadow else ""),
+            device_key=self.key,
+        )
+
+    def _closed(self, conn: Connection, reason: str, error: bool) -> None:
+        if self._conn is conn:
+            self._conn = None
+            self._published = None
+        self.status = f"disconnected: {reason}"
+        text = f"{self.config.name}: disconnected: {reason}; waiting for QEMU to reconnect"
+        if error:
+            self.ctx.log.error(text, device_key=self.key)
+        else:
+            self.ctx.log.info(text, device_key=self.key)
+
+    def _publish(self, conn: Connection) -> None:
+        if self._conn is conn and not conn.closed:
+            self._published = conn.snapshot()
+
+    async def close(self) -> None:
+        """Stop listening, close the connection, remove the socket file."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._conn is not None:
+            self._conn.close("svqtui stopped")
+        if self._listener is not None and self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.listen)
+        self.listening = False
+        self.status = "stopped"
+
+    # -- actions (coroutines on the control loop) -----------------------------------
+
+    def _live(self) -> Connection:
+        if self._conn is None:
+            raise NotConnected(f"{self.config.name}: QEMU is not connected ({self.status})")
+        return self._conn
+
+    async def set_shadow(self, on: bool) -> None:
+        """Switch shadow mode; also the mode the next connection starts in."""
+        self.shadow_wanted = on
+        if self._conn is None:
+            self.ctx.log.info(
+                f"{self.config.name}: shadow mode {'on' if on else 'off'} from the next connection",
+                device_key=self.key,
+            )
+            return
+        await self._conn.set_shadow(on)
+
+    async def set_masked(self, queue: int, masked: bool) -> None:
+        await self._live().set_masked(queue, masked)
+
+    async def inject(self, queue: int, link: Link) -> None:
+        await self._live().inject(queue, link)
+
+    async def reset(self) -> None:
+        if self._conn is not None:
+            await self._conn.reset()
+
+    # -- the view (any thread) ---------------------------------------------------------
+
+    def view(self, engine: EngineSnapshot) -> VMView:
+        snap = self._published
+        status = self.status
+        connected = snap is not None
+        queues = tuple(_queue_view(v, snap.regions, engine) for v in snap.vrings) if snap else ()
+        notes = snap.notes if snap else ("guest vector masking happens inside QEMU for vhost-user",)
+        device = DeviceView(
+            key=self.key,
+            name=self.config.name,
+            kind="vhost-user",
+            source=SourceKind.VHOST_USER,
+            connected=connected,
+            status=status,
+            shadow=snap.shadow if snap else False,
+            shadow_via=ShadowVia.ENGINE,
+            shadow_note=_shadow_note(connected, self.shadow_wanted),
+            queues=queues,
+            socket_path=self.config.listen,
+            vhost_started=any(v.started for v in snap.vrings) if snap else None,
+            features=f"{snap.features:#x}" if snap and snap.features is not None else None,
+            protocol_features=(
+                ", ".join(feature_names(snap.protocol_features, ProtocolFeature))
+                if snap and snap.protocol_features is not None
+                else None
+            ),
+            notes=notes,
+            real=True,
+        )
+        return VMView(
+            key=self.key,
+            name=self.config.name,
+            source=SourceKind.VHOST_USER,
+            devices=(device,),
+            connected=self.listening,
+            status=status,
+            label=LABEL,
+        )
+
+
+def _shadow_note(connected: bool, wanted: bool) -> str:
+    note = "svqtui's engine relays the kick and call eventfds (interposer)"
+    if not connected:
+        note += f"; shadow {'on' if wanted else 'off'} when QEMU connects"
+    return note
+
+
+def _queue_view(
+    v: VringSnapshot, regions: tuple[MappedRegion, ...], engine: EngineSnapshot
+) -> QueueView:
+    avail = used = None
+    if v.ring is not None:
+        avail, used = v.ring.indices(regions)
+    mask: MaskState | None = None
+    if v.qemu_masked:
+        mask = MaskState.MASKED
+    elif v.call_fd is not None:
+        mask = MaskState.UNMASKED
+    counters = engine.queues.get(v.slot) if v.slot is not None else None
+    if counters is None:
+        return QueueView(
+            index=v.index,
+            mask=mask,
+            shadow=False,
+            avail_idx=avail,
+            used_idx=used,
+            kick_fd=v.kick_fd,
+            call_fd=v.call_fd,
+            error=v.error,
+            ring_source="ring" if avail is not None or used is not None else None,
+        )
+    if counters.call.masked:
+        mask = MaskState.PENDING if counters.call.pending else MaskState.MASKED
+    return QueueView(
+        index=v.index,
+        kicks=v.kick_base + counters.kick.notifications,
+        calls=v.call_base + counters.call.notifications,
+        mask=mask,
+        shadow=True,
+        avail_idx=avail,
+        used_idx=used,
+        last_kick_ns=counters.kick.last_ns,
+        last_call_ns=counters.call.last_ns,
+        held=counters.call.held,
+        injected_kicks=counters.kick.injected,
+        injected_calls=counters.call.injected,
+        kick_fd=v.kick_fd,
+        call_fd=v.call_fd,
+        error=counters.error or v.error,
+        ring_source="ring" if avail is not None or used is not None else None,
+    )

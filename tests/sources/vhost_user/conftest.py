@@ -1,0 +1,63 @@
+"""Fixtures for the vhost-user interposer tests: real qemu-storage-daemon
+back-ends, a real engine and control loop, and the interposer between them.
+Every process, socket and fd they create is released at teardown."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.qsd import StorageDaemon, short_dir
+from support.vhost_user_rig import Context, InterposerRig
+
+
+@pytest.fixture
+def sock_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for unix sockets: tmp_path when its paths fit sun_path."""
+    path, created = short_dir(tmp_path)
+    yield path
+    if created:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def qsd(sock_dir: Path) -> Iterator[StorageDaemon]:
+    """qemu-storage-daemon exporting two vhost-user-blk devices (2 queues each)."""
+    daemon = StorageDaemon(sock_dir, exports=2)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def context() -> Iterator[Context]:
+    """A started engine, control loop and event log."""
+    ctx = Context()
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def rig(context: Context, qsd: StorageDaemon, sock_dir: Path) -> Iterator[InterposerRig]:
+    """The interposer in pass mode in front of both qsd exports (devices blk0, blk1)."""
+    r = InterposerRig(context, sock_dir, qsd.sockets)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def shadow_rig(context: Context, qsd: StorageDaemon, sock_dir: Path) -> Iterator[InterposerRig]:
+    """Like ``rig``, with ``shadow: on`` in the configuration (shadowed from connect)."""
+    r = InterposerRig(context, sock_dir, qsd.sockets, shadow=True)
+    try:
+        yield r
+    finally:
+        r.close()

@@ -1,0 +1,117 @@
+"""An interposer test rig: a real engine, control loop and event log, a
+VhostUserSource in front of real back-ends, and test front-ends.
+
+Used by tests/sources/vhost_user and benchmarks/interposer.py. Everything it
+starts is stopped by ``close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from svqtui.config import VhostUserDevice
+from svqtui.control_loop import ControlLoop
+from svqtui.engine import Engine
+from svqtui.eventlog import EventLog
+from svqtui.model import DeviceView, LogEvent, QueueView
+from svqtui.sources.base import SourceContext
+from svqtui.sources.vhost_user import VhostUserSource
+
+from .vhost_user_frontend import VhostUserFrontend
+
+
+def wait_for(
+    cond: Callable[[], object], what: str, timeout: float = 10.0, interval: float = 0.002
+) -> None:
+    """Poll ``cond`` until it is true; fail the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def open_fds() -> set[int]:
+    """This process's open fd numbers."""
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+class Context:
+    """A started engine, control loop and event log, like Runtime builds them."""
+
+    def __init__(self, max_queues: int = 256) -> None:
+        self.engine = Engine(max_queues)
+        self.engine.start()
+        self.loop = ControlLoop()
+        self.loop.start()
+        self.log = EventLog()
+        self.ctx = SourceContext(self.engine, self.loop, self.log)
+
+    def close(self) -> None:
+        self.loop.stop()
+        self.engine.stop()
+
+    def events(self, device_key: str | None = None, level: str | None = None) -> list[LogEvent]:
+        _, events = self.log.since(0)
+        return [
+            e
+            for e in events
+            if (device_key is None or e.device_key == device_key)
+            and (level is None or e.level == level)
+        ]
+
+
+class InterposerRig:
+    """A started VhostUserSource whose devices front the given back-end sockets."""
+
+    def __init__(
+        self,
+        context: Context,
+        sock_dir: Path,
+        backends: Sequence[str],
+        shadow: bool = False,
+    ) -> None:
+        self.context = context
+        self.devices = [
+            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), backend, shadow)
+            for i, backend in enumerate(backends)
+        ]
+        self.source = VhostUserSource(self.devices)
+        self.source.start(context.ctx)
+        self.frontends: list[VhostUserFrontend] = []
+
+    def key(self, i: int = 0) -> str:
+        return f"vu:{self.devices[i].name}"
+
+    def frontend(self, i: int = 0, **kw: object) -> VhostUserFrontend:
+        """A connected test front-end on device ``i``'s listen socket (closed by close())."""
+        fe = VhostUserFrontend(self.devices[i].listen, **kw)  # type: ignore[arg-type]
+        self.frontends.append(fe)
+        return fe.connect()
+
+    def device(self, i: int = 0) -> DeviceView:
+        for vm in self.source.collect():
+            for dev in vm.devices:
+                if dev.key == self.key(i):
+                    return dev
+        raise KeyError(self.key(i))
+
+    def queue(self, q: int, i: int = 0) -> QueueView:
+        for view in self.device(i).queues:
+            if view.index == q:
+                return view
+        raise KeyError(q)
+
+    def wait_connected(self, i: int = 0, connected: bool = True) -> None:
+        wait_for(
+            lambda: self.device(i).connected == connected,
+            f"{self.key(i)} {'connected' if connected else 'disconnected'}",
+        )
+
+    def close(self) -> None:
+        for fe in self.frontends:
+            fe.close()
+        self.source.stop()
