@@ -1,0 +1,88 @@
+"""The header above the queue table: what the selected scope is (all VMs, a
+VM, or a device with its kind, status, shadow mode and notes). Device notes,
+such as where guest masking happens for vhost-user, are always visible here."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from svqtui.model import DeviceView, Snapshot, VMView
+from svqtui.widgets.selection import Scope, ScopeKind
+
+
+def migration_text(vm: VMView) -> str:
+    m = vm.migration
+    if m is None:
+        return ""
+    parts = [f"migration {m.status}"]
+    if m.total and m.remaining is not None:
+        parts.append(f"{100 * (m.total - m.remaining) / m.total:.0f}% sent")
+    if m.passes is not None:
+        parts.append(f"pass {m.passes}")
+    if m.downtime_ms is not None:
+        parts.append(f"downtime {m.downtime_ms} ms")
+    return ", ".join(parts)
+
+
+def device_text(vm: VMView | None, dev: DeviceView) -> Text:
+    out = Text()
+    out.append(f"{vm.name}/" if vm else "", style="bold")
+    out.append(dev.name, style="bold")
+    out.append(f"  {dev.kind}  ")
+    out.append(dev.source.value, style="italic dim")
+    out.append("  shadow ")
+    out.append("ON" if dev.shadow else "off", style="bold cyan" if dev.shadow else "dim")
+    if dev.status:
+        out.append(f"  {dev.status}", style="" if dev.connected else "bold red")
+    for note in dev.notes:
+        out.append(f"\nnote: {note}", style="italic")
+    return out
+
+
+def scope_text(snap: Snapshot, scope: Scope) -> Text:
+    if scope.kind is ScopeKind.DEVICE:
+        for vm in snap.vms:
+            for dev in vm.devices:
+                if dev.key == scope.key:
+                    return device_text(vm, dev)
+        return Text("device gone", style="bold red")
+    if scope.kind is ScopeKind.VM:
+        for vm in snap.vms:
+            if vm.key == scope.key:
+                out = Text(vm.name, style="bold")
+                if vm.label:
+                    out.append(f" ({vm.label})", style="italic dim")
+                out.append(f"  {len(vm.devices)} device(s)")
+                if vm.status:
+                    out.append(f"  {vm.status}", style="" if vm.connected else "bold red")
+                if vm.pid is not None:
+                    out.append(f"  pid {vm.pid}")
+                if vm.migration is not None:
+                    out.append(f"\n{migration_text(vm)}", style="yellow")
+                return out
+        return Text("VM gone", style="bold red")
+    n_dev = sum(len(vm.devices) for vm in snap.vms)
+    shadowed = sum(1 for vm in snap.vms for d in vm.devices if d.shadow)
+    return Text.assemble(
+        ("all VMs", "bold"),
+        f"  {len(snap.vms)} VMs, {n_dev} devices ({shadowed} shadowed), {len(snap.rows)} queues",
+    )
+
+
+class DeviceHeader(Static):
+    """One to three lines about the selected scope."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._shown = ""
+
+    def show(self, snap: Snapshot, scope: Scope) -> None:
+        text = scope_text(snap, scope)
+        if text.markup != self._shown:
+            self._shown = text.markup
+            self.update(text)
+
+    @property
+    def text(self) -> str:
+        return Text.from_markup(self._shown).plain

@@ -1,0 +1,201 @@
+"""The detail screen of one queue (Enter on a row): rate history, counters,
+ring indices and where they come from, the fds and their identities, the
+device's notes and shadow note, the VM's migration, and recent events."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Sparkline, Static
+
+from svqtui.model import DeviceView, LogEvent, QueueRow, Snapshot, VMView
+from svqtui.widgets import format as fmt
+from svqtui.widgets.device_header import device_text, migration_text
+
+EVENTS_SHOWN = 20
+
+
+def _find(snap: Snapshot, device_key: str) -> tuple[VMView | None, DeviceView | None]:
+    for vm in snap.vms:
+        for dev in vm.devices:
+            if dev.key == device_key:
+                return vm, dev
+    return None, None
+
+
+def title_text(row: QueueRow, vm: VMView | None, dev: DeviceView) -> Text:
+    out = device_text(vm, dev)
+    out = Text.assemble((f"queue {row.view.index} of ", "bold"), out)
+    if dev.shadow_note:
+        out.append(f"\nshadow mode: {dev.shadow_note}", style="italic")
+    if vm is not None and vm.migration is not None:
+        out.append(f"\n{migration_text(vm)}", style="yellow")
+    return out
+
+
+def figures_table(row: QueueRow) -> Table:
+    q = row.view
+    table = Table.grid(padding=(0, 2))
+    for _ in range(4):
+        table.add_column(no_wrap=True)
+    counted = q.kicks is not None
+    table.add_row(
+        "kicks",
+        fmt.count(q.kicks),
+        "kicks/s",
+        fmt.rate(row.kick_rate, counted),
+    )
+    table.add_row(
+        "calls", fmt.count(q.calls), "calls/s", fmt.rate(row.call_rate, q.calls is not None)
+    )
+    table.add_row("mask", fmt.mask_text(q.mask), "held while masked", str(q.held))
+    table.add_row(
+        "shadow",
+        fmt.shadow_text(q.shadow),
+        "injected kicks/calls",
+        f"{q.injected_kicks}/{q.injected_calls}",
+    )
+    table.add_row(
+        "last kick",
+        fmt.age(row.last_kick_age_s) + " ago",
+        "last call",
+        fmt.age(row.last_call_age_s) + " ago",
+    )
+    source = f" (from {q.ring_source})" if q.ring_source else " (no ring source)"
+    table.add_row(
+        "avail/used",
+        f"{fmt.index(q.avail_idx)}/{fmt.index(q.used_idx)}{source}",
+        "in flight",
+        fmt.index(q.in_flight),
+    )
+    return table
+
+
+def fds_text(row: QueueRow) -> Text:
+    q = row.view
+    out = Text()
+    out.append("kick fd  ", style="bold")
+    out.append(q.kick_fd or "unknown to this source")
+    out.append("\ncall fd  ", style="bold")
+    out.append(q.call_fd or "unknown to this source")
+    if row.stuck:
+        out.append("\n")
+        out.append_text(fmt.stuck_text(row.stuck))
+    if q.error:
+        out.append("\nerror: ", style="bold red")
+        out.append(q.error)
+    return out
+
+
+def history_caption(history: tuple[float, ...]) -> str:
+    if not history:
+        return "rate history: none yet (one sample per refresh)"
+    avg = sum(history) / len(history)
+    return (
+        f"kicks+calls/s over the last {len(history)} refreshes: "
+        f"min {fmt.rate(min(history))}, avg {fmt.rate(avg)}, max {fmt.rate(max(history))}, "
+        f"now {fmt.rate(history[-1])}"
+    )
+
+
+def events_text(events: list[LogEvent], queue: int) -> Text:
+    mine = [e for e in events if e.queue_index in (None, queue)][-EVENTS_SHOWN:]
+    if not mine:
+        return Text("no events for this queue or its device yet", style="dim")
+    out = Text()
+    for i, e in enumerate(mine):
+        if i:
+            out.append("\n")
+        out.append(time.strftime("%H:%M:%S ", time.localtime(e.time_s)), style="dim")
+        style = "bold red" if e.level == "error" else ("yellow" if e.level == "warning" else "")
+        where = "" if e.queue_index is None else f"[q{e.queue_index}] "
+        out.append(where + e.text, style=style)
+    return out
+
+
+class QueueDetail(Screen[None]):
+    """Everything svqtui knows about one queue, live."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back")]
+
+    def __init__(
+        self,
+        device_key: str,
+        index: int,
+        snap: Snapshot | None = None,
+        events: list[LogEvent] | None = None,
+    ) -> None:
+        super().__init__()
+        self.device_key = device_key
+        self.index = index
+        self._initial = (snap, events or [])
+        self._shown: dict[str, str] = {}
+        self._plain: dict[str, str] = {}
+
+    def on_mount(self) -> None:
+        snap, events = self._initial
+        if snap is not None:
+            self.show(snap, events)
+
+    @property
+    def row_key(self) -> str:
+        return f"{self.device_key}#{self.index}"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-body"):
+            yield Static(id="detail-title")
+            yield Static(id="detail-figures")
+            yield Static(id="detail-history-caption")
+            yield Sparkline([], id="detail-history")
+            yield Static(id="detail-fds")
+            events = Static(id="detail-events")
+            events.border_title = "recent events (device and queue)"
+            yield events
+        yield Footer()
+
+    def _set(self, widget_id: str, content: Text | Table) -> None:
+        if isinstance(content, Text):
+            key, plain = content.markup, content.plain
+        else:
+            cells = _table_plain(content)
+            key, plain = repr(cells), " ".join(cells)
+        if self._shown.get(widget_id) != key:
+            self._shown[widget_id] = key
+            self._plain[widget_id] = plain
+            self.query_one(f"#{widget_id}", Static).update(content)
+
+    def text(self, widget_id: str) -> str:
+        """The plain text a part of the screen shows (for tests)."""
+        return self._plain.get(widget_id, "")
+
+    def show(self, snap: Snapshot, events: list[LogEvent]) -> None:
+        row = snap.rows.get(self.row_key)
+        vm, dev = _find(snap, self.device_key)
+        if row is None or dev is None:
+            self._set(
+                "detail-title", Text(f"{self.row_key} is gone (Esc goes back)", style="bold red")
+            )
+            return
+        self._set("detail-title", title_text(row, vm, dev))
+        self._set("detail-figures", figures_table(row))
+        self._set("detail-history-caption", Text(history_caption(row.history)))
+        spark = self.query_one("#detail-history", Sparkline)
+        if list(spark.data or []) != list(row.history):
+            spark.data = list(row.history)
+        self._set("detail-fds", fds_text(row))
+        self._set("detail-events", events_text(events, self.index))
+
+
+def _table_plain(table: Table) -> list[str]:
+    columns = [list(column.cells) for column in table.columns]
+    cells: list[str] = []
+    for row in zip(*columns, strict=True):
+        cells.extend(c.plain if isinstance(c, Text) else str(c) for c in row)
+    return cells

@@ -1,0 +1,106 @@
+"""Which queues the table shows and in what order: the scope picked in the
+device tree, the `/` filter text and the `o` sort mode.
+
+Pure functions over snapshot rows, so they are tested without a screen.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from svqtui.model import QueueRow, Snapshot
+
+
+class ScopeKind(enum.Enum):
+    ALL = "all"
+    VM = "vm"
+    DEVICE = "device"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What the device tree has selected: everything, one VM or one device."""
+
+    kind: ScopeKind = ScopeKind.ALL
+    key: str | None = None  # the VM key or device key
+
+    @classmethod
+    def all(cls) -> Scope:
+        return cls()
+
+    @classmethod
+    def vm(cls, key: str) -> Scope:
+        return cls(ScopeKind.VM, key)
+
+    @classmethod
+    def device(cls, key: str) -> Scope:
+        return cls(ScopeKind.DEVICE, key)
+
+
+class SortMode(enum.Enum):
+    """The `o` key cycles these, in this order."""
+
+    NAME = "name"
+    KICKS = "kicks/s"
+    CALLS = "calls/s"
+    IN_FLIGHT = "in-flight"
+    STUCK = "stuck first"
+
+    def next(self) -> SortMode:
+        modes = list(SortMode)
+        return modes[(modes.index(self) + 1) % len(modes)]
+
+
+def device_vms(snap: Snapshot) -> dict[str, str]:
+    """Device key -> VM key, for scoping rows to a VM."""
+    return {dev.key: vm.key for vm in snap.vms for dev in vm.devices}
+
+
+def in_scope(row: QueueRow, scope: Scope, vm_of: dict[str, str]) -> bool:
+    if scope.kind is ScopeKind.ALL:
+        return True
+    if scope.kind is ScopeKind.DEVICE:
+        return row.device_key == scope.key
+    return vm_of.get(row.device_key) == scope.key
+
+
+def haystack(row: QueueRow) -> str:
+    """The text a filter matches: VM/device #queue, plus state words."""
+    words = [f"{row.vm_name}/{row.device_name}", f"#{row.view.index}", f"q{row.view.index}"]
+    if row.view.mask is not None:
+        words.append(row.view.mask.value)
+    if row.stuck:
+        words.append("stuck")
+    if row.view.shadow:
+        words.append("shadow")
+    return " ".join(words).lower()
+
+
+def matches(row: QueueRow, text: str) -> bool:
+    """Every whitespace-separated word of ``text`` occurs in the row's haystack."""
+    words = text.lower().split()
+    if not words:
+        return True
+    hay = haystack(row)
+    return all(w in hay for w in words)
+
+
+def ordered(rows: Iterable[QueueRow], mode: SortMode) -> list[str]:
+    """Row keys in display order. NAME keeps the snapshot's order (VMs,
+    devices, queues as sources report them); the others put the largest
+    first and fall back to that order for ties."""
+    items = list(rows)
+    if mode is SortMode.NAME:
+        return [r.key for r in items]
+    position = {r.key: i for i, r in enumerate(items)}
+    if mode is SortMode.KICKS:
+        items.sort(key=lambda r: (-r.kick_rate, position[r.key]))
+    elif mode is SortMode.CALLS:
+        items.sort(key=lambda r: (-r.call_rate, position[r.key]))
+    elif mode is SortMode.IN_FLIGHT:
+        items.sort(key=lambda r: (-(r.view.in_flight or 0), position[r.key]))
+    else:
+        items.sort(key=lambda r: (r.stuck is None, position[r.key]))
+    return [r.key for r in items]

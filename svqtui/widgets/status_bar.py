@@ -1,0 +1,77 @@
+"""The status bar: engine thread, relays/s, sources, refresh delay, pause,
+sort and filter, in one line that is rewritten only when its text changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from svqtui.model import Snapshot
+from svqtui.widgets import format as fmt
+from svqtui.widgets.selection import SortMode
+
+
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """The console's own settings the status bar reports."""
+
+    interval_s: float
+    paused: bool = False
+    sort: SortMode = SortMode.NAME
+    filter_text: str = ""
+
+
+def delay_text(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def status_text(snap: Snapshot | None, view: ViewState) -> Text:
+    out = Text()
+    if snap is None:
+        out.append("waiting for the first snapshot…", style="dim")
+    else:
+        eng = snap.engine
+        if eng.alive:
+            out.append("engine alive", style="bold green")
+        else:
+            out.append("ENGINE DOWN", style="bold reverse red")
+        out.append(f" {fmt.rate(eng.relays_per_s)} relays/s")
+        if eng.backlog:
+            out.append(f" backlog {eng.backlog}", style="yellow")
+        up = sum(1 for s in snap.sources if s.connected)
+        out.append(" │ sources ")
+        style = "green" if up == len(snap.sources) else "bold red"
+        out.append(f"{up}/{len(snap.sources)}", style=style)
+        down = [s.name for s in snap.sources if not s.connected]
+        if down:
+            out.append(f" (down: {', '.join(down)})", style="red")
+    out.append(f" │ every {delay_text(view.interval_s)}")
+    if view.paused:
+        out.append(" │ ")
+        out.append("PAUSED", style="bold reverse yellow")
+    out.append(f" │ sort {view.sort.value}")
+    if view.filter_text:
+        out.append(" │ filter ")
+        out.append(view.filter_text, style="bold")
+    return out
+
+
+class StatusBar(Static):
+    """One line of console status."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self._shown = ""
+
+    def show(self, snap: Snapshot | None, view: ViewState) -> None:
+        text = status_text(snap, view)
+        if text.markup != self._shown:
+            self._shown = text.markup
+            self.update(text)
+
+    @property
+    def text(self) -> str:
+        """The plain text shown (for tests)."""
+        return Text.from_markup(self._shown).plain

@@ -1,0 +1,1 @@
+"""Tests of the Textual console (svqtui/app.py)."""
