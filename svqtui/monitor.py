@@ -64,7 +64,7 @@ def join_views(vms: Sequence[VMView]) -> list[VMView]:
     for vm in vms:
         if vm.source is not SourceKind.QMP:
             continue
-        devices = []
+        devices: list[DeviceView] = []
         for dev in vm.devices:
             twin = interposed.get(dev.socket_path or "")
             if twin is None:
@@ -89,9 +89,9 @@ def join_views(vms: Sequence[VMView]) -> list[VMView]:
     for vm in vms:
         if vm.source is SourceKind.QMP:
             continue
-        devices = tuple(d for d in vm.devices if d.key not in joined)
-        if devices or not vm.devices:
-            out.append(dataclasses.replace(vm, devices=devices))
+        remaining = tuple(d for d in vm.devices if d.key not in joined)
+        if remaining or not vm.devices:
+            out.append(dataclasses.replace(vm, devices=remaining))
     return out
 
 

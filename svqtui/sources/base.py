@@ -17,7 +17,8 @@ from svqtui.model import SourceKind, SourceStatus, VMView
 
 if TYPE_CHECKING:
     from svqtui.engine import Engine, Link
-    from svqtui.runtime import ControlLoop, EventLog
+    from svqtui.control_loop import ControlLoop
+    from svqtui.eventlog import EventLog
 
 
 @dataclass(frozen=True, slots=True)
