@@ -110,6 +110,20 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     return config
 
 
+def _subcommand_index(argv: list[str], name: str) -> int | None:
+    """Where ``name`` stands as the first positional word (so that both
+    ``svqtui ctl -c X status`` and ``svqtui -c X ctl status`` work)."""
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word in ("-c", "--config"):
+            skip = True
+        elif not word.startswith("-"):
+            return i if word == name else None
+    return None
+
+
 def _fail(message: str, code: int) -> int:
     print(f"svqtui: {message}", file=sys.stderr)
     return code
@@ -117,10 +131,11 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["ctl"]:
+    ctl_at = _subcommand_index(argv, "ctl")
+    if ctl_at is not None:
         from svqtui.control.client import ctl_main
 
-        return ctl_main(argv[1:])
+        return ctl_main(argv[:ctl_at] + argv[ctl_at + 1 :])
     args = build_parser().parse_args(argv)
     if args.json and not args.once:
         return _fail("--json goes with --once (try: svqtui --once --json)", EXIT_CONFIG)
