@@ -91,7 +91,9 @@ class Runtime:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise UnknownDevice(f"no device {name_or_key!r} (`svqtui --once` or `svqtui ctl status` lists them)")
+            raise UnknownDevice(
+                f"no device {name_or_key!r} (`svqtui --once` or `svqtui ctl status` lists them)"
+            )
         raise UnknownDevice(
             f"{name_or_key!r} names {len(matches)} devices: use VM/DEVICE or the device key"
         )
