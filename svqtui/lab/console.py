@@ -117,6 +117,12 @@ class ConsoleLog:
 
     # ---- summaries -------------------------------------------------------------
 
+    def mark(self) -> int:
+        """The index the next event will get (after reading what is there): pass it
+        as ``since`` to wait only for what the guest prints from now on."""
+        self.poll()
+        return len(self.events)
+
     def of_kind(self, kind: str) -> list[GuestLine]:
         return [e for e in self.events if e.kind == kind]
 

@@ -3,9 +3,10 @@
 The child runs in its own process group (so stopping it also stops anything it
 forked) with stdin from /dev/null and stderr to a file (read back for error
 messages; a pipe nobody drains could block it). Where ``setpriv`` exists it is
-started with a parent-death signal, so even a SIGKILLed harness leaves no QEMU
-behind; the signal fires when the *thread* that started it exits, so start
-long-lived processes from a long-lived thread. Processes still running at
+started with a parent-death signal (armed just before the program is exec'd),
+so even a SIGKILLed harness leaves no QEMU behind; the signal fires when the
+*thread* that started it exits, so start long-lived processes from a
+long-lived thread. Processes still running at
 interpreter exit are killed by an atexit hook as a last resort.
 """
 

@@ -235,23 +235,40 @@ class QemuVM:
     # ---- console -----------------------------------------------------------------
 
     def wait_for(
-        self, predicate: Predicate, timeout: float, what: str, *, fail_fast: bool = True
+        self,
+        predicate: Predicate,
+        timeout: float,
+        what: str,
+        *,
+        since: int = 0,
+        fail_fast: bool = True,
     ) -> GuestLine:
         """``ConsoleLog.wait_for`` that also ends if QEMU exits."""
         return self.console.wait_for(
-            predicate, timeout, what, fail_fast=fail_fast, alive=lambda: self.running
+            predicate, timeout, what, since=since, fail_fast=fail_fast, alive=lambda: self.running
         )
 
     async def wait_for_async(
-        self, predicate: Predicate, timeout: float, what: str, *, fail_fast: bool = True
+        self,
+        predicate: Predicate,
+        timeout: float,
+        what: str,
+        *,
+        since: int = 0,
+        fail_fast: bool = True,
     ) -> GuestLine:
+        """``wait_for`` for asyncio code (polls without blocking the event loop)."""
         return await self.console.wait_for_async(
-            predicate, timeout, what, fail_fast=fail_fast, alive=lambda: self.running
+            predicate, timeout, what, since=since, fail_fast=fail_fast, alive=lambda: self.running
         )
 
-    def wait_io_ok(self, count: int, timeout: float) -> GuestLine:
-        """Wait until the guest has verified ``count`` I/O iterations (any failure raises)."""
-        return self.wait_for(nth_io_ok(count), timeout, f"{count} verified I/O iterations")
+    def wait_io_ok(self, count: int, timeout: float, *, since: int = 0) -> GuestLine:
+        """Wait until the guest has verified ``count`` I/O iterations after event index
+        ``since`` (0: since boot; ``vm.console.mark()`` for "from now"). A failure
+        line in that range raises ``GuestIOError``."""
+        return self.wait_for(
+            nth_io_ok(count), timeout, f"{count} verified I/O iterations", since=since
+        )
 
     def wait_done(self, timeout: float) -> GuestLine:
         """Wait for the bounded run's SVQ-DONE line (a failure line raises first)."""

@@ -93,7 +93,8 @@ def test_bounded_guest_verifies_io_through_the_daemon_and_exits(
 
 def test_booted_guest_fixture_runs_with_heartbeat_and_irq_dumps(booted_guest: QemuVM) -> None:
     """The booted_guest fixture: an endless guest doing verified I/O, with heartbeat
-    lines and periodic SVQ-IRQ dumps of its virtio request queue."""
+    lines and periodic SVQ-IRQ dumps of its virtio request queue; waiting from a
+    mark counts only iterations printed after it."""
     vm = booted_guest
     vm.wait_for(lambda e: e.kind == "HB", TIMEOUT_S, "a heartbeat")
     vm.wait_for(
@@ -103,6 +104,10 @@ def test_booted_guest_fixture_runs_with_heartbeat_and_irq_dumps(booted_guest: Qe
     )
     assert vm.running and vm.console.failures == []
     assert vm.console.irq_counts()["virtio0-req.0"] > 0
+    mark = vm.console.mark()
+    last_before = vm.console.io_ok[-1].int("iter") or 0
+    later = vm.wait_io_ok(3, TIMEOUT_S, since=mark)
+    assert (later.int("iter") or 0) >= last_before + 3
 
 
 def test_two_vcpus_drive_both_request_queues(

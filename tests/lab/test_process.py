@@ -1,0 +1,87 @@
+"""Lab child processes are always stopped (svqtui.lab.process), with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from svqtui.errors import LabProcessError, LabToolMissing
+from svqtui.lab.process import ManagedProcess, find_program
+from tests.support.guest import processes_mentioning
+
+GONE_TIMEOUT_S = 30.0
+
+
+def _wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + GONE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_missing_program_names_the_package() -> None:
+    """A program that is not installed: LabToolMissing naming the apt package."""
+    with pytest.raises(LabToolMissing, match=r"no-such-qemu.*apt-get install qemu-system-x86"):
+        find_program("no-such-qemu", "qemu-system-x86")
+
+
+def test_stop_kills_a_process_that_ignores_sigterm_and_its_children(tmp_path: Path) -> None:
+    """SIGTERM is escalated to SIGKILL for the whole process group, children included."""
+    marker = str(tmp_path / "marker")
+    script = f"trap '' TERM; sleep 1000 & echo ready > {marker}; wait"
+    proc = ManagedProcess("stubborn", ["sh", "-c", script, marker], tmp_path / "err")
+    proc.start()
+    proc.wait_for_path(Path(marker), 30.0)
+    assert len(processes_mentioning(marker)) == 1  # sh (sleep's cmdline has no marker)
+    children = psutil.Process(proc.pid).children()
+    assert proc.stop(timeout=0.3) == -signal.SIGKILL
+    assert not proc.running
+    assert all(_wait_gone(c.pid) for c in children)
+
+
+def test_process_exiting_before_its_socket_reports_its_output(tmp_path: Path) -> None:
+    """A child dying before creating its socket: LabProcessError with its exit code
+    and what it printed."""
+    proc = ManagedProcess("failer", ["sh", "-c", "echo cannot bind >&2; exit 3"], tmp_path / "e")
+    proc.start()
+    with pytest.raises(LabProcessError, match=r"failer exited with code 3 .*cannot bind"):
+        proc.wait_for_path(tmp_path / "never.sock", 30.0, socket=True)
+    proc.stop()
+
+
+def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
+    """If the Python process that started a child is SIGKILLed (no cleanup runs), the
+    child still dies: it was started with a parent-death signal."""
+    code = (
+        "import sys, time; from pathlib import Path; "
+        "from svqtui.lab.process import ManagedProcess; "
+        f"p = ManagedProcess('sleeper', ['sleep', '1000'], Path({str(tmp_path / 'e')!r})); "
+        "p.start(); print(p.pid, flush=True); time.sleep(1000)"
+    )
+    harness = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert harness.stdout is not None
+        child = int(harness.stdout.readline())
+        # the signal is armed by setpriv just before it execs the program
+        deadline = time.monotonic() + GONE_TIMEOUT_S
+        while psutil.Process(child).cmdline()[:1] != ["sleep"]:
+            assert time.monotonic() < deadline, "the child never exec'd sleep"
+            time.sleep(0.01)
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait()
+        assert _wait_gone(child)
+    finally:
+        harness.kill()
+        harness.wait()
