@@ -30,12 +30,12 @@ class GuestLine:
     raw: str
     seen_at: float = field(default=0.0, compare=False)  # time.monotonic() when read
 
-    def int(self, key: str) -> int | None:
+    def int_field(self, key: str) -> int | None:
         """``fields[key]`` as an int, or None if absent or not a number."""
         value = self.fields.get(key, "")
         return int(value) if value.isdigit() else None
 
-    def float(self, key: str) -> float | None:
+    def float_field(self, key: str) -> float | None:
         try:
             return float(self.fields[key])
         except (KeyError, ValueError):
@@ -138,7 +138,7 @@ class ConsoleLog:
         """The latest count of each virtio interrupt line (name -> count)."""
         counts: dict[str, int] = {}
         for e in self.of_kind("IRQ"):
-            count = e.int("count")
+            count = e.int_field("count")
             if count is not None:
                 counts[e.fields.get("name", "?")] = count
         return counts

@@ -271,7 +271,8 @@ def build_guest_image(
     root = cache_dir or cache_root()
     key = image_key(inputs)
     final = root / key
-    if (final / MANIFEST_NAME).is_file() and not force:
+    complete = all((final / n).is_file() for n in (MANIFEST_NAME, KERNEL_NAME, INITRD_NAME))
+    if complete and not force:
         return _load(final, key, cache_hit=True)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -295,7 +296,7 @@ def build_guest_image(
             "builder_version": BUILDER_VERSION,
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        if force and final.exists():
+        if final.exists():  # forced, or damaged (a file was deleted from the cache)
             shutil.rmtree(final)
         try:
             tmp.rename(final)

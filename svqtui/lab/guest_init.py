@@ -175,10 +175,6 @@ class GuestParams:
         if not self.dev.isalnum():
             raise ValueError(f"GuestParams.dev must be a device name like vda, got {self.dev!r}")
 
-    @property
-    def disk_bytes_needed(self) -> int:
-        return self.slots * self.blocks * 4096
-
     def kernel_args(self) -> str:
         """The ``svq.*`` arguments for the kernel command line."""
         return " ".join(f"svq.{f.name}={getattr(self, f.name)}" for f in fields(self))

@@ -16,7 +16,8 @@ def test_parse_io_ok_line() -> None:
     """An SVQ-IO ok line gives kind, status and integer fields."""
     e = parse_line("SVQ-IO ok iter=3 cpu=1 off=16 blocks=8 t=2.31")
     assert e is not None and e.io_ok and not e.is_failure
-    assert (e.kind, e.int("iter"), e.int("off"), e.float("t")) == ("IO", 3, 16, 2.31)
+    assert (e.kind, e.int_field("iter"), e.int_field("off")) == ("IO", 3, 16)
+    assert e.float_field("t") == 2.31
 
 
 def test_parse_failure_detail_keeps_the_rest_of_the_line() -> None:
@@ -34,7 +35,7 @@ def test_parse_ignores_kernel_noise_and_finds_prefixed_lines() -> None:
     e = parse_line("\x1b[0mSVQ-IRQ iter=10 irq=25 count=82 name=virtio0-req.0\r")
     assert e is not None and e.kind == "IRQ" and e.fields["name"] == "virtio0-req.0"
     hb = parse_line("SVQ-HB t=1.0 iter=")
-    assert hb is not None and hb.int("iter") is None
+    assert hb is not None and hb.int_field("iter") is None
 
 
 def test_console_log_reads_appended_complete_lines_only(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_console_log_reads_appended_complete_lines_only(tmp_path: Path) -> None:
     assert log.poll() == []  # no file yet
     with path.open("ab") as f:
         f.write(b"boot noise\nSVQ-IO ok iter=1 t=1\nSVQ-IO ok it")
-    assert [e.int("iter") for e in log.poll()] == [1]
+    assert [e.int_field("iter") for e in log.poll()] == [1]
     with path.open("ab") as f:
         f.write(b"er=2 t=2\r\nSVQ-IRQ iter=2 irq=25 count=7 name=virtio0-req.0\n")
     assert [e.kind for e in log.poll()] == ["IO", "IRQ"]
@@ -75,7 +76,7 @@ def test_wait_for_sees_lines_written_later(tmp_path: Path) -> None:
         event = log.wait_for(nth_io_ok(3), 30.0, "3 I/Os")
     finally:
         t.join()
-    assert event.int("iter") == 3
+    assert event.int_field("iter") == 3
     assert len(log.io_ok) == 3
 
 
@@ -109,7 +110,7 @@ def test_wait_for_stops_when_the_process_is_gone_but_reads_its_last_words(
         ConsoleLog(path).wait_for(lambda e: e.kind == "DONE", 30.0, "DONE", alive=lambda: False)
     path.write_bytes(b"SVQ-DONE iters=1 ok=1 fail=0\n")
     done = ConsoleLog(path).wait_for(lambda e: e.kind == "DONE", 30.0, "DONE", alive=lambda: False)
-    assert done.int("ok") == 1
+    assert done.int_field("ok") == 1
 
 
 async def test_async_wait_does_not_block_the_loop(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_build_then_cache_hit(tmp_path: Path) -> None:
     """A first build writes the image; a second one with the same inputs is a cache
-    hit that returns the same files untouched."""
+    hit that returns the same files untouched; a damaged entry is rebuilt."""
     first = build_guest_image(cache_dir=tmp_path)
     assert not first.cache_hit
     assert first.kernel.stat().st_size > 1_000_000
@@ -31,6 +31,9 @@ def test_build_then_cache_hit(tmp_path: Path) -> None:
     assert (second.key, second.initrd, second.kernel) == (first.key, first.initrd, first.kernel)
     assert second.initrd.stat().st_mtime_ns == mtime
     assert [p.name for p in tmp_path.iterdir()] == [first.key]  # no temporary leftovers
+    first.initrd.unlink()  # a damaged cache entry is rebuilt, not returned
+    third = build_guest_image(cache_dir=tmp_path)
+    assert not third.cache_hit and third.initrd.is_file()
 
 
 def test_initramfs_has_init_busybox_console_and_modules_in_load_order(tmp_path: Path) -> None:
