@@ -1,0 +1,84 @@
+"""Fixtures for the QMP source tests: a QEMU launcher that always kills what it
+started, a running control loop, an event log, and ``qmp_watch``, which starts
+a ``QMPSource`` on given sockets and stops it after the test.
+
+``qmp_watch`` is also the hook for tests with a booted guest: point it at the
+guest QEMU's QMP socket and read ring indices / vhost state from ``collect()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from svqtui.config import QMPConfig, QMPSocket
+from svqtui.control_loop import ControlLoop
+from svqtui.eventlog import EventLog
+from svqtui.sources.base import SourceContext
+from svqtui.sources.qmp import QMPSource, Timing
+from tests.support.qemu import QemuLab
+
+# Fast but not frantic: reconnects within about a second while tests wait.
+TEST_TIMING = Timing(
+    poll_s=0.2, connect_timeout_s=3.0, command_timeout_s=10.0, backoff_first_s=0.2, backoff_cap_s=1.0
+)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[QemuLab]:
+    launcher = QemuLab(tmp_path)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def control_loop() -> Iterator[ControlLoop]:
+    loop = ControlLoop("test-control")
+    loop.start()
+    try:
+        yield loop
+    finally:
+        loop.stop()
+
+
+@pytest.fixture
+def event_log() -> EventLog:
+    return EventLog()
+
+
+WatchFn = Callable[..., QMPSource]
+
+
+@pytest.fixture
+def qmp_watch(control_loop: ControlLoop, event_log: EventLog) -> Iterator[WatchFn]:
+    """Start a QMPSource on the given sockets (``discover`` off unless a ``scan``
+    limited to the test's own processes is given); stopped after the test."""
+    started: list[QMPSource] = []
+
+    def watch(
+        *sockets: Path | QMPSocket,
+        timing: Timing = TEST_TIMING,
+        scan: Callable[[int | None], list[Any]] | None = None,
+        **kwargs: Any,
+    ) -> QMPSource:
+        socks = tuple(s if isinstance(s, QMPSocket) else QMPSocket(str(s)) for s in sockets)
+        config = QMPConfig(sockets=socks, discover=scan is not None, poll_s=timing.poll_s)
+        extra: dict[str, Any] = dict(kwargs)
+        if scan is not None:
+            extra["scan"] = scan
+        source = QMPSource(config, timing=timing, **extra)
+        # The QMP source never touches the relay engine: no engine is started here.
+        source.start(SourceContext(None, control_loop, event_log))  # type: ignore[arg-type]
+        started.append(source)
+        return source
+
+    try:
+        yield watch
+    finally:
+        for source in started:
+            source.stop()

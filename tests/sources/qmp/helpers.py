@@ -1,0 +1,60 @@
+"""Small helpers for the QMP tests: waiting on conditions, finding rows, reading the log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from svqtui.eventlog import EventLog
+from svqtui.model import DeviceView, VMView
+from svqtui.sources.qmp import QMPSource
+
+T = TypeVar("T")
+TIMEOUT_S = 45.0  # generous: a shared, noisy 2-core machine
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout: float = TIMEOUT_S,
+    describe: Callable[[], object] | None = None,
+) -> T:
+    """Poll ``probe`` until it returns a truthy value; fail saying ``what`` and the state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            state = describe() if describe is not None else None
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; state: {state}")
+        time.sleep(0.05)
+
+
+def vm(source: QMPSource, name: str) -> VMView | None:
+    return next((v for v in source.collect() if v.name == name), None)
+
+
+def connected_vm(source: QMPSource, name: str) -> VMView | None:
+    """The VM row once connected and its device list polled."""
+    row = vm(source, name)
+    if row is None or not row.connected:
+        return None
+    if row.devices and all(d.queues for d in row.devices):
+        return row
+    return None
+
+
+def device(row: VMView, name: str) -> DeviceView:
+    found = [d for d in row.devices if d.name == name]
+    assert found, f"no device {name} in {[d.name for d in row.devices]}"
+    return found[0]
+
+
+def log_lines(log: EventLog) -> list[str]:
+    return [f"{e.level}: {e.text}" for e in log.since(0)[1]]
+
+
+def rows(source: QMPSource) -> list[tuple[str, bool, str]]:
+    return [(v.name, v.connected, v.status) for v in source.collect()]
