@@ -23,7 +23,11 @@ from tests.support.qemu import QemuLab
 
 # Fast but not frantic: reconnects within about a second while tests wait.
 TEST_TIMING = Timing(
-    poll_s=0.2, connect_timeout_s=3.0, command_timeout_s=10.0, backoff_first_s=0.2, backoff_cap_s=1.0
+    poll_s=0.2,
+    connect_timeout_s=3.0,
+    command_timeout_s=10.0,
+    backoff_first_s=0.2,
+    backoff_cap_s=1.0,
 )
 
 

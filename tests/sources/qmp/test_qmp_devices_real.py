@@ -50,9 +50,7 @@ def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch
     assert net.vhost_started is False and net.socket_path is None
 
 
-def test_vhost_user_blk_shows_vhost_state_and_socket_path(
-    lab: QemuLab, qmp_watch: WatchFn
-) -> None:
+def test_vhost_user_blk_shows_vhost_state_and_socket_path(lab: QemuLab, qmp_watch: WatchFn) -> None:
     """A vhost-user-blk device served by qemu-storage-daemon shows its kind, its
     chardev's socket path (what the interposer's listen is compared with), its
     vhost state (not started without a guest) and why QMP cannot shadow it."""
@@ -125,4 +123,3 @@ def test_batch_json_of_a_runtime_includes_the_qmp_vm(lab: QemuLab, tmp_path: Pat
     assert devices["net0"]["kind"] == "virtio-net" and len(devices["net0"]["queues"]) == 3
     assert devices["blk0"]["source"] == "qmp" and devices["blk0"]["queues"][0]["kicks"] is None
     assert vm["source"] == "qmp"  # type: ignore[index]
-

@@ -101,7 +101,9 @@ def test_faulty_sockets_do_not_stop_a_healthy_vm(
     qmp = lab.path("ok.qmp")
     lab.qemu(QemuSpec(qmp=qmp, name="healthy", devices=virtio_blk_net()))
     source = qmp_watch(*broken, qmp, timing=FAST_GIVE_UP)
-    row = wait_for(lambda: connected_vm(source, "healthy"), "the healthy VM", describe=lambda: rows(source))
+    row = wait_for(
+        lambda: connected_vm(source, "healthy"), "the healthy VM", describe=lambda: rows(source)
+    )
     assert {d.name for d in row.devices} == {"blk0", "net0"}
     others = [v for v in source.collect() if v.name != "healthy"]
     assert len(others) == len(FAULTS) and not any(v.connected for v in others)
@@ -138,7 +140,9 @@ def test_killed_qemu_turns_disconnected_and_a_restarted_one_is_picked_up(
     spec = QemuSpec(qmp=qmp, name="phoenix", devices=virtio_blk_net())
     first = lab.qemu(spec)
     source = qmp_watch(qmp, timing=TEST_TIMING)
-    wait_for(lambda: connected_vm(source, "phoenix"), "the first QEMU", describe=lambda: rows(source))
+    wait_for(
+        lambda: connected_vm(source, "phoenix"), "the first QEMU", describe=lambda: rows(source)
+    )
     first.kill()
 
     def down() -> bool:
