@@ -168,6 +168,7 @@ class VhostUserFrontend:
         self.protocol_features = 0
         self.offered_protocol_features = 0
         self._decoder = Decoder()
+        self._retired: list[int] = []
         self.closed = False
 
     # -- the socket --------------------------------------------------------------
@@ -234,6 +235,11 @@ class VhostUserFrontend:
             raise FrontendError(f"the back-end refused {R(request).name}")
         return reply
 
+    def sync(self) -> VhostUserFrontend:
+        """A GET_FEATURES round trip: everything sent before has been handled."""
+        self.get_u64(R.GET_FEATURES)
+        return self
+
     def get_u64(self, request: int) -> int:
         reply = self.request(request)
         assert reply is not None
@@ -287,6 +293,14 @@ class VhostUserFrontend:
             assert reply is not None
             bases.append(VringState.unpack(reply.payload).num)
         return bases
+
+    def renew_notifiers(self) -> None:
+        """Fresh kick and guest-notifier eventfds for every queue (as QEMU
+        makes at each start); the old ones stay open until close()."""
+        for q in self.queues:
+            self._retired += [q.kick, q.call]
+            q.kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            q.call = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def _reset_ring(self, q: Queue) -> None:
         self.mem[q.base : q.base + QUEUE_AREA] = bytes(QUEUE_AREA)
@@ -342,7 +356,8 @@ class VhostUserFrontend:
         if not poller.poll(1000 * (timeout if timeout is not None else self.timeout)):
             raise IOTimeout(
                 f"queue {qi}: no call within {timeout or self.timeout:.1f} s "
-                f"({len(q.inflight)} request(s) in flight, used idx {self.used_idx(q)})"
+                f"({len(q.inflight)} request(s) in flight, avail idx {q.next_avail}, "
+                f"used idx {self.used_idx(q)}, last used {q.last_used})"
             )
         value = os.eventfd_read(q.call)
         q.calls_received += value
@@ -414,6 +429,7 @@ class VhostUserFrontend:
         close_fds([self.mem_fd])
         for q in self.queues:
             close_fds([q.kick, q.call, q.masked])
+        close_fds(self._retired)
 
     def __enter__(self) -> VhostUserFrontend:
         return self

@@ -120,12 +120,12 @@ class DeviceInterposer:
             self.ctx.log.error(f"{self.config.name}: accept failed: {err}", device_key=self.key)
             return
         if self._conn is not None or self._connecting:
-            sock.close()
             self.ctx.log.warning(
                 f"{self.config.name}: refused a second front-end connection "
                 "(one QEMU per vhost-user socket)",
                 device_key=self.key,
             )
+            sock.close()
             return
         self._connecting = True
         task = self._loop.create_task(self._open(sock))

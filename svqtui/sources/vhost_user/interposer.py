@@ -217,6 +217,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self._on_closed(reason, error)  # status and log first: peers see EOF after
         self.fe.close()
         self.be.close()
         while self._own:
@@ -230,7 +231,6 @@ class Connection:
             except EngineError as err:
                 self._error(f"engine queue not released cleanly: {err}", vring.index)
         self.memory.close()
-        self._on_closed(reason, error)
 
     # -- forwarding ---------------------------------------------------------------
 
@@ -554,12 +554,14 @@ class Connection:
                     self._on_change()
 
     async def _shadow_on(self) -> None:
+        # An eventfd has one reader: the engine reads a kick fd the back-end
+        # holds only after the back-end has acked its switch to eng_kick.
         attached: list[Vring] = []
         try:
             for vring in self.vrings.values():
                 if vring.fe_kick is None and vring.fe_call is None:
                     continue
-                vring.attach(self._engine)
+                vring.attach(self._engine, watch_kick=vring.be_kick is not Holder.FRONTEND)
                 attached.append(vring)
         except EngineError:
             for vring in attached:
@@ -567,26 +569,33 @@ class Connection:
             raise
         self.shadow = True
         requests: list[OwnRequest] = []
+        kick_later: list[Vring] = []
         for vring in attached:
             if vring.be_call is Holder.FRONTEND and vring.eng_call is not None:
                 requests.append(
                     (R.SET_VRING_CALL, pack_vring_file(vring.index, False), [vring.eng_call])
                 )
                 vring.be_call = Holder.ENGINE
-            if vring.be_kick is Holder.FRONTEND and vring.started and vring.eng_kick is not None:
+            if vring.be_kick is Holder.FRONTEND and vring.eng_kick is not None:
                 requests.append(
                     (R.SET_VRING_KICK, pack_vring_file(vring.index, False), [vring.eng_kick])
                 )
                 vring.be_kick = Holder.ENGINE
+                kick_later.append(vring)
         self._info(f"shadow mode on: {len(attached)} queue(s) relayed by the engine")
         await self._send_own(requests)
+        for vring in kick_later:  # the back-end no longer reads QEMU's kick fd
+            vring.relay_kick_from(self._engine)
 
     async def _shadow_off(self) -> None:
         requests: list[OwnRequest] = []
+        kicked_back: list[Vring] = []
         for vring in self.vrings.values():
             if vring.slot is None:
                 continue
             if vring.be_kick is Holder.ENGINE:
+                vring.stop_kick_relay(self._engine)  # one reader: the back-end, next
+                kicked_back.append(vring)
                 fd = vring.fe_kick
                 requests.append(
                     (R.SET_VRING_KICK, pack_vring_file(vring.index, fd is None), _fds(fd))
@@ -599,11 +608,14 @@ class Connection:
                 )
                 vring.be_call = Holder.FRONTEND if fd is not None else Holder.NONE
         await self._send_own(requests)
-        # The back-end now uses the front-end's own fds: hand the path back.
+        # The back-end now uses the front-end's own fds: hand the path back
+        # (the engine signals each call fd once; each kick fd is signalled here).
         for vring in self.vrings.values():
             vring.detach(self._engine, handback=True)
             vring.hold = False
             vring.error = None
+        for vring in kicked_back:
+            vring.kick_frontend_fd()
         self.shadow = False
         self._info("shadow mode off: the back-end uses QEMU's own eventfds again")
 

@@ -21,6 +21,7 @@ for other threads.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 from dataclasses import dataclass
@@ -134,14 +135,19 @@ class Vring:
     def shadowed(self) -> bool:
         return self.slot is not None
 
-    def attach(self, engine: Engine) -> None:
-        """Put this ring into the engine: front-end fds <-> svqtui's eventfds."""
+    def attach(self, engine: Engine, watch_kick: bool = True) -> None:
+        """Put this ring into the engine: front-end fds <-> svqtui's eventfds.
+
+        An eventfd must have one reader: while the back-end may still read
+        the front-end's kick fd, pass ``watch_kick=False`` and call
+        ``relay_kick_from`` once the back-end has switched to ``eng_kick``."""
         if self.slot is not None:
             return
         kick, call = new_eventfd(), new_eventfd()
+        kick_src = self.fe_kick if self.fe_kick is not None and watch_kick else -1
         try:
             slot = engine.add_queue(
-                kick_src=self.fe_kick if self.fe_kick is not None else -1,
+                kick_src=kick_src,
                 kick_dst=kick,
                 call_src=call,
                 call_dst=self.fe_call if self.fe_call is not None else -1,
@@ -180,11 +186,25 @@ class Vring:
                 self.be_call = Holder.NONE
 
     def relay_kick_from(self, engine: Engine) -> None:
-        """The front-end's kick fd changed: the engine watches the new one."""
+        """The engine watches the front-end's (new) kick fd; it signals the
+        back-end's ``eng_kick`` once."""
         if self.slot is not None:
             engine.set_fd(
                 self.slot, Link.KICK, End.SRC, self.fe_kick if self.fe_kick is not None else -1
             )
+
+    def stop_kick_relay(self, engine: Engine) -> None:
+        """The engine stops reading the front-end's kick fd (before the
+        back-end is given it back: an eventfd must have one reader)."""
+        if self.slot is not None:
+            engine.set_fd(self.slot, Link.KICK, End.SRC, -1)
+
+    def kick_frontend_fd(self) -> None:
+        """Signal the front-end's kick fd once: the back-end, now reading it
+        again, rescans the ring for a kick the engine took during the switch."""
+        if self.fe_kick is not None:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(self.fe_kick, 1)
 
     def relay_call_to(self, engine: Engine) -> None:
         """The front-end's call fd changed: the engine signals the new one."""
