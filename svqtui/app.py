@@ -183,8 +183,17 @@ class SvqtuiApp(App[int]):
     def _show_queues(self) -> None:
         if self.snapshot is None:
             return
-        self.query_one("#header", DeviceHeader).show(self.snapshot, self.scope)
         self.table.show(self.snapshot, self.scope, self.filter_text, self.sort_mode)
+        self._show_header()
+
+    def _show_header(self) -> None:
+        if self.snapshot is not None:
+            selected = self.snapshot.rows.get(self.table.cursor_key or "")
+            self.query_one("#header", DeviceHeader).show(self.snapshot, self.scope, selected)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self._show_header()
 
     @on(DeviceTree.ScopeChanged)
     def _scope_changed(self, event: DeviceTree.ScopeChanged) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from svqtui.model import DeviceView, Snapshot, VMView
+from svqtui.model import DeviceView, QueueRow, Snapshot, VMView
 from svqtui.widgets.selection import Scope, ScopeKind
 
 
@@ -70,15 +70,27 @@ def scope_text(snap: Snapshot, scope: Scope) -> Text:
     )
 
 
+def stuck_line(row: QueueRow) -> Text:
+    """The selected queue's stuck reason, for terminals too narrow for the column."""
+    return Text.assemble(
+        ("STUCK", "bold reverse red"),
+        f" {row.vm_name}/{row.device_name} #{row.view.index}: ",
+        row.stuck or "",
+    )
+
+
 class DeviceHeader(Static):
-    """One to three lines about the selected scope."""
+    """One to four lines about the selected scope (and a stuck selected queue)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self._shown = ""
 
-    def show(self, snap: Snapshot, scope: Scope) -> None:
+    def show(self, snap: Snapshot, scope: Scope, selected: QueueRow | None = None) -> None:
         text = scope_text(snap, scope)
+        if selected is not None and selected.stuck:
+            text.append("\n")
+            text.append_text(stuck_line(selected))
         if text.markup != self._shown:
             self._shown = text.markup
             self.update(text)

@@ -99,6 +99,7 @@ class DeviceTree(Tree[Scope]):
             self._scope_nodes[vm.key] = vm_node
             for dev in vm.devices:
                 self._scope_nodes[dev.key] = vm_node.add_leaf(dev.name, data=Scope.device(dev.key))
+        _ = self.last_line  # lay the new nodes out, so the cursor can find them
         if current is not None and current.key in self._scope_nodes:
             self.move_cursor(self._scope_nodes[current.key])
         elif current is not None and current.key is not None:
@@ -111,6 +112,7 @@ class DeviceTree(Tree[Scope]):
 
     def select_scope(self, scope: Scope) -> None:
         node = self._scope_nodes.get(scope.key or "", self.root)
+        _ = self.last_line
         self.move_cursor(node)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Scope]) -> None:

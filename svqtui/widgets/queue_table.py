@@ -48,8 +48,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("in_flight", "In-fl", 5, "requests in flight: avail index - used index", True),
     Column("avail", "Avail", 5, "the ring's avail index (guest side), when known", True),
     Column("used", "Used", 5, "the ring's used index (device side), when known", True),
-    Column("kick_age", "Kick ago", 8, "time since the last kick", True),
-    Column("call_age", "Call ago", 8, "time since the last call", True),
+    Column("kick_age", "Kicked", 6, "time since the last kick (how long ago)", True),
+    Column("call_age", "Called", 6, "time since the last call (how long ago)", True),
     Column("stuck", "Stuck", 60, "STUCK and the reason, from the stuck rules of config.yaml"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)

@@ -16,7 +16,17 @@ from contextlib import contextmanager
 from textual.pilot import Pilot
 
 from svqtui.config import Config
-from svqtui.model import VMView
+from svqtui.model import (
+    DeviceView,
+    EngineStatus,
+    MaskState,
+    QueueRow,
+    QueueView,
+    Snapshot,
+    SourceKind,
+    SourceStatus,
+    VMView,
+)
 from svqtui.monitor import Monitor
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
@@ -91,7 +101,7 @@ def demo_runtime(source: DemoSource, refresh_s: float = 0.2) -> Runtime:
     return Runtime(Config(refresh_s=refresh_s, max_queues=64), sources=[source])
 
 
-def frozen_runtime(seed: int = 7, ticks: int = 12) -> tuple[Runtime, FrozenAgeDemo]:
+def frozen_runtime(seed: int = 7) -> tuple[Runtime, FrozenAgeDemo]:
     """A runtime whose monitor reads a StepClock and a frozen wall clock.
     Call ``prime`` after starting it."""
     clock = StepClock()
@@ -110,9 +120,13 @@ def frozen_runtime(seed: int = 7, ticks: int = 12) -> tuple[Runtime, FrozenAgeDe
     return runtime, demo
 
 
-def prime(runtime: Runtime, demo: DemoSource, samples: int = 12, ticks: int = 4) -> None:
-    """Build rate history: ``samples`` refreshes, each after ``ticks`` demo
-    ticks, then ``ticks`` more so the console's first refresh has rates."""
+def prime(
+    runtime: Runtime, demo: DemoSource, samples: int = 12, ticks: int = 4, skip: int = 0
+) -> None:
+    """Build rate history: ``skip`` demo ticks first, then ``samples``
+    refreshes, each after ``ticks`` demo ticks, then ``ticks`` more so the
+    console's first refresh has rates."""
+    demo.advance(skip)
     runtime.monitor.refresh()
     for _ in range(samples):
         demo.advance(ticks)
@@ -132,3 +146,55 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await pilot.pause(0.02)
+
+
+def synthetic_snapshot(
+    devices: int, queues: int, tick: int = 0, stuck: frozenset[str] = frozenset()
+) -> Snapshot:
+    """A snapshot built directly from model data: ``devices`` devices (two per
+    VM) of ``queues`` queues, counters growing with ``tick``. ``stuck`` names
+    row keys to mark stuck."""
+    vms: list[VMView] = []
+    rows: dict[str, QueueRow] = {}
+    device_views: dict[str, DeviceView] = {}
+    for v in range(0, devices, 2):
+        vm_devices = []
+        for d in range(v, min(v + 2, devices)):
+            key = f"syn:vm{v // 2}/dev{d}"
+            qs = tuple(
+                QueueView(
+                    index=i,
+                    kicks=tick * (i + 1),
+                    calls=tick * (i + 1),
+                    mask=MaskState.UNMASKED,
+                    shadow=True,
+                    avail_idx=tick & 0xFFFF,
+                    used_idx=tick & 0xFFFF,
+                )
+                for i in range(queues)
+            )
+            dev = DeviceView(key, f"dev{d}", "virtio-net", SourceKind.DEMO, shadow=True, queues=qs)
+            vm_devices.append(dev)
+            device_views[key] = dev
+            for q in qs:
+                row = QueueRow(
+                    view=q,
+                    device_key=key,
+                    vm_name=f"vm{v // 2}",
+                    device_name=dev.name,
+                    kick_rate=float(q.index + 1),
+                    call_rate=float(q.index + 1),
+                    history=(float(tick),),
+                    stuck="no call for 9s" if f"{key}#{q.index}" in stuck else None,
+                )
+                rows[row.key] = row
+        vms.append(VMView(f"syn:vm{v // 2}", f"vm{v // 2}", SourceKind.DEMO, tuple(vm_devices)))
+    return Snapshot(
+        taken_at=FROZEN_WALL,
+        vms=tuple(vms),
+        rows=rows,
+        engine=EngineStatus(alive=True, relays_per_s=0.0, queues=0, backlog=0),
+        sources=(SourceStatus("syn", SourceKind.DEMO, True),),
+        interval_s=1.0,
+        devices=device_views,
+    )
