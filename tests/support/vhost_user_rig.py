@@ -7,6 +7,8 @@ starts is stopped by ``close()``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +36,27 @@ def wait_for(
         time.sleep(interval)
 
 
-def open_fds() -> set[int]:
-    """This process's open fd numbers."""
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+def open_fds() -> dict[int, str]:
+    """This process's open fds and what they point to, after a garbage
+    collection (an earlier test's engine closes its fds when collected)."""
+    gc.collect()
+    fds = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own fd is gone already
+            fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return fds
+
+
+def wait_fds(baseline: dict[int, str], what: str, timeout: float = 10.0) -> None:
+    """Wait until this process's open fds are ``baseline`` again; on timeout
+    fail with the fds that differ."""
+    try:
+        wait_for(lambda: open_fds() == baseline, what, timeout)
+    except AssertionError:
+        now = open_fds()
+        extra = {fd: now[fd] for fd in now.keys() - baseline.keys()}
+        gone = {fd: baseline[fd] for fd in baseline.keys() - now.keys()}
+        raise AssertionError(f"{what}: still open {extra}, closed {gone}") from None
 
 
 class Context:
@@ -91,6 +111,21 @@ class InterposerRig:
         fe = VhostUserFrontend(self.devices[i].listen, **kw)  # type: ignore[arg-type]
         self.frontends.append(fe)
         return fe.connect()
+
+    def ready_frontend(self, i: int = 0, timeout: float = 10.0, **kw: object) -> VhostUserFrontend:
+        """A front-end that completed init(), retrying while the interposer or
+        the back-end (qemu-storage-daemon takes one client at a time) still
+        winds down an earlier connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fe = self.frontend(i, **kw)
+            try:
+                return fe.init()
+            except OSError:
+                fe.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def device(self, i: int = 0) -> DeviceView:
         for vm in self.source.collect():

@@ -135,6 +135,7 @@ class DeviceInterposer:
     async def _open(self, frontend: socket.socket) -> None:
         """Connect to the back-end for a new front-end and start forwarding."""
         assert self._loop is not None
+        self.status = f"QEMU connected; connecting to the back-end at {self.config.backend}"
         backend = _unix_socket()
         backend.setblocking(False)
         try:
@@ -153,7 +154,7 @@ class DeviceInterposer:
             self._connecting = False
             self.status = f"disconnected: {err}"
             self.ctx.log.error(
-                f"{self.config.name}: QEMU connected but the {err}; closed QEMU's connection "
+                f"{self.config.name}: disconnected: {err}; closed QEMU's connection "
                 "(start the back-end; QEMU reconnects if its chardev has reconnect=N)",
                 device_key=self.key,
             )
