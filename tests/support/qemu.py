@@ -86,7 +86,7 @@ class QemuSpec:
     shared_memory: bool = False  # memfd backend, share=on: needed by vhost-user
     paused: bool = True  # -S: vCPUs never run
     incoming: str | None = None  # e.g. "tcp:127.0.0.1:PORT" for a migration target
-    qmp_style: str = "qmp"  # "qmp" (-qmp ...,server=on,wait=off) or "mon" (-chardev + -mon)
+    qmp_style: str = "qmp"  # "qmp" (-qmp unix:...), "mon" (-chardev + -mon) or "none"
     # Hook for a booted guest (another engineer's image): boot this kernel.
     kernel: Path | None = None
     initrd: Path | None = None
@@ -101,7 +101,9 @@ class QemuSpec:
             machine += ",memory-backend=mem"
             args += ["-object", f"memory-backend-memfd,id=mem,size={self.memory_mb}M,share=on"]
         args += ["-machine", machine]
-        if self.qmp_style == "mon":
+        if self.qmp_style == "none":
+            pass  # no monitor at all: discovery lists it as unreachable
+        elif self.qmp_style == "mon":
             args += ["-chardev", f"socket,id=qmp0,path={self.qmp},server=on,wait=off"]
             args += ["-mon", "chardev=qmp0,mode=control"]
         else:
@@ -188,7 +190,8 @@ class QemuLab:
             spec.qmp.unlink()
         proc = Proc(f"qemu {spec.name}", spec.argv(), self.dir / f"{spec.name}.log")
         self.procs.append(proc)
-        proc.wait_socket(spec.qmp)
+        if spec.qmp_style != "none":
+            proc.wait_socket(spec.qmp)
         return proc
 
     def storage_daemon(self, sock: Path, num_queues: int = 2, size_mb: int = 16) -> Proc:

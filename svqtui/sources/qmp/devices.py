@@ -33,8 +33,8 @@ Command budget (``plan_queue_commands``): ring reads for vhost-capable devices
 every round; plain virtio queue status and vhost ring checks every
 ``DETAIL_EVERY``-th round; a queue whose ring could not be read (no guest
 driver yet) is retried on detail rounds only; and never more than ``budget``
-queue commands a round, a rotating cursor carrying the rest to the next
-rounds. The session also stretches its interval so a VM never sees more than
+queue commands a round, the least recently sent first, so the rest follow in
+the next rounds. The session also stretches its interval so a VM never sees more than
 a fixed number of commands per second.
 """
 
@@ -293,18 +293,24 @@ def due_queue_commands(devices: Sequence[DeviceState], round_no: int) -> list[Qu
 
 
 def plan_queue_commands(
-    devices: Sequence[DeviceState], round_no: int, budget: int, cursor: int
-) -> tuple[list[QueueCmd], int]:
-    """At most ``budget`` of the due commands, rotating from ``cursor``.
+    devices: Sequence[DeviceState], round_no: int, budget: int, served: dict[QueueCmd, int]
+) -> list[QueueCmd]:
+    """At most ``budget`` of the due commands, least recently sent first.
 
-    Returns the commands and the cursor for the next round.
+    ``served`` (command -> round it was last sent) belongs to the caller and
+    is updated here; commands of vanished queues are forgotten. Least-recently-
+    served order means every due command is sent within
+    ceil(due / budget) rounds, whatever the mix of due commands.
     """
     due = due_queue_commands(devices, round_no)
-    if len(due) <= budget:
-        return due, 0
-    start = cursor % len(due)
-    picked = [due[(start + i) % len(due)] for i in range(budget)]
-    return picked, (start + budget) % len(due)
+    if len(due) > budget:
+        due = sorted(due, key=lambda c: served.get(c, -1))[:budget]  # stable: ties keep order
+    for cmd in due:
+        served[cmd] = round_no
+    queues = {d.info.path: d.num_queues for d in devices}
+    for cmd in [c for c in served if c.queue >= queues.get(c.path, 0)]:
+        del served[cmd]  # its device or queue is gone
+    return due
 
 
 # -- shadow capability --------------------------------------------------------

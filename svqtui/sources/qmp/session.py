@@ -119,7 +119,7 @@ class VMSession:
         self._devices: dict[str, DeviceState] = {}
         self._round = 0
         self._rounds_ok = 0  # rounds completed, over every connection
-        self._cursor = 0
+        self._served: dict[QueueCmd, int] = {}  # queue command -> round last sent
         self._version = "?"
         self._runstate = "?"
         self._runstate_due = True
@@ -303,7 +303,7 @@ class VMSession:
                 MIN_QUEUE_BUDGET,
                 int(self._timing.max_commands_per_s * self._timing.poll_s) - len(devices) - 2,
             )
-            plan, self._cursor = plan_queue_commands(devices, self._round, budget, self._cursor)
+            plan = plan_queue_commands(devices, self._round, budget, self._served)
             for cmd in plan:
                 await self._poll_queue(conn, cmd)
         if (

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from svqtui.config import Config, DemoConfig, QMPConfig, QMPSocket
+from svqtui.engine import Link
+from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
 from svqtui.runtime import Runtime
@@ -53,7 +57,8 @@ def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch
 def test_vhost_user_blk_shows_vhost_state_and_socket_path(lab: QemuLab, qmp_watch: WatchFn) -> None:
     """A vhost-user-blk device served by qemu-storage-daemon shows its kind, its
     chardev's socket path (what the interposer's listen is compared with), its
-    vhost state (not started without a guest) and why QMP cannot shadow it."""
+    vhost state (not started without a guest), and why QMP cannot shadow, mask
+    or inject on it (each refused with a clear reason)."""
     sock, qmp = lab.path("vub.sock"), lab.path("vm.qmp")
     lab.storage_daemon(sock, num_queues=2)
     spec = QemuSpec(qmp=qmp, name="vhost", shared_memory=True, devices=vhost_user_blk(sock))
@@ -69,6 +74,16 @@ def test_vhost_user_blk_shows_vhost_state_and_socket_path(lab: QemuLab, qmp_watc
     assert "interposer" in vub.shadow_note and "vhost-user socket" in vub.shadow_note
     assert any("vhost-dev" in n for n in vub.notes)
     assert vub.real and vub.status == "not started (no guest driver yet)"
+    # Stock QEMU: no shadow toggle, no masking, no injection through QMP.
+    with pytest.raises(ActionUnsupported, match="interposer on this device's vhost-user socket"):
+        source.set_shadow(vub.key, True)
+    with pytest.raises(ActionUnsupported, match="cannot mask"):
+        source.set_masked(vub.key, 0, True)
+    with pytest.raises(ActionUnsupported, match="cannot send a kick or call"):
+        source.inject(vub.key, 0, Link.KICK)
+    source.reset(None)  # no counters: a no-op, not an error
+    with pytest.raises(UnknownDevice):
+        source.set_shadow("qmp:vhost/nope", True)
 
 
 def test_qmp_device_joins_the_interposer_row_by_socket_path(
