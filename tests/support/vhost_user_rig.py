@@ -103,6 +103,16 @@ class InterposerRig:
         self.source.start(context.ctx)
         self.frontends: list[VhostUserFrontend] = []
 
+    @classmethod
+    def around(cls, source: VhostUserSource, context: Context | None = None) -> InterposerRig:
+        """The rig's helpers for a source started elsewhere (e.g. by a Runtime)."""
+        rig = cls.__new__(cls)
+        rig.context = context  # type: ignore[assignment]
+        rig.devices = list(source.configs)
+        rig.source = source
+        rig.frontends = []
+        return rig
+
     def key(self, i: int = 0) -> str:
         return f"vu:{self.devices[i].name}"
 
