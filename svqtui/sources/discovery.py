@@ -15,6 +15,10 @@ JSON values for ``-netdev``. Monitors: ``-qmp``/``-qmp-pretty``
 ``unix:PATH,server=on,wait=off`` (or the old ``server,nowait``), and ``-mon
 chardev=X,mode=control`` on ``-chardev socket,id=X,path=PATH,server=on``.
 A monitor passed as an inherited fd (libvirt) has no path to find.
+
+QEMU serves one client per QMP socket, and svqtui keeps its connection open
+(events must be read as they come): a QEMU watched by svqtui should have a
+QMP socket of its own (``preferred_qmp_socket`` picks one named *svqtui*).
 """
 
 from __future__ import annotations
@@ -278,6 +282,20 @@ def parse_cmdline(argv: Sequence[str], cwd: str | None = None) -> QemuCommandLin
         netdev_chardevs=netdevs,
         fd_monitors=fd_monitors,
     )
+
+
+def preferred_qmp_socket(sockets: Sequence[str]) -> str | None:
+    """The QMP socket svqtui should take when a QEMU has several.
+
+    QEMU serves one client per monitor socket, and svqtui holds the one it
+    uses; a socket named for svqtui (e.g. ``-qmp unix:/run/vm1-svqtui.qmp,...``)
+    is taken first, so an operator can keep the others for their own tools.
+    Otherwise the first.
+    """
+    for path in sockets:
+        if "svqtui" in os.path.basename(path):
+            return path
+    return sockets[0] if sockets else None
 
 
 def scan(exclude_pid: int | None = None) -> list[DiscoveredVM]:

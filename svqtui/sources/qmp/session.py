@@ -505,7 +505,9 @@ class VMSession:
             self._topology_due = True
         if line is not None:
             level, text = line
-            self._log.add(level, f"qmp {self.name}: {text}")
+            gone = data.get("device") if name == "DEVICE_DELETED" else None
+            key = f"qmp:{self.name}/{gone}" if isinstance(gone, str) and gone else None
+            self._log.add(level, f"qmp {self.name}: {text}", device_key=key)
         self.poke()
 
     # -- actions ------------------------------------------------------------------

@@ -210,12 +210,8 @@ class QMPSource(Source):
         for vm in found:
             keys = [_key(p) for p in vm.qmp_sockets]
             match = next((k for k in keys if k in sessions), None)
-            if match is None and not keys:
-                unreachable[vm.pid] = self._unreachable_view(vm)
-                continue
-            key = match or keys[0]
-            seen.add(key)
-            if match is not None:
+            if match is not None:  # a VM already watched (configured, or found before)
+                seen.add(match)
                 old = sessions[match]
                 old.retarget(
                     Target(
@@ -227,7 +223,12 @@ class QMPSource(Source):
                     )
                 )
                 continue
-            path = vm.qmp_sockets[keys.index(key)]
+            path = discovery.preferred_qmp_socket(vm.qmp_sockets)
+            if path is None:
+                unreachable[vm.pid] = self._unreachable_view(vm)
+                continue
+            key = _key(path)
+            seen.add(key)
             target = Target(
                 path=path,
                 name=self._unique_name(vm.name or f"qemu-{vm.pid}", sessions),

@@ -26,6 +26,7 @@ class FakeQMP:
 
     ``mode``: "garbage" (greets with non-JSON), "silent" (never greets),
     "close-mid-command" (greets, negotiates, hangs up on the first command),
+    "garbage-reply" (greets, negotiates, answers the first command with garbage),
     "qemu" (answers ``replies``; query-commands lists ``commands``).
     """
 
@@ -98,8 +99,13 @@ class FakeQMP:
         self._send(conn, {"QMP": {"version": version, "capabilities": []}})
         for msg in self._messages(conn):
             self.received.append(msg)
-            if self.mode == "close-mid-command" and msg.get("execute") != "qmp_capabilities":
-                return
+            if msg.get("execute") != "qmp_capabilities":
+                if self.mode == "close-mid-command":
+                    return
+                if self.mode == "garbage-reply":
+                    conn.sendall(b"<html>502 Bad Gateway</html>\n")
+                    conn.recv(1)
+                    return
             self._send(conn, self._reply(msg))
 
     @staticmethod

@@ -76,6 +76,16 @@ def test_qmp_sockets_from_the_command_line(args: list[str], sockets: tuple[str, 
     assert parse_cmdline([Q, *args]).qmp_sockets == sockets
 
 
+def test_a_socket_named_for_svqtui_is_preferred() -> None:
+    """With several QMP sockets, svqtui takes one named for it, else the first
+    (QEMU serves one client per socket: the others stay free for other tools)."""
+    assert discovery.preferred_qmp_socket(["/run/a.qmp", "/run/vm-svqtui.qmp"]) == (
+        "/run/vm-svqtui.qmp"
+    )
+    assert discovery.preferred_qmp_socket(["/run/a.qmp", "/run/b.qmp"]) == "/run/a.qmp"
+    assert discovery.preferred_qmp_socket([]) is None
+
+
 def test_relative_paths_and_fd_monitors() -> None:
     """Relative socket paths resolve against QEMU's cwd; a monitor on an inherited
     fd (libvirt) is counted, having no path."""

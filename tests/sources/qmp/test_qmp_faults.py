@@ -42,6 +42,10 @@ FAULTS: dict[str, tuple[Setup, str]] = {
         lambda p: FakeQMP(p, "close-mid-command"),
         "{path} closed the connection during query-commands",
     ),
+    "garbage reply": (
+        lambda p: FakeQMP(p, "garbage-reply"),
+        "{path} sent something that is not QMP during query-commands",
+    ),
     "silent": (lambda p: FakeQMP(p, "silent"), "no QMP greeting from {path} within 1s"),
 }
 
