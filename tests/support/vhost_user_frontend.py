@@ -30,6 +30,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from svqtui.sources.vhost_user.codec import (
     VringAddr,
     VringState,
     close_fds,
+    pack_mem_reg,
     pack_memory_table,
     pack_u64,
     pack_vring_file,
@@ -62,6 +64,7 @@ VIRTIO_BLK_T_OUT = 1
 VIRTIO_BLK_S_OK = 0
 DESC_F_NEXT = 1
 DESC_F_WRITE = 2
+F_EVENT_IDX = 29  # VIRTIO_RING_F_EVENT_IDX
 UADDR_BASE = 0x7F00_0000_0000  # the front-end's "user addresses" (any value works)
 QUEUE_AREA = 64 * 1024  # per queue: desc table, avail ring, used ring, headers
 DATA_BASE = 1 << 20
@@ -104,6 +107,7 @@ class Queue:
     next_avail: int = 0
     last_used: int = 0
     kicks_sent: int = 0
+    kicked_idx: int = 0  # avail idx at the last kick decision (EVENT_IDX)
     calls_received: int = 0
     free: list[int] = field(default_factory=list)
     inflight: dict[int, Request] = field(default_factory=dict)
@@ -140,11 +144,16 @@ class VhostUserFrontend:
         mem_size: int = 4 << 20,
         timeout: float = 5.0,
         need_reply: Iterable[int] = (R.SET_MEM_TABLE, R.SET_VRING_CALL),
+        protocol: int = WANTED_PROTOCOL,
+        event_idx: bool = False,
     ) -> None:
         assert queues * QUEUE_AREA <= DATA_BASE and DATA_BASE + queues * DATA_AREA <= mem_size
         self.path = path
         self.timeout = timeout
         self.need_reply = set(need_reply)
+        self.wanted_protocol = protocol
+        self.want_event_idx = event_idx
+        self._fence = threading.Lock()  # a locked instruction: a full barrier on x86
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.settimeout(timeout)
         self.mem_fd = os.memfd_create("svqtui-test-guest", os.MFD_CLOEXEC)
@@ -253,14 +262,17 @@ class VhostUserFrontend:
         if not offered >> F_PROTOCOL_FEATURES & 1:
             raise FrontendError("the back-end does not offer protocol features")
         self.offered_protocol_features = self.get_u64(R.GET_PROTOCOL_FEATURES)
-        self.protocol_features = self.offered_protocol_features & WANTED_PROTOCOL
+        self.protocol_features = self.offered_protocol_features & self.wanted_protocol
         self.request(R.SET_PROTOCOL_FEATURES, pack_u64(self.protocol_features))
         if self.protocol_features >> ProtocolFeature.MQ & 1:
             count = self.get_u64(R.GET_QUEUE_NUM)
             if count < len(self.queues):
                 raise FrontendError(f"the back-end has {count} queues, {len(self.queues)} needed")
         self.request(R.SET_OWNER)
-        self.features = offered & (1 << F_VERSION_1 | 1 << F_PROTOCOL_FEATURES)
+        wanted = 1 << F_VERSION_1 | 1 << F_PROTOCOL_FEATURES
+        if self.want_event_idx:
+            wanted |= 1 << F_EVENT_IDX
+        self.features = offered & wanted
         for q in self.queues:
             self.request(R.SET_VRING_CALL, pack_vring_file(q.index, False), [q.masked])
         return self
@@ -271,7 +283,12 @@ class VhostUserFrontend:
             self.request(R.SET_VRING_CALL, pack_vring_file(q.index, False), [q.call])
         self.request(R.SET_FEATURES, pack_u64(self.features))
         region = MemoryRegion(0, self.mem_size, UADDR_BASE, 0)
-        self.request(R.SET_MEM_TABLE, pack_memory_table([region]), [self.mem_fd])
+        if self.protocol_features >> ProtocolFeature.CONFIGURE_MEM_SLOTS & 1:
+            if self.get_u64(R.GET_MAX_MEM_SLOTS) < 1:
+                raise FrontendError("the back-end offers no memory slot")
+            self.request(R.ADD_MEM_REG, pack_mem_reg(region), [self.mem_fd], need_reply=True)
+        else:
+            self.request(R.SET_MEM_TABLE, pack_memory_table([region]), [self.mem_fd])
         for q in self.queues:
             self._reset_ring(q)
             self.request(R.SET_VRING_NUM, VringState(q.index, q.size).pack())
@@ -294,6 +311,11 @@ class VhostUserFrontend:
             bases.append(VringState.unpack(reply.payload).num)
         return bases
 
+    def remove_memory(self) -> None:
+        """REM_MEM_REG of the one region (CONFIGURE_MEM_SLOTS front-ends)."""
+        region = MemoryRegion(0, self.mem_size, UADDR_BASE, 0)
+        self.request(R.REM_MEM_REG, pack_mem_reg(region), need_reply=True)
+
     def renew_notifiers(self) -> None:
         """Fresh kick and guest-notifier eventfds for every queue (as QEMU
         makes at each start); the old ones stay open until close()."""
@@ -304,7 +326,7 @@ class VhostUserFrontend:
 
     def _reset_ring(self, q: Queue) -> None:
         self.mem[q.base : q.base + QUEUE_AREA] = bytes(QUEUE_AREA)
-        q.next_avail = q.last_used = 0
+        q.next_avail = q.last_used = q.kicked_idx = 0
         q.inflight.clear()
         q.free = list(range(min(q.slots, DATA_AREA // BLOCK)))
 
@@ -343,10 +365,36 @@ class VhostUserFrontend:
         q.inflight[slot] = req
         return req
 
+    @property
+    def event_idx(self) -> bool:
+        return bool(self.features >> F_EVENT_IDX & 1)
+
     def kick(self, qi: int) -> None:
+        """Notify the device (with EVENT_IDX only when it asked for it)."""
         q = self.queues[qi]
+        if self.event_idx:
+            with self._fence:  # avail.idx store before the avail_event load
+                pass
+            off = q.used + 4 + 8 * q.size
+            event = int.from_bytes(self.mem[off : off + 2], "little")
+            new, old = q.next_avail, q.kicked_idx
+            q.kicked_idx = new
+            if (new - event - 1) & 0xFFFF >= (new - old) & 0xFFFF:
+                return
         os.eventfd_write(q.kick, 1)
         q.kicks_sent += 1
+
+    def arm_call(self, qi: int) -> bool:
+        """With EVENT_IDX, ask for a call at the next used entry; False when
+        entries arrived meanwhile (reap them instead of waiting)."""
+        if not self.event_idx:
+            return True
+        q = self.queues[qi]
+        off = q.avail + 4 + 2 * q.size
+        self.mem[off : off + 2] = q.last_used.to_bytes(2, "little")
+        with self._fence:  # used_event store before the used.idx load
+            pass
+        return self.used_idx(q) == q.last_used
 
     def wait_call(self, qi: int, timeout: float | None = None) -> int:
         """Wait for the guest notifier; return the eventfd value read."""
@@ -402,7 +450,8 @@ class VhostUserFrontend:
             done.extend(self.reap(qi))
             if len(done) >= count:
                 break
-            self.wait_call(qi)
+            if self.arm_call(qi):
+                self.wait_call(qi)
         return done
 
     def write_block(self, qi: int, block: int, data: bytes) -> None:

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 from support.qsd import StorageDaemon
-from support.vhost_user_frontend import VIRTIO_BLK_T_IN, VhostUserFrontend, pattern
+from support.vhost_user_frontend import (
+    VIRTIO_BLK_T_IN,
+    WANTED_PROTOCOL,
+    VhostUserFrontend,
+    pattern,
+)
 from support.vhost_user_rig import InterposerRig, wait_for
 
 from svqtui.errors import ListenError
@@ -85,6 +90,22 @@ def test_ring_view_shows_avail_used_and_in_flight(rig: InterposerRig) -> None:
     fe.sync()
     q = rig.queue(0)
     assert q.avail_idx is None and q.used_idx is None and q.ring_source is None
+
+
+def test_ring_view_follows_add_and_rem_mem_reg(rig: InterposerRig) -> None:
+    """A front-end with CONFIGURE_MEM_SLOTS (as QEMU negotiates with
+    qemu-storage-daemon) shares memory with ADD_MEM_REG: the ring view reads
+    through it, and after REM_MEM_REG the indices are unknown."""
+    protocol = WANTED_PROTOCOL | 1 << ProtocolFeature.CONFIGURE_MEM_SLOTS
+    fe = rig.frontend(protocol=protocol).init()
+    assert fe.protocol_features >> ProtocolFeature.CONFIGURE_MEM_SLOTS & 1
+    fe.start()
+    fe.write_block(0, 1, pattern(1, 1))
+    assert fe.read_block(1, 1) == pattern(1, 1)
+    assert (rig.queue(0).avail_idx, rig.queue(0).used_idx) == (1, 1)
+    fe.remove_memory()  # the ring is still running: only the region is gone
+    q = rig.queue(0)
+    assert (q.avail_idx, q.used_idx, q.ring_source) == (None, None, None)
 
 
 def test_mask_state_follows_qemus_masked_and_guest_notifiers(rig: InterposerRig) -> None:

@@ -4,21 +4,25 @@ call fd changes while shadowed, operator masking and injection."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
+from support.qsd import StorageDaemon
 from support.vhost_user_frontend import (
     BLOCK,
     SECTOR,
     VIRTIO_BLK_T_IN,
     VIRTIO_BLK_T_OUT,
+    WANTED_PROTOCOL,
     VhostUserFrontend,
     pattern,
 )
-from support.vhost_user_rig import InterposerRig, wait_for
+from support.vhost_user_rig import Context, InterposerRig, wait_for
 
 from svqtui.engine import Link
-from svqtui.errors import ActionUnsupported, NotConnected
+from svqtui.errors import ActionUnsupported, EngineFull, NotConnected
 from svqtui.model import MaskState
+from svqtui.sources.vhost_user.codec import ProtocolFeature
 from svqtui.sources.vhost_user.fdident import eventfd_id
 
 SECTORS = BLOCK // SECTOR  # sectors per 4 KiB block
@@ -57,13 +61,24 @@ def test_shadow_from_connect_counts_every_kick_and_call(shadow_rig: InterposerRi
     assert shadow_rig.device().shadow
 
 
-def test_shadow_toggled_50_times_under_io_loses_nothing(rig: InterposerRig) -> None:
+@pytest.mark.parametrize(
+    ("reply_ack", "event_idx"),
+    [(True, False), (False, True)],
+    ids=["reply-ack", "no-reply-ack+event-idx"],
+)
+def test_shadow_toggled_50_times_under_io_loses_nothing(
+    rig: InterposerRig, reply_ack: bool, event_idx: bool
+) -> None:
     """Two I/O threads write and verify blocks (queue 0 one request at a time,
     queue 1 eight at a time), waiting for completions on calls only, while
     shadow mode is switched 50 times after I/O progress and 50 times back to
     back; no request waits in vain (no lost kick or call), every block reads
-    back, and the back-end never sees an eventfd with two readers."""
-    fe = rig.frontend().init().start()
+    back, and the back-end never sees an eventfd with two readers. Without
+    REPLY_ACK the switch is confirmed by a GET_FEATURES round trip; with
+    EVENT_IDX kicks and calls are suppressed as a Linux guest does."""
+    protocol = WANTED_PROTOCOL if reply_ack else WANTED_PROTOCOL & ~(1 << ProtocolFeature.REPLY_ACK)
+    fe = rig.frontend(protocol=protocol, event_idx=event_idx).init().start()
+    assert fe.event_idx == event_idx
     stop = threading.Event()
     ops = [0, 0]
     errors: list[BaseException] = []
@@ -197,3 +212,32 @@ def test_shadow_off_returns_the_front_ends_fds_and_the_engine_is_idle(
     assert rig.context.engine.health().relays == relays
     assert all(q.kick_fd is not None and "svqtui" not in q.kick_fd for q in rig.device().queues)
     assert any("shadow mode off" in e.text for e in rig.context.events(rig.key()))
+
+
+def test_a_full_engine_refuses_shadow_mode_without_harming_the_device(
+    qsd: StorageDaemon, sock_dir: Path
+) -> None:
+    """With one engine slot for two queues, shadow on fails with EngineFull and
+    the device stays in pass mode; shadow from connect relays the queue that
+    fits and leaves the other in pass mode with its reason shown; I/O works
+    on both queues throughout."""
+    context = Context(max_queues=1)
+    rig = InterposerRig(context, sock_dir, qsd.sockets)
+    try:
+        fe = rig.ready_frontend().start()
+        with pytest.raises(EngineFull):
+            rig.source.set_shadow(rig.key(), True)
+        assert not rig.device().shadow and context.engine.queue_count == 0
+        verified_io(fe, 0, range(2), 1)
+        verified_io(fe, 1, range(2), 1)
+        rig.source.set_shadow(rig.key(1), True)  # applies when blk1 connects
+        fe1 = rig.ready_frontend(1).start()
+        verified_io(fe1, 0, range(2), 2)
+        verified_io(fe1, 1, range(2), 2)
+        q0, q1 = rig.device(1).queues
+        assert q0.shadow and not q1.shadow
+        assert q1.error is not None and "not shadowed" in q1.error
+        assert any("cannot relay" in e.text for e in context.events(rig.key(1), "error"))
+    finally:
+        rig.close()
+        context.close()
