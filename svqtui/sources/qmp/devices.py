@@ -30,12 +30,13 @@ QEMU's replies. What each figure means and where it comes from:
   mask is None; each device row says so in a note.
 
 Command budget (``plan_queue_commands``): ring reads for vhost-capable devices
-every round; plain virtio queue status and vhost ring checks every
-``DETAIL_EVERY``-th round; a queue whose ring could not be read (no guest
-driver yet) is retried on detail rounds only; and never more than ``budget``
-queue commands a round, the least recently sent first, so the rest follow in
-the next rounds. The session also stretches its interval so a VM never sees more than
-a fixed number of commands per second.
+every round; plain virtio queue status and vhost ring checks on detail rounds
+(the first round after a connect, then every ``DETAIL_EVERY``-th); a queue
+whose ring could not be read (no guest driver yet) is retried on detail rounds
+only; and never more than ``budget`` queue commands a round, the least
+recently sent first, so the rest follow in the next rounds. The session also
+stretches its interval so that a VM never sees more than a fixed number of
+commands per second.
 """
 
 from __future__ import annotations
@@ -273,9 +274,15 @@ def queue_views(state: DeviceState) -> tuple[QueueView, ...]:
 # -- planning a round's queue commands ----------------------------------------
 
 
+def is_detail_round(round_no: int) -> bool:
+    """Rounds 1, 1 + DETAIL_EVERY, ...: the first round after a connect is one,
+    so a fresh view (or ``--once``) has every queue's figures at once."""
+    return (round_no - 1) % DETAIL_EVERY == 0
+
+
 def due_queue_commands(devices: Sequence[DeviceState], round_no: int) -> list[QueueCmd]:
     """Every queue-level command due this round, before the budget applies."""
-    detail = round_no % DETAIL_EVERY == 0
+    detail = is_detail_round(round_no)
     due: list[QueueCmd] = []
     for dev in devices:
         path = dev.info.path

@@ -250,6 +250,8 @@ class VMSession:
         self._reason = None
         self._runstate_due = self._topology_due = self._migration_due = True
         self._devices.clear()
+        self._served.clear()
+        self._round = 0  # the first round is a detail round
         listener = conn.listen(EVENTS)
         events = asyncio.get_running_loop().create_task(self._consume(listener))
         try:
@@ -259,8 +261,10 @@ class VMSession:
                 await self._round_once(conn, loop.time())
                 self._rounds_ok += 1
                 self._publish()
-                sent = conn.commands_sent - sent
-                await self._sleep(max(self._timing.poll_s, sent / self._timing.max_commands_per_s))
+                # The rate floor holds even when an event asks for a round now.
+                floor = (conn.commands_sent - sent) / self._timing.max_commands_per_s
+                await asyncio.sleep(floor)
+                await self._sleep(self._timing.poll_s - floor)
         finally:
             events.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -279,7 +283,12 @@ class VMSession:
             self.target = dataclasses.replace(self.target, name=name, name_is_guess=False)
 
     async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if poked."""
         wake = self._wake
+        if seconds <= 0:
+            if wake is not None:
+                wake.clear()
+            return
         if wake is None:
             await asyncio.sleep(seconds)
             return

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import psutil
 
@@ -150,7 +151,8 @@ class QMPSource(Source):
                     return session, dev.name
         raise UnknownDevice(f"qmp: no device {device_key!r} (is its VM connected?)")
 
-    def _run(self, coro: object) -> None:
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an action on the control loop and wait for it (from another thread)."""
         ctx = self._ctx
         if ctx is None:
             raise QMPConnectionLost("qmp: the source is not running")
@@ -159,10 +161,11 @@ class QMPSource(Source):
         except RuntimeError:
             running = None
         if running is ctx.loop.loop:
+            coro.close()
             raise RuntimeError("QMPSource actions must not be called from the control loop")
         timeout = self._timing.command_timeout_s * 2 + 5.0
         try:
-            ctx.loop.run(coro, timeout=timeout)  # type: ignore[arg-type]
+            ctx.loop.run(coro, timeout=timeout)
         except TimeoutError:
             raise QMPConnectionLost(f"qmp: no result within {timeout:g}s") from None
 

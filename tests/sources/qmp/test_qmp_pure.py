@@ -87,8 +87,8 @@ def test_every_due_ring_read_is_sent_within_a_bounded_number_of_rounds(
     """Least-recently-sent first: every ring read that is due every round goes
     out within ceil(due / budget) rounds, however commands mix across rounds."""
     served: dict[QueueCmd, int] = {}
-    every_round = {c for c in due_queue_commands(devices, 1) if c.command == CMD_ELEMENT}
-    total_due = max(len(due_queue_commands(devices, DETAIL_EVERY)), 1)
+    every_round = {c for c in due_queue_commands(devices, 2) if c.command == CMD_ELEMENT}
+    total_due = max(len(due_queue_commands(devices, 1)), 1)
     rounds = -(-total_due // budget) + DETAIL_EVERY
     sent: set[QueueCmd] = set()
     for r in range(1, rounds + 1):
@@ -97,14 +97,16 @@ def test_every_due_ring_read_is_sent_within_a_bounded_number_of_rounds(
 
 
 def test_plain_virtio_queues_are_polled_on_detail_rounds_only() -> None:
-    """Plain virtio queue status is a detail (every DETAIL_EVERY-th round); ring
+    """Plain virtio queue status is a detail (the first round after a connect,
+    then every DETAIL_EVERY-th); ring
     reads of vhost-capable devices are every round, except rings that could not
     be read, which wait for a detail round."""
     blk = _dev("/machine/peripheral/blk0/virtio-backend", "virtio-blk", 2, False)
     vub = _dev("/machine/peripheral/vub0/virtio-backend", "vhost-user-blk", 2, True, failed=(1,))
-    normal = due_queue_commands([blk, vub], 1)
+    normal = due_queue_commands([blk, vub], 2)
     assert normal == [QueueCmd(vub.info.path, 0, CMD_ELEMENT)]
-    detail = due_queue_commands([blk, vub], DETAIL_EVERY)
+    assert due_queue_commands([blk, vub], 1 + DETAIL_EVERY) == due_queue_commands([blk, vub], 1)
+    detail = due_queue_commands([blk, vub], 1)
     assert QueueCmd(blk.info.path, 1, CMD_STATUS) in detail
     assert QueueCmd(vub.info.path, 1, CMD_ELEMENT) in detail
     assert QueueCmd(vub.info.path, 0, CMD_VHOST) in detail
