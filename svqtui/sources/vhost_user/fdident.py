@@ -24,6 +24,17 @@ def eventfd_id(fd: int) -> int | None:
     return None
 
 
+def is_eventfd(fd: int) -> bool:
+    """True when ``fd`` is an eventfd (any kernel: by its anon inode name).
+
+    The engine writes 8-byte counters to destinations and reads sources: it
+    must only ever be given eventfds, never a file or socket a peer passed."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return False
+
+
 def describe(ident: int | None) -> str:
     """A short label for an fd identity: ``eventfd-id 17`` or ``not an eventfd``."""
     return f"eventfd-id {ident}" if ident is not None else "not an eventfd"

@@ -65,7 +65,6 @@ from svqtui.sources.vhost_user.codec import (
     ProtocolFeature,
     VringAddr,
     VringState,
-    close_fds,
     feature_names,
     pack_u64,
     pack_vring_file,
@@ -392,10 +391,16 @@ class Connection:
         vring.on_start()
         try:
             self._relay_or_forward(
-                msg, vring, fd, Link.KICK, vring.relay_kick_from, lambda: vring.eng_kick
+                msg,
+                vring,
+                fd,
+                vring.kick_ok,
+                Link.KICK,
+                vring.relay_kick_from,
+                lambda: vring.eng_kick,
             )
         finally:
-            close_fds([old] if old is not None else [])
+            vring.dispose([old])
 
     def _set_vring_call(self, msg: Message) -> None:
         index, fd = self._file_fd(msg)
@@ -407,16 +412,23 @@ class Connection:
         self._info(f"call fd -> {what}", index)
         try:
             self._relay_or_forward(
-                msg, vring, fd, Link.CALL, vring.relay_call_to, lambda: vring.eng_call
+                msg,
+                vring,
+                fd,
+                vring.call_ok,
+                Link.CALL,
+                vring.relay_call_to,
+                lambda: vring.eng_call,
             )
         finally:
-            close_fds([old] if old is not None else [])
+            vring.dispose([old])
 
     def _relay_or_forward(
         self,
         msg: Message,
         vring: Vring,
         fd: int | None,
+        eventfd: bool,
         link: Link,
         relay: Callable[[Engine], None],
         engine_fd: Callable[[], int | None],
@@ -425,12 +437,19 @@ class Connection:
         holder = Holder.FRONTEND if fd is not None else Holder.NONE
         if self.shadow:
             try:
-                if vring.slot is None and fd is not None:
+                if fd is not None and not eventfd:
+                    relay(self._engine)  # the engine lets go of the old fd (gets -1)
+                    vring.error = f"{link.name.lower()} fd is not an eventfd: not relayed"
+                    self._error(
+                        f"QEMU's {link.name.lower()} fd is not an eventfd; passed through",
+                        vring.index,
+                    )
+                elif vring.slot is None and fd is not None:
                     vring.attach(self._engine)
                 else:
                     relay(self._engine)
                 substitute = engine_fd()
-                if fd is not None and substitute is not None:
+                if fd is not None and eventfd and substitute is not None:
                     self._set_holder(vring, link, Holder.ENGINE)
                     self._to_backend(msg, [substitute])
                     return
@@ -559,7 +578,7 @@ class Connection:
         attached: list[Vring] = []
         try:
             for vring in self.vrings.values():
-                if vring.fe_kick is None and vring.fe_call is None:
+                if not (vring.kick_ok or vring.call_ok):
                     continue
                 vring.attach(self._engine, watch_kick=vring.be_kick is not Holder.FRONTEND)
                 attached.append(vring)
@@ -571,12 +590,12 @@ class Connection:
         requests: list[OwnRequest] = []
         kick_later: list[Vring] = []
         for vring in attached:
-            if vring.be_call is Holder.FRONTEND and vring.eng_call is not None:
+            if vring.be_call is Holder.FRONTEND and vring.call_ok and vring.eng_call is not None:
                 requests.append(
                     (R.SET_VRING_CALL, pack_vring_file(vring.index, False), [vring.eng_call])
                 )
                 vring.be_call = Holder.ENGINE
-            if vring.be_kick is Holder.FRONTEND and vring.eng_kick is not None:
+            if vring.be_kick is Holder.FRONTEND and vring.kick_ok and vring.eng_kick is not None:
                 requests.append(
                     (R.SET_VRING_KICK, pack_vring_file(vring.index, False), [vring.eng_kick])
                 )

@@ -15,6 +15,13 @@ eventfd-id) as QEMU's masked notifier, unless the ring is then started with
 that same fd in place (a front-end without init-time masking). While the
 ring's call fd is that notifier, the queue is MASKED by QEMU.
 
+Fd lifetime: an fd handed to the engine is closed only once the engine has
+confirmed it no longer uses it. If an engine command times out (a wedged
+engine thread), the ring is *tainted*: the engine may still apply the command
+later, so its fds are never closed (closing would let the fd number be reused
+for another file the engine might then write to); they are kept open in
+``QUARANTINE`` for the life of the process.
+
 Only the control loop thread touches a ``Vring``; ``snapshot()`` freezes it
 for other threads.
 """
@@ -24,12 +31,16 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from svqtui.engine import End, Engine, Link
+from svqtui.errors import EngineTimeout
 from svqtui.sources.vhost_user.codec import VringAddr, close_fds
-from svqtui.sources.vhost_user.fdident import describe, eventfd_id, new_eventfd
+from svqtui.sources.vhost_user.fdident import describe, eventfd_id, is_eventfd, new_eventfd
 from svqtui.sources.vhost_user.rings import SplitRing
+
+QUARANTINE: list[int] = []  # fds a timed-out engine command may still reference
 
 
 class Holder(enum.Enum):
@@ -66,6 +77,8 @@ class Vring:
         self.fe_kick_id: int | None = None
         self.fe_call: int | None = None
         self.fe_call_id: int | None = None
+        self.kick_ok = False  # the front-end's fd is an eventfd the engine may use
+        self.call_ok = False
         self.init_call_id: int | None = None  # QEMU's masked notifier
         self.call_sets = 0
         self.ever_started = False
@@ -85,6 +98,23 @@ class Vring:
         self.kick_base = 0  # counts from earlier shadow periods
         self.call_base = 0
         self.error: str | None = None
+        self.tainted = False  # an engine command on this ring timed out
+
+    def dispose(self, fds: Iterable[int | None]) -> None:
+        """Close fds the engine no longer uses (quarantine them if tainted)."""
+        owned = [fd for fd in fds if fd is not None and fd >= 0]
+        if self.tainted:
+            QUARANTINE.extend(owned)
+        else:
+            close_fds(owned)
+
+    @contextlib.contextmanager
+    def _engine_command(self) -> Iterator[None]:
+        try:
+            yield
+        except EngineTimeout:
+            self.tainted = True
+            raise
 
     # -- front-end fds ---------------------------------------------------------
 
@@ -94,6 +124,7 @@ class Vring:
         old = self.fe_kick
         self.fe_kick = os.dup(fd) if fd is not None else None
         self.fe_kick_id = eventfd_id(self.fe_kick) if self.fe_kick is not None else None
+        self.kick_ok = self.fe_kick is not None and is_eventfd(self.fe_kick)
         return old
 
     def take_call(self, fd: int | None) -> int | None:
@@ -101,6 +132,7 @@ class Vring:
         old = self.fe_call
         self.fe_call = os.dup(fd) if fd is not None else None
         self.fe_call_id = eventfd_id(self.fe_call) if self.fe_call is not None else None
+        self.call_ok = self.fe_call is not None and is_eventfd(self.fe_call)
         self.call_sets += 1
         if self.call_sets == 1 and not self.ever_started:
             self.init_call_id = self.fe_call_id
@@ -144,17 +176,18 @@ class Vring:
         if self.slot is not None:
             return
         kick, call = new_eventfd(), new_eventfd()
-        kick_src = self.fe_kick if self.fe_kick is not None and watch_kick else -1
+        kick_src = self.fe_kick if self.fe_kick is not None and self.kick_ok and watch_kick else -1
         try:
-            slot = engine.add_queue(
-                kick_src=kick_src,
-                kick_dst=kick,
-                call_src=call,
-                call_dst=self.fe_call if self.fe_call is not None else -1,
-                masked=self.hold,
-            )
+            with self._engine_command():
+                slot = engine.add_queue(
+                    kick_src=kick_src,
+                    kick_dst=kick,
+                    call_src=call,
+                    call_dst=self.fe_call if self.fe_call is not None and self.call_ok else -1,
+                    masked=self.hold,
+                )
         except Exception:
-            close_fds((kick, call))
+            self.dispose((kick, call))
             raise
         self.slot, self.eng_kick, self.eng_call = slot, kick, call
         self.eng_kick_id, self.eng_call_id = eventfd_id(kick), eventfd_id(call)
@@ -175,9 +208,10 @@ class Vring:
         except Exception:  # counters are for display only
             pass
         try:
-            engine.remove_queue(slot, handback=handback)
+            with self._engine_command():
+                engine.remove_queue(slot, handback=handback)
         finally:
-            close_fds(fd for fd in (self.eng_kick, self.eng_call) if fd is not None)
+            self.dispose((self.eng_kick, self.eng_call))
             self.eng_kick = self.eng_call = None
             self.eng_kick_id = self.eng_call_id = None
             if self.be_kick is Holder.ENGINE:
@@ -189,29 +223,30 @@ class Vring:
         """The engine watches the front-end's (new) kick fd; it signals the
         back-end's ``eng_kick`` once."""
         if self.slot is not None:
-            engine.set_fd(
-                self.slot, Link.KICK, End.SRC, self.fe_kick if self.fe_kick is not None else -1
-            )
+            fd = self.fe_kick if self.fe_kick is not None and self.kick_ok else -1
+            with self._engine_command():
+                engine.set_fd(self.slot, Link.KICK, End.SRC, fd)
 
     def stop_kick_relay(self, engine: Engine) -> None:
         """The engine stops reading the front-end's kick fd (before the
         back-end is given it back: an eventfd must have one reader)."""
         if self.slot is not None:
-            engine.set_fd(self.slot, Link.KICK, End.SRC, -1)
+            with self._engine_command():
+                engine.set_fd(self.slot, Link.KICK, End.SRC, -1)
 
     def kick_frontend_fd(self) -> None:
         """Signal the front-end's kick fd once: the back-end, now reading it
         again, rescans the ring for a kick the engine took during the switch."""
-        if self.fe_kick is not None:
+        if self.fe_kick is not None and self.kick_ok:
             with contextlib.suppress(OSError):
                 os.eventfd_write(self.fe_kick, 1)
 
     def relay_call_to(self, engine: Engine) -> None:
         """The front-end's call fd changed: the engine signals the new one."""
         if self.slot is not None:
-            engine.set_fd(
-                self.slot, Link.CALL, End.DST, self.fe_call if self.fe_call is not None else -1
-            )
+            fd = self.fe_call if self.fe_call is not None and self.call_ok else -1
+            with self._engine_command():
+                engine.set_fd(self.slot, Link.CALL, End.DST, fd)
 
     def close(self, engine: Engine | None) -> None:
         """Release everything (connection closed): engine queue, eventfds, dups."""
@@ -219,16 +254,19 @@ class Vring:
             if engine is not None:
                 self.detach(engine, handback=True)
         finally:
-            close_fds(fd for fd in (self.fe_kick, self.fe_call) if fd is not None)
+            self.dispose((self.fe_kick, self.fe_call))
             self.fe_kick = self.fe_call = None
 
     # -- what the console sees ---------------------------------------------------------
 
-    def _fd_label(self, fe_id: int | None, fe_fd: int | None, eng_id: int | None) -> str | None:
+    def _fd_label(
+        self, fe_id: int | None, fe_fd: int | None, holder: Holder, eng_id: int | None
+    ) -> str | None:
+        """The front-end's fd, and svqtui's when the back-end holds that instead."""
         if fe_fd is None:
             return None
         label = describe(fe_id)
-        if self.slot is not None and eng_id is not None:
+        if holder is Holder.ENGINE and eng_id is not None:
             label += f" -> svqtui {describe(eng_id)}"
         return label
 
@@ -238,8 +276,8 @@ class Vring:
             ring = SplitRing(self.addr.avail, self.addr.used)
         return VringSnapshot(
             index=self.index,
-            kick_fd=self._fd_label(self.fe_kick_id, self.fe_kick, self.eng_kick_id),
-            call_fd=self._fd_label(self.fe_call_id, self.fe_call, self.eng_call_id),
+            kick_fd=self._fd_label(self.fe_kick_id, self.fe_kick, self.be_kick, self.eng_kick_id),
+            call_fd=self._fd_label(self.fe_call_id, self.fe_call, self.be_call, self.eng_call_id),
             qemu_masked=self.qemu_masked,
             hold=self.hold,
             slot=self.slot,

@@ -3,6 +3,7 @@ call fd changes while shadowed, operator masking and injection."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -22,9 +23,10 @@ from support.vhost_user_rig import Context, InterposerRig, wait_for
 from svqtui.engine import Link
 from svqtui.errors import ActionUnsupported, EngineFull, NotConnected
 from svqtui.model import MaskState
-from svqtui.sources.vhost_user.codec import ProtocolFeature
+from svqtui.sources.vhost_user.codec import FrontendRequest, ProtocolFeature, pack_vring_file
 from svqtui.sources.vhost_user.fdident import eventfd_id
 
+R = FrontendRequest
 SECTORS = BLOCK // SECTOR  # sectors per 4 KiB block
 
 
@@ -241,3 +243,29 @@ def test_a_full_engine_refuses_shadow_mode_without_harming_the_device(
     finally:
         rig.close()
         context.close()
+
+
+def test_a_call_fd_that_is_not_an_eventfd_is_never_given_to_the_engine(
+    shadow_rig: InterposerRig,
+) -> None:
+    """If QEMU passes a pipe as a call fd while shadowed, it goes to the
+    back-end unchanged (pass mode for that link), the queue shows why, and
+    no engine link ever reads or writes anything but eventfds."""
+    fe = shadow_rig.frontend().init().start()
+    read_end, write_end = os.pipe()
+    try:
+        fe.request(R.SET_VRING_CALL, pack_vring_file(1, False), [write_end], need_reply=True)
+        q1 = shadow_rig.queue(1)
+        assert q1.error == "call fd is not an eventfd: not relayed"
+        assert q1.call_fd == "not an eventfd"
+        queues = shadow_rig.context.engine.snapshot().queues.values()
+        assert sorted(c.call.dst >= 0 for c in queues) == [False, True]  # queue 1 lets go
+        for counters in queues:
+            for link in (counters.kick, counters.call):
+                for fd in (link.src, link.dst):
+                    if fd >= 0:
+                        assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+        verified_io(fe, 0, range(2), 1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
