@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -21,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from svqtui.engine import Link
 from svqtui.errors import SvqtuiError
@@ -31,7 +32,7 @@ from svqtui.widgets.commands import SvqtuiCommands
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.device_header import DeviceHeader
 from svqtui.widgets.device_tree import DeviceTree
-from svqtui.widgets.feed import SnapshotFeed
+from svqtui.widgets.feed import SnapshotFeed, lower_thread_priority
 from svqtui.widgets.filter_input import FilterInput
 from svqtui.widgets.help_screen import HelpScreen
 from svqtui.widgets.keys import KEYS, bindings
@@ -59,7 +60,7 @@ class SnapshotReady(Message):
 class SvqtuiApp(App[int]):
     """The svqtui console over one Runtime."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).resolve().parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "svqtui"
     BINDINGS: ClassVar[list[BindingType]] = [
         *bindings(),
@@ -191,7 +192,7 @@ class SvqtuiApp(App[int]):
             selected = self.snapshot.rows.get(self.table.cursor_key or "")
             self.query_one("#header", DeviceHeader).show(self.snapshot, self.scope, selected)
 
-    @on(DataTable.RowHighlighted)
+    @on(QueueTable.RowHighlighted)
     def _row_highlighted(self) -> None:
         self._show_header()
 
@@ -204,9 +205,9 @@ class SvqtuiApp(App[int]):
     def _tree_enter(self) -> None:
         self.table.focus()
 
-    @on(DataTable.RowSelected)
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_detail(event.row_key.value)
+    @on(QueueTable.RowSelected)
+    def _row_selected(self, event: QueueTable.RowSelected) -> None:
+        self.action_detail(event.key)
 
     @on(FilterInput.FilterChanged)
     def _filter_changed(self, event: FilterInput.FilterChanged) -> None:
@@ -459,6 +460,10 @@ class SvqtuiApp(App[int]):
 
 
 def run_console(runtime: Runtime) -> int:
-    """Run the console over a started runtime until the operator quits."""
+    """Run the console over a started runtime until the operator quits.
+
+    The UI thread runs at a lower priority than the engine's (started
+    before it, so unaffected): rendering yields the CPU to relaying."""
+    lower_thread_priority()
     SvqtuiApp(runtime).run()
     return 0

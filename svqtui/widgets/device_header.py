@@ -5,7 +5,7 @@ such as where guest masking happens for vhost-user, are always visible here."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from svqtui.model import DeviceView, QueueRow, Snapshot, VMView
 from svqtui.widgets.selection import Scope, ScopeKind
@@ -79,22 +79,27 @@ def stuck_line(row: QueueRow) -> Text:
     )
 
 
-class DeviceHeader(Static):
+class DeviceHeader(Widget):
     """One to four lines about the selected scope (and a stuck selected queue)."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id)
-        self._shown = ""
+        super().__init__(id=id)
+        self._text = Text()
 
     def show(self, snap: Snapshot, scope: Scope, selected: QueueRow | None = None) -> None:
         text = scope_text(snap, scope)
         if selected is not None and selected.stuck:
             text.append("\n")
             text.append_text(stuck_line(selected))
-        if text.markup != self._shown:
-            self._shown = text.markup
-            self.update(text)
+        if text == self._text and text.spans == self._text.spans:
+            return
+        resized = text.plain != self._text.plain  # its height may change: lay out again
+        self._text = text
+        self.refresh(layout=resized)
+
+    def render(self) -> Text:
+        return self._text
 
     @property
     def text(self) -> str:
-        return Text.from_markup(self._shown).plain
+        return self._text.plain

@@ -8,6 +8,7 @@ app coalesces: if it is behind, it renders only the newest snapshot).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,18 @@ from collections.abc import Callable
 from svqtui.model import Snapshot
 
 STOP_TIMEOUT_S = 5.0
+UI_NICE = 10  # how much lower than the engine the console's threads run
+
+
+def lower_thread_priority(by: int = UI_NICE) -> None:
+    """Make the calling thread (only it: Linux nice is per thread) yield the
+    CPU to the relay engine and the sources: on a busy host a render must
+    never delay a relayed notification. Best effort."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except (OSError, AttributeError):
+        pass
 
 
 class SnapshotFeed:
@@ -40,6 +53,8 @@ class SnapshotFeed:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="svqtui-feed", daemon=True)
         self._thread.start()
 
@@ -59,6 +74,7 @@ class SnapshotFeed:
         self.poke()
 
     def _run(self) -> None:
+        lower_thread_priority()
         failing = False
         next_t = time.monotonic()
         while not self._stop.is_set():

@@ -61,12 +61,12 @@ KEYS: tuple[KeySpec, ...] = (
 )
 
 NAVIGATION: tuple[tuple[str, str], ...] = (
-    ("Tab / Shift+Tab", "Move between the device tree and the queue table"),
-    ("Right / Left", "Tree -> table; table (scrolled fully left) -> tree"),
-    ("Up / Down, PgUp / PgDn", "Move the selection"),
+    ("Tab", "Move between the device tree and the queue table (Shift+Tab back)"),
+    ("Left/Right", "Tree -> table; table (scrolled fully left) -> tree; else scroll"),
+    ("Up/Down", "Move the selection (PgUp/PgDn/Home/End too)"),
     ("Enter", "Detail of the selected queue (Esc goes back)"),
-    ("Esc", "Back / clear the filter"),
-    ("Ctrl+P", "Command palette: every command above by name"),
+    ("Esc", "Back, or clear the filter"),
+    ("Ctrl+P", "Command palette: every command above, by name"),
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from svqtui.model import Snapshot
 from svqtui.widgets import format as fmt
@@ -58,20 +58,23 @@ def status_text(snap: Snapshot | None, view: ViewState) -> Text:
     return out
 
 
-class StatusBar(Static):
-    """One line of console status."""
+class StatusBar(Widget):
+    """One line of console status; a change repaints it without a layout pass."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id)
-        self._shown = ""
+        super().__init__(id=id)
+        self._text = Text()
 
     def show(self, snap: Snapshot | None, view: ViewState) -> None:
         text = status_text(snap, view)
-        if text.markup != self._shown:
-            self._shown = text.markup
-            self.update(text)
+        if text != self._text or text.spans != self._text.spans:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
     @property
     def text(self) -> str:
         """The plain text shown (for tests)."""
-        return Text.from_markup(self._shown).plain
+        return self._text.plain

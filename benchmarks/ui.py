@@ -1,0 +1,434 @@
+"""UI benchmark: the console with 64, 256 and 1,024 live queues at 10 Hz.
+
+Owns the synthetic many-queue source, the pty harness, the relay probe and
+the report. Each queue count runs in a child process attached to a real
+pseudo-terminal (160x50 by default), so the console renders and writes its
+escape sequences exactly as in a terminal; the parent drains the terminal
+and counts the bytes. Per run it reports:
+
+* refreshes applied per second (snapshots the console rendered) and terminal
+  output per second;
+* CPU share of the main (UI) thread (time.thread_time in that thread over
+  wall time), of the snapshot feed thread and of the whole process;
+* the relay engine's 2-hop round trip (driver writes A, engine relays A -> B
+  and B -> C, driver reads C) p50/p99/max before the UI starts, while it
+  runs, and after it has gone (before/after bracket the machine's own
+  noise). The console's threads run at a lower priority (as in
+  run_console); the probe thread is made before that, at the engine's.
+  The driver is benchmarks/c_driver.c through cffi (never holds the GIL)
+  when it can be built, else a Python thread; it is paced (bursts of 20
+  round trips every 10 ms) so it does not itself eat a core.
+
+Usage: python benchmarks/ui.py [--queues 64,256,1024] [--seconds 5] [--hz 10]
+                               [--size 160x50] [--json]
+Goal at 1,024 queues: at least 10 refreshes/s with the main thread under 30%
+of a core, and the relay p99 unchanged by the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pty
+import random
+import select
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+QUEUES_PER_DEVICE = 16
+DEVICES_PER_VM = 4
+PROBE_BURST = 20
+PROBE_PAUSE_S = 0.010
+WARMUP_S = 2.0
+GOAL_FPS = 10.0
+GOAL_MAIN_CPU = 0.30
+
+
+# -- the synthetic source (child side) ----------------------------------------
+
+
+def _synthetic_source(queues: int) -> Any:
+    from svqtui.model import (
+        DeviceView,
+        MaskState,
+        QueueView,
+        ShadowVia,
+        SourceKind,
+        SourceStatus,
+        VMView,
+    )
+    from svqtui.sources.base import Source, SourceContext
+
+    class SyntheticSource(Source):
+        """``queues`` queues whose counters grow at fixed per-queue rates:
+        every visible cell changes at every refresh (the worst case)."""
+
+        kind = SourceKind.DEMO
+
+        def __init__(self) -> None:
+            self.name = "synthetic"
+            rng = random.Random(1)
+            self.rates = [rng.uniform(10, 5000) for _ in range(queues)]
+            self.t0 = time.monotonic_ns()
+
+        def start(self, ctx: SourceContext) -> None:
+            ctx.log.info(f"synthetic: {queues} queues")
+
+        def stop(self) -> None:
+            pass
+
+        def collect(self) -> list[VMView]:
+            now = time.monotonic_ns()
+            elapsed = (now - self.t0) / 1e9
+            devices = []
+            for d in range(0, queues, QUEUES_PER_DEVICE):
+                qs = []
+                for i in range(d, min(d + QUEUES_PER_DEVICE, queues)):
+                    n = int(self.rates[i] * elapsed)
+                    qs.append(
+                        QueueView(
+                            index=i - d,
+                            kicks=n,
+                            calls=n - (i % 3),
+                            mask=MaskState.UNMASKED if i % 7 else MaskState.MASKED,
+                            shadow=True,
+                            avail_idx=n & 0xFFFF,
+                            used_idx=(n - i % 3) & 0xFFFF,
+                            last_kick_ns=now - (i % 50) * 10_000_000,
+                            last_call_ns=now - (i % 40) * 10_000_000,
+                        )
+                    )
+                dev_no = d // QUEUES_PER_DEVICE
+                devices.append(
+                    DeviceView(
+                        key=f"syn:vm{dev_no // DEVICES_PER_VM}/dev{dev_no}",
+                        name=f"dev{dev_no}",
+                        kind="virtio-net (synthetic)",
+                        source=SourceKind.DEMO,
+                        shadow=True,
+                        shadow_via=ShadowVia.ENGINE,
+                        queues=tuple(qs),
+                    )
+                )
+            return [
+                VMView(
+                    key=f"syn:vm{v}",
+                    name=f"vm{v}",
+                    source=SourceKind.DEMO,
+                    label="synthetic",
+                    devices=tuple(devices[v * DEVICES_PER_VM : (v + 1) * DEVICES_PER_VM]),
+                )
+                for v in range((len(devices) + DEVICES_PER_VM - 1) // DEVICES_PER_VM)
+            ]
+
+        def status(self) -> SourceStatus:
+            return SourceStatus(self.name, self.kind, True, "synthetic")
+
+        def reset(self, device_key: str | None = None) -> None:
+            self.t0 = time.monotonic_ns()
+
+    return SyntheticSource()
+
+
+# -- the relay probe (child side) ------------------------------------------------
+
+
+class RelayProbe:
+    """A 2-hop chain through the engine (A -> B -> C), driven in bursts."""
+
+    def __init__(self, engine: Any) -> None:
+        flags = os.EFD_NONBLOCK | os.EFD_CLOEXEC
+        self.a, self.b, self.c = (os.eventfd(0, flags) for _ in range(3))
+        self.engine = engine
+        self.slots = [
+            engine.add_queue(kick_src=self.a, kick_dst=self.b),
+            engine.add_queue(kick_src=self.b, kick_dst=self.c),
+        ]
+        self._drain()
+        try:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import cbuild
+
+            self.ffi, self.lib = cbuild.load()
+            self.driver = "C (c_driver.c, GIL released)"
+        except Exception as err:  # no compiler: fall back, and say so
+            self.ffi = self.lib = None
+            self.driver = f"Python thread (C driver unavailable: {err})"
+
+    def _drain(self) -> None:
+        time.sleep(0.05)
+        for fd in (self.a, self.b, self.c):
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(fd)
+
+    def _burst(self) -> list[float]:
+        if self.lib is not None:
+            out = self.ffi.new("double[]", PROBE_BURST)
+            samples = self.ffi.new("int *")
+            writes = self.ffi.new("uint64_t *")
+            rc = self.lib.bench_rtt(self.a, self.c, PROBE_BURST, 0, 5.0, 2000, out, samples, writes)
+            if rc < 0:
+                raise OSError(-rc, os.strerror(-rc))
+            return list(self.ffi.unpack(out, samples[0]))
+        found = []
+        poller = select.poll()
+        poller.register(self.c, select.POLLIN)
+        for _ in range(PROBE_BURST):
+            t0 = time.perf_counter_ns()
+            os.eventfd_write(self.a, 1)
+            if not poller.poll(2000):
+                raise TimeoutError("the engine did not relay within 2 s")
+            os.eventfd_read(self.c)
+            found.append((time.perf_counter_ns() - t0) / 1e3)
+        return found
+
+    def measure(self, seconds: float, stop: threading.Event | None = None) -> list[float]:
+        """Round-trip times (us) in paced bursts for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        found: list[float] = []
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            found.extend(self._burst())
+            time.sleep(PROBE_PAUSE_S)
+        return found
+
+    def close(self) -> None:
+        for slot in self.slots:
+            self.engine.remove_queue(slot)
+        for fd in (self.a, self.b, self.c):
+            os.close(fd)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0, "p50_us": float("nan"), "p99_us": float("nan"), "max_us": float("nan")}
+    ordered = sorted(samples)
+    return {
+        "n": len(ordered),
+        "p50_us": round(statistics.median(ordered), 1),
+        "p99_us": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+        "max_us": round(ordered[-1], 1),
+    }
+
+
+# -- the measured console (child side) -------------------------------------------
+
+
+def _thread_cpu(native_id: int | None) -> float:
+    if native_id is None:
+        return 0.0
+    for t in psutil.Process().threads():
+        if t.id == native_id:
+            return t.user_time + t.system_time
+    return 0.0
+
+
+def child(queues: int, seconds: float, hz: float, out: str) -> int:
+    from svqtui.app import SvqtuiApp
+    from svqtui.config import Config
+    from svqtui.runtime import Runtime
+    from svqtui.widgets.feed import lower_thread_priority
+
+    runtime = Runtime(
+        Config(refresh_s=1.0 / hz, max_queues=64), sources=[_synthetic_source(queues)]
+    )
+    runtime.start()
+    probe = RelayProbe(runtime.engine)
+    idle = probe.measure(min(seconds, 3.0))
+    # The probe thread is made before the UI lowers its own priority, so the
+    # driver keeps the engine's priority (threads inherit their creator's).
+    go, busy = threading.Event(), []
+    prober = threading.Thread(
+        target=lambda: go.wait() and busy.extend(probe.measure(seconds)), name="probe"
+    )
+    prober.start()
+    result: dict[str, Any] = {"queues": queues, "hz": hz, "driver": probe.driver}
+
+    class Measured(SvqtuiApp):
+        def on_mount(self) -> None:  # Textual also runs SvqtuiApp.on_mount
+            self.set_timer(WARMUP_S, self.begin)
+
+        @property
+        def feed_native_id(self) -> int | None:
+            thread = self.feed._thread
+            return thread.native_id if thread is not None else None
+
+        def begin(self) -> None:
+            self.mark = (
+                time.monotonic(),
+                time.thread_time(),
+                self.frames,
+                _thread_cpu(self.feed_native_id),
+                sum(psutil.Process().cpu_times()[:2]),
+                self.table.cells_written,
+                self.feed.refreshes,
+            )
+            go.set()
+            self.set_timer(seconds, self.end)
+
+        def end(self) -> None:
+            wall0, cpu0, frames0, feed0, proc0, cells0, snaps0 = self.mark
+            wall = time.monotonic() - wall0
+            result.update(
+                seconds=round(wall, 2),
+                frames_per_s=round((self.frames - frames0) / wall, 2),
+                snapshots_per_s=round((self.feed.refreshes - snaps0) / wall, 2),
+                main_cpu=round((time.thread_time() - cpu0) / wall, 4),
+                feed_cpu=round((_thread_cpu(self.feed_native_id) - feed0) / wall, 4),
+                process_cpu=round((sum(psutil.Process().cpu_times()[:2]) - proc0) / wall, 4),
+                cells_per_s=round((self.table.cells_written - cells0) / wall, 1),
+                rows=self.table.row_count,
+            )
+            self.exit(0)
+
+    app = Measured(runtime)
+    lower_thread_priority()  # as run_console does
+    app.run()
+    go.set()
+    prober.join()
+    after = probe.measure(min(seconds, 3.0))  # the same again with the UI gone
+    probe.close()
+    runtime.stop()
+    result["relay_idle"] = percentiles(idle)
+    result["relay_ui"] = percentiles(busy)
+    result["relay_after"] = percentiles(after)
+    Path(out).write_text(json.dumps(result))
+    return 0
+
+
+# -- the parent: one pty per run, the report ---------------------------------------
+
+
+@dataclass
+class Run:
+    queues: int
+    figures: dict[str, Any]
+    terminal_bytes_per_s: float
+
+
+def run_in_pty(queues: int, args: argparse.Namespace) -> Run:
+    cols, rows = args.size
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "result.json")
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: size the terminal, then become the console
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.environ.update(TERM="xterm-256color", COLORTERM="truecolor")
+            argv = [sys.executable, __file__, "--child", str(queues), "--out", out]
+            argv += ["--seconds", str(args.seconds), "--hz", str(args.hz)]
+            os.execv(sys.executable, argv)
+        total = 0
+        started = time.monotonic()
+        while True:
+            try:
+                ready, _, _ = select.select([fd], [], [], 1.0)
+                if ready:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+            except OSError:  # EIO: the child closed the terminal
+                break
+        elapsed = time.monotonic() - started
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        if not os.path.exists(out):
+            raise RuntimeError(f"the {queues}-queue run failed (exit status {status})")
+        figures = json.loads(Path(out).read_text())
+    return Run(queues, figures, round(total / elapsed, 1))
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
+    last = max(runs, key=lambda r: r.queues)
+    f = last.figures
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "size": f"{args.size[0]}x{args.size[1]}",
+        "hz": args.hz,
+        "seconds": args.seconds,
+        "driver": f["driver"],
+        "runs": [{**r.figures, "terminal_bytes_per_s": r.terminal_bytes_per_s} for r in runs],
+        "goal": {
+            "queues": last.queues,
+            "frames_per_s": f["frames_per_s"],
+            "main_cpu": f["main_cpu"],
+            "met": f["frames_per_s"] >= min(GOAL_FPS, args.hz * 0.95)
+            and f["main_cpu"] < GOAL_MAIN_CPU,
+        },
+    }
+
+
+def print_table(data: dict[str, Any]) -> None:
+    print(
+        f"svqtui console at {data['size']}, {data['hz']:g} Hz refresh, "
+        f"{data['seconds']:g} s per run, {data['machine']['cpus']} CPUs"
+    )
+    print(f"relay driver: {data['driver']}")
+    head = (
+        f"{'queues':>6} {'frames/s':>8} {'main CPU':>8} {'feed CPU':>8} {'process':>8} "
+        f"{'cells/s':>8} {'term kB/s':>9}  {'relay p50/p99 us: before':>24} "
+        f"{'with UI':>15} {'after':>15}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in data["runs"]:
+        idle, ui, after = r["relay_idle"], r["relay_ui"], r["relay_after"]
+        print(
+            f"{r['queues']:>6} {r['frames_per_s']:>8.1f} {r['main_cpu']:>8.1%} "
+            f"{r['feed_cpu']:>8.1%} {r['process_cpu']:>8.1%} {r['cells_per_s']:>8.0f} "
+            f"{r['terminal_bytes_per_s'] / 1000:>9.1f}  "
+            f"{idle['p50_us']:>15.1f} /{idle['p99_us']:>7.0f} "
+            f"{ui['p50_us']:>6.1f} /{ui['p99_us']:>7.0f} "
+            f"{after['p50_us']:>6.1f} /{after['p99_us']:>7.0f}"
+        )
+    goal = data["goal"]
+    print(
+        f"goal at {goal['queues']} queues (>= 10 frames/s, main thread < 30% of a core): "
+        f"{'met' if goal['met'] else 'NOT met'}"
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    cols, _, rows = text.partition("x")
+    return int(cols), int(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queues", default="64,256,1024", help="queue counts, comma-separated")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    parser.add_argument("--hz", type=float, default=10.0, help="console refreshes per second")
+    parser.add_argument("--size", type=parse_size, default=(160, 50), help="terminal COLSxROWS")
+    parser.add_argument("--json", action="store_true", help="JSON on stdout instead of a table")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        return child(args.child, args.seconds, args.hz, args.out)
+    runs = []
+    for n in (int(x) for x in args.queues.split(",")):
+        print(f"running {n} queues...", file=sys.stderr, flush=True)
+        runs.append(run_in_pty(n, args))
+    data = report(runs, args)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print_table(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
