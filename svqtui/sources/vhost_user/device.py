@@ -148,6 +148,11 @@ class DeviceInterposer:
                 raise BackendUnavailable(
                     f"back-end unreachable at {self.config.backend}: {why}"
                 ) from None
+        except asyncio.CancelledError:  # svqtui stops meanwhile
+            backend.close()
+            frontend.close()
+            self._connecting = False
+            raise
         except BackendUnavailable as err:
             backend.close()
             frontend.close()

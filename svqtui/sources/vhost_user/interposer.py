@@ -456,6 +456,9 @@ class Connection:
             except EngineError as err:
                 vring.error = f"not shadowed: {err}"
                 self._error(f"cannot relay the {link.name.lower()} fd: {err}", vring.index)
+        elif vring.slot is not None:  # never leave the engine on an fd about to close
+            with contextlib.suppress(EngineError):
+                relay(self._engine)
         self._set_holder(vring, link, holder)
         self._to_backend(msg)
 

@@ -304,3 +304,27 @@ def test_fuzzed_garbage_closes_only_its_pair(
         stop.set()
         rig.close()
         other_qsd.stop()
+
+
+def test_unreachable_back_end_drops_qemu_with_the_reason(context: Context, sock_dir: Path) -> None:
+    """When the back-end socket is missing, QEMU's connection is closed with
+    one error line naming the back-end path, the device says why, and the
+    interposer keeps listening (no fd leaks across attempts)."""
+    missing = str(sock_dir / "no-backend.sock")
+    rig = InterposerRig(context, sock_dir, [missing])
+    try:
+        baseline = open_fds()
+        for _ in range(3):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(rig.devices[0].listen)
+            wait_eof(sock)
+            sock.close()
+        wait_for(lambda: len(context.events(rig.key(), "error")) == 3, "three error lines")
+        status = rig.device().status
+        assert (
+            status == f"disconnected: back-end unreachable at {missing}: No such file or directory"
+        )
+        assert missing in context.events(rig.key(), "error")[0].text
+        wait_fds(baseline, "no fd left by the attempts")
+    finally:
+        rig.close()
