@@ -2,8 +2,10 @@
 started, a running control loop, an event log, and ``qmp_watch``, which starts
 a ``QMPSource`` on given sockets and stops it after the test.
 
-``qmp_watch`` is also the hook for tests with a booted guest: point it at the
-guest QEMU's QMP socket and read ring indices / vhost state from ``collect()``.
+``qmp_watch`` is also the hook for tests with a booted guest (the lab's
+``booted_guest``/``boot_guest`` fixtures are imported here): point it at the
+guest QEMU's QMP socket (``vm.spec.qmp_socket``) and read ring indices and
+vhost state from ``collect()``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from svqtui.control_loop import ControlLoop
 from svqtui.eventlog import EventLog
 from svqtui.sources.base import SourceContext
 from svqtui.sources.qmp import QMPSource, Timing
+from tests.support.guest import boot_guest, booted_guest, guest_image, storage_daemon
 from tests.support.qemu import QemuLab
+
+# The lab's booted-guest fixtures (tests.support.guest), for tests on a running vhost device.
+__all__ = ["boot_guest", "booted_guest", "guest_image", "storage_daemon"]
 
 # Fast but not frantic: reconnects within about a second while tests wait.
 TEST_TIMING = Timing(
