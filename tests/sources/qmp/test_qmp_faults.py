@@ -22,7 +22,7 @@ from tests.sources.qmp.helpers import connected_vm, log_lines, rows, vm, wait_fo
 from tests.support.qemu import QemuLab, QemuSpec, virtio_blk_net
 
 FAST_GIVE_UP = Timing(
-    poll_s=0.2, connect_timeout_s=1.0, command_timeout_s=5.0, backoff_first_s=0.2, backoff_cap_s=1.0
+    poll_s=0.2, connect_timeout_s=0.5, command_timeout_s=5.0, backoff_first_s=0.2, backoff_cap_s=1.0
 )
 
 
@@ -46,7 +46,7 @@ FAULTS: dict[str, tuple[Setup, str]] = {
         lambda p: FakeQMP(p, "garbage-reply"),
         "{path} sent something that is not QMP during query-commands",
     ),
-    "silent": (lambda p: FakeQMP(p, "silent"), "no QMP greeting from {path} within 1s"),
+    "silent": (lambda p: FakeQMP(p, "silent"), "no QMP greeting from {path} within 0.5s"),
 }
 
 
