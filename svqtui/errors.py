@@ -179,3 +179,11 @@ class ShadowSwitchError(VhostUserError):
 
 class NotConnected(VhostUserError):
     """The interposed device has no front-end connected right now."""
+
+
+class LabBusy(LabError):
+    """A lab action was asked for while another one (e.g. a migration) is running."""
+
+
+class MigrationFailed(LabError):
+    """Migrating the lab VM between its slots failed (the VM stays where it was)."""
