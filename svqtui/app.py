@@ -35,7 +35,7 @@ from svqtui.widgets.device_tree import DeviceTree
 from svqtui.widgets.feed import SnapshotFeed, lower_thread_priority
 from svqtui.widgets.filter_input import FilterInput
 from svqtui.widgets.help_screen import HelpScreen
-from svqtui.widgets.keys import KEYS, bindings
+from svqtui.widgets.keys import KEYS, NARROW_WIDTH, bindings, fit_footer
 from svqtui.widgets.log_pane import LogPane
 from svqtui.widgets.queue_detail import QueueDetail
 from svqtui.widgets.queue_table import QueueTable
@@ -43,7 +43,6 @@ from svqtui.widgets.selection import Scope, ScopeKind, SortMode
 from svqtui.widgets.status_bar import StatusBar, ViewState
 
 DELAYS_S = (0.5, 1.0, 2.0, 5.0)
-NARROW_WIDTH = 120
 OPERATOR_ACTIONS = frozenset(k.action for k in KEYS) | {"clear_filter"}
 
 
@@ -135,11 +134,9 @@ class SvqtuiApp(App[int]):
         self.feed.stop()
 
     def on_resize(self, event: Resize) -> None:
-        narrow = event.size.width < NARROW_WIDTH
-        self.screen.set_class(narrow, "-narrow")
-        for footer in self.query(Footer):
-            footer.compact = narrow
-            footer.show_command_palette = not narrow
+        self.screen.set_class(event.size.width < NARROW_WIDTH, "-narrow")
+        for footer in self.screen.query(Footer):
+            fit_footer(footer, event.size.width)
 
     # -- snapshots -----------------------------------------------------------------
 

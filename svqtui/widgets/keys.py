@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.binding import Binding
+from textual.widgets import Footer
+
+NARROW_WIDTH = 120  # below this many columns the footer goes compact
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +77,10 @@ def bindings() -> list[Binding]:
     """The app-level bindings for every key in KEYS (help first in the footer)."""
     first = sorted(KEYS, key=lambda k: k.action != "help")
     return [Binding(k.key, k.action, k.label, show=k.footer, key_display=k.shown) for k in first]
+
+
+def fit_footer(footer: Footer, width: int) -> None:
+    """Compact footer (and no palette hint) on narrow terminals, so the keys fit."""
+    narrow = width < NARROW_WIDTH
+    footer.compact = narrow
+    footer.show_command_palette = not narrow

@@ -16,12 +16,18 @@ LEVEL_WORDS = {"error": "ERROR ", "warning": "warn  ", "info": ""}
 
 
 def event_line(event: LogEvent) -> Text:
+    """ "HH:MM:SS [ERROR ][device: ]text", naming the device when the text does not."""
     stamp = time.strftime("%H:%M:%S", time.localtime(event.time_s))
     line = Text(f"{stamp} ", style="dim")
+    style = LEVEL_STYLES.get(event.level, "")
     word = LEVEL_WORDS.get(event.level, f"{event.level} ")
     if word:
-        line.append(word, style=LEVEL_STYLES.get(event.level, ""))
-    line.append(event.text, style=LEVEL_STYLES.get(event.level, ""))
+        line.append(word, style=style)
+    if event.device_key:
+        where = event.device_key.split(":", 1)[-1]
+        if where not in event.text:
+            line.append(f"{where}: ", style=f"{style} bold".strip())
+    line.append(event.text, style=style)
     return line
 
 

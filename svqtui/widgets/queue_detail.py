@@ -12,14 +12,52 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widget import Widget
+from textual.widgets import Footer, Static
 
 from svqtui.model import DeviceView, LogEvent, QueueRow, Snapshot, VMView
 from svqtui.widgets import format as fmt
 from svqtui.widgets.device_header import device_text, migration_text
+from svqtui.widgets.keys import fit_footer
 
 EVENTS_SHOWN = 20
+PLOT_ROWS = 4
+EIGHTHS = " ▁▂▃▄▅▆▇█"
+
+
+def rate_plot(history: tuple[float, ...], width: int, rows: int = PLOT_ROWS) -> Text:
+    """The newest ``width`` samples as a ``rows``-high bar plot scaled from
+    zero to the peak (so a steady rate looks steady), newest on the right."""
+    samples = list(history)[-width:]
+    peak = max(samples, default=0.0)
+    lines = []
+    for row in range(rows - 1, -1, -1):
+        chars = []
+        for v in samples:
+            eighths = round(v / peak * rows * 8) if peak > 0 else 0
+            chars.append(EIGHTHS[max(0, min(8, eighths - row * 8))])
+        lines.append("".join(chars).rjust(width))
+    return Text("\n".join(lines), style="cyan")
+
+
+class RatePlot(Widget):
+    """A bar plot of a queue's kicks+calls per second, one column per refresh."""
+
+    DEFAULT_CSS = "RatePlot { height: 4; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.history: tuple[float, ...] = ()
+
+    def show(self, history: tuple[float, ...]) -> None:
+        if history != self.history:
+            self.history = history
+            self.refresh()
+
+    def render(self) -> Text:
+        return rate_plot(self.history, max(1, self.size.width))
 
 
 def _find(snap: Snapshot, device_key: str) -> tuple[VMView | None, DeviceView | None]:
@@ -139,7 +177,11 @@ class QueueDetail(Screen[None]):
         self._shown: dict[str, str] = {}
         self._plain: dict[str, str] = {}
 
+    def on_resize(self, event: Resize) -> None:
+        fit_footer(self.query_one(Footer), event.size.width)
+
     def on_mount(self) -> None:
+        fit_footer(self.query_one(Footer), self.app.size.width)
         snap, events = self._initial
         if snap is not None:
             self.show(snap, events)
@@ -153,7 +195,7 @@ class QueueDetail(Screen[None]):
             yield Static(id="detail-title")
             yield Static(id="detail-figures")
             yield Static(id="detail-history-caption")
-            yield Sparkline([], id="detail-history")
+            yield RatePlot(id="detail-history")
             yield Static(id="detail-fds")
             events = Static(id="detail-events")
             events.border_title = "recent events (device and queue)"
@@ -186,9 +228,7 @@ class QueueDetail(Screen[None]):
         self._set("detail-title", title_text(row, vm, dev))
         self._set("detail-figures", figures_table(row))
         self._set("detail-history-caption", Text(history_caption(row.history)))
-        spark = self.query_one("#detail-history", Sparkline)
-        if list(spark.data or []) != list(row.history):
-            spark.data = list(row.history)
+        self.query_one(RatePlot).show(row.history)
         self._set("detail-fds", fds_text(row))
         self._set("detail-events", events_text(events, self.index))
 

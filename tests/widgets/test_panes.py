@@ -47,7 +47,8 @@ class LogHost(App[None]):
 
 
 async def test_log_pane_shows_each_event_once() -> None:
-    """pull() appends only events added since the last pull; errors say ERROR."""
+    """pull() appends only events added since the last pull; errors say
+    ERROR; a line names its device when the text does not."""
     log = EventLog()
     log.info("demo: started")
     app = LogHost(log)
@@ -61,6 +62,9 @@ async def test_log_pane_shows_each_event_once() -> None:
             "ERROR shadow on for vm/blk0: back-end gone (reconnect it)"
         )
         assert len(pane.lines_written) == 2
+        log.info("queue 0: hold (masked)", "demo:web01/net0", 0)
+        pane.pull()
+        assert pane.lines_written[-1].endswith("web01/net0: queue 0: hold (masked)")
 
 
 def test_device_header_shows_notes_and_migration() -> None:
