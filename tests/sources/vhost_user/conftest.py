@@ -4,6 +4,7 @@ Every process, socket and fd they create is released at teardown."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,15 @@ from pathlib import Path
 import pytest
 from support.qsd import StorageDaemon, short_dir
 from support.vhost_user_rig import Context, InterposerRig
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """After every other fixture is torn down, collect cyclic garbage, so an
+    engine this test made closes its epoll/eventfd now and not during a later
+    test that counts fds."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture
