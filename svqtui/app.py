@@ -212,9 +212,8 @@ class SvqtuiApp(App[int]):
         self._show_queues()
         self.status_bar.show(self.snapshot, self.view_state)
         if event.done:
-            filt = self.query_one(FilterInput)
-            filt.remove_class("-active")
-            self.table.focus()
+            self.query_one(FilterInput).display = False
+            self.screen.set_focus(self.table)
 
     # -- what the keys act on -------------------------------------------------------
 
@@ -249,7 +248,10 @@ class SvqtuiApp(App[int]):
         return f"{self._device_name(row.device_key)} queue {row.view.index}"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Operator keys do nothing behind a modal (help, quit question)."""
+        """Operator keys do nothing behind a modal (help, quit question); "/"
+        typed in the filter line is text."""
+        if action == "filter" and isinstance(self.focused, FilterInput):
+            return False
         if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
             return action == "request_quit" and not isinstance(self.screen, ConfirmQuit)
         return True
@@ -393,9 +395,10 @@ class SvqtuiApp(App[int]):
         if isinstance(self.screen, QueueDetail):
             self.pop_screen()
         filt = self.query_one(FilterInput)
-        filt.add_class("-active")
+        filt.display = True
         filt.value = self.filter_text
-        filt.focus()
+        # Focus now, not later: keys typed right after "/" must reach the filter.
+        self.screen.set_focus(filt)
 
     def action_clear_filter(self) -> None:
         if self.filter_text:

@@ -21,6 +21,7 @@ class KeySpec:
     label: str  # footer / palette title
     help: str  # one line for the help screen and the palette
     footer: bool = True
+    priority: bool = False  # checked before the focused widget sees the key
 
 
 KEYS: tuple[KeySpec, ...] = (
@@ -47,7 +48,15 @@ KEYS: tuple[KeySpec, ...] = (
         "Reset",
         "Reset counters of the selected device (of every device when 'all VMs' is selected)",
     ),
-    KeySpec("slash", "/", "filter", "Filter", "Filter queues by VM/device/queue text (Esc clears)"),
+    # priority: the keys typed right after "/" must reach the filter line, not the table
+    KeySpec(
+        "slash",
+        "/",
+        "filter",
+        "Filter",
+        "Filter queues by VM/device/queue text (Esc clears)",
+        priority=True,
+    ),
     KeySpec(
         "o", "o", "sort", "Sort", "Cycle the sort: name, kicks/s, calls/s, in-flight, stuck first"
     ),
@@ -76,7 +85,10 @@ NAVIGATION: tuple[tuple[str, str], ...] = (
 def bindings() -> list[Binding]:
     """The app-level bindings for every key in KEYS (help first in the footer)."""
     first = sorted(KEYS, key=lambda k: k.action != "help")
-    return [Binding(k.key, k.action, k.label, show=k.footer, key_display=k.shown) for k in first]
+    return [
+        Binding(k.key, k.action, k.label, show=k.footer, key_display=k.shown, priority=k.priority)
+        for k in first
+    ]
 
 
 def fit_footer(footer: Footer, width: int) -> None:

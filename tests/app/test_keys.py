@@ -4,6 +4,7 @@ each test checks the effect in the next snapshots and on screen."""
 from __future__ import annotations
 
 from support.console import RealDemo, demo_runtime, started, until
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -126,6 +127,18 @@ async def test_slash_filters_and_escape_clears(app: SvqtuiApp) -> None:
         await pilot.press("escape")
         await until(pilot, lambda: app.table.row_count == 10, "all rows back")
         assert "filter" not in app.status_bar.text
+
+
+async def test_keys_typed_right_after_slash_reach_the_filter(app: SvqtuiApp) -> None:
+    """Keys queued together with "/" (fast typing) go to the filter line, not
+    to the table (where k would inject a kick); "/" inside the filter is text."""
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        for key, char in [("slash", "/"), *((c, c) for c in "web01"), ("slash", "/"), ("k", "k")]:
+            app.post_message(events.Key(key, char))
+        await until(pilot, lambda: app.filter_text == "web01/k", "the typed filter")
+        assert app.snapshot.rows[f"{NET}#0"].view.injected_kicks == 0
+        assert app.table.row_count == 0
 
 
 async def test_filter_matches_queue_numbers_and_states(app: SvqtuiApp) -> None:
