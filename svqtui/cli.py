@@ -2,7 +2,8 @@
 
 Modes: the console (default), ``--once`` and ``--log`` batch modes,
 ``--headless`` (engine and interposers without a UI, driven through the
-control socket), and ``svqtui ctl ...`` (a client of that socket).
+control socket), ``svqtui ctl ...`` (a client of that socket) and ``svqtui lab``
+(the live-migration demo, svqtui.lab.cli).
 Exit codes: 0 ok, 2 bad configuration or usage, 1 any other error.
 """
 
@@ -38,6 +39,7 @@ modes:
   svqtui --headless           run the engine and interposers without a UI,
                               driven through the control socket (SIGTERM stops)
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
+  svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
 
 configuration (first found): -c PATH, ./config.yaml,
   $XDG_CONFIG_HOME/svqtui/config.yaml, the shipped default (demo on).
@@ -136,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from svqtui.control.client import ctl_main
 
         return ctl_main(argv[:ctl_at] + argv[ctl_at + 1 :])
+    lab_at = _subcommand_index(argv, "lab")
+    if lab_at is not None:
+        from svqtui.lab.cli import lab_main
+
+        return lab_main(argv[:lab_at] + argv[lab_at + 1 :])
     args = build_parser().parse_args(argv)
     if args.json and not args.once:
         return _fail("--json goes with --once (try: svqtui --once --json)", EXIT_CONFIG)

@@ -1,0 +1,205 @@
+"""Live-migrate the lab VM to its other slot, over TCP on loopback.
+
+One migration (``migrate(lab)``, on the lab thread):
+
+1. the source's shadow mode is carried over: the destination's interposer
+   device gets the same mode *before* its QEMU connects, so the destination's
+   notifications take the same path from the first one; queues the operator
+   holds masked are unmasked first (a call held on the source would never
+   reach the guest once the source quits);
+2. the destination QEMU starts with ``-incoming defer`` on the free slot (its
+   vhost-user disk: the slot's interposer device, then the daemon's export of
+   the same disk), and listens on ``tcp:127.0.0.1:0`` (``migrate-incoming``):
+   the kernel picks a free port and query-migrate tells which, so two labs
+   never race for a port;
+3. the source migrates there (``migrate``; the ``events`` capability on, so
+   the console's QMP sessions hear every status change at once, bandwidth
+   unthrottled: it is loopback) while the console shows the progress from
+   the source's query-migrate;
+4. once the source says ``completed`` and the destination runs, the lab VM row
+   moves to the destination, the guest's serial log is followed there, and the
+   source QEMU quits: its slot (and interposer device) is free for the way back.
+
+A failed migration stops the destination and leaves the VM running where it
+was; ``MigrationFailed`` says why (QEMU's error-desc).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from svqtui.errors import LabError, MigrationFailed, QMPError
+from svqtui.lab.layout import VM_NAME, Slot
+from svqtui.lab.source import Role
+from svqtui.model import MaskState, MigrationView
+
+if TYPE_CHECKING:
+    from svqtui.lab.scenario import Lab
+
+MIGRATE_TIMEOUT_S = 120.0
+RESUME_TIMEOUT_S = 30.0
+MAX_BANDWIDTH = 10 << 30  # bytes/s: QEMU 7.2 defaults to 32 MiB/s
+POLL_S = 0.05
+FAILED = frozenset({"failed", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """One migration's figures: QEMU's (query-migrate of the source) and the lab's."""
+
+    source: str  # slot names
+    destination: str
+    shadow: bool
+    total_ms: int | None  # query-migrate total-time
+    downtime_ms: int | None  # query-migrate downtime
+    setup_ms: int | None
+    transferred: int | None  # bytes of RAM sent
+    wall_s: float  # the whole step: destination start to source quit
+    verified_at_switch: int  # guest I/O verified before the migration
+
+    def summary(self) -> str:
+        mib = f"{self.transferred / 2**20:.0f} MiB" if self.transferred is not None else "? MiB"
+        return (
+            f"{self.source} -> {self.destination}, shadow {'on' if self.shadow else 'off'}: "
+            f"total {_ms(self.total_ms)}, downtime {_ms(self.downtime_ms)}, {mib} sent, "
+            f"{self.wall_s:.1f}s with QEMU start and quit"
+        )
+
+    def view(self) -> MigrationView:
+        return MigrationView(
+            status="completed",
+            transferred=self.transferred,
+            remaining=0,
+            total=self.transferred,
+            downtime_ms=self.downtime_ms,
+            total_time_ms=self.total_ms,
+        )
+
+
+def _ms(value: int | None) -> str:
+    return f"{value} ms" if value is not None else "? ms"
+
+
+def incoming_port(reply: object) -> int:
+    """The TCP port a destination listens on, from its query-migrate reply
+    (``socket-address``: the address ``migrate-incoming`` bound, port 0 resolved)."""
+    if isinstance(reply, Mapping):
+        for addr in reply.get("socket-address") or ():
+            if isinstance(addr, Mapping) and addr.get("type") == "inet":
+                port = str(addr.get("port", ""))
+                if port.isdigit() and 0 < int(port) < 65536:
+                    return int(port)
+    raise MigrationFailed(
+        f"the destination did not say which port it listens on (query-migrate: {reply!r})"
+    )
+
+
+def _int(reply: Mapping[str, Any], *path: str) -> int | None:
+    value: Any = reply
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def migrate(lab: Lab) -> MigrationResult:
+    """Migrate the lab VM from its current slot to the other one (lab thread)."""
+    if lab.stalled:
+        raise MigrationFailed("the back-end is stalled: resume it (S) before migrating")
+    src = lab.current
+    dst = lab.layout.other(src)
+    began = time.monotonic()
+    device = lab.device_view(src)
+    shadow = device.shadow
+    for q in device.queues:
+        if q.shadow and q.mask in (MaskState.MASKED, MaskState.PENDING):
+            lab.runtime.set_masked(src.device_key, q.index, False)
+            lab.log(f"lab: unmasked {src.device} queue {q.index} before migrating", level="warning")
+    lab.runtime.set_shadow(dst.device_key, shadow)
+    verified = lab.guest.poll().verified
+    lab.log(
+        f"lab: migrating {VM_NAME} from slot {src.name} to {dst.name} "
+        f"(shadow {'on' if shadow else 'off'}, {verified} I/O verified so far)"
+    )
+    try:
+        lab.start_vm(dst, incoming=True)
+        lab.source.attach(dst, Role.INCOMING)
+        reply = _run(lab, dst, src)
+    except BaseException as err:
+        lab.stop_vm(dst, graceful=False)
+        if isinstance(err, QMPError):
+            raise MigrationFailed(f"migration {src.name} -> {dst.name} failed: {err}") from None
+        raise
+    lab.source.set_role(dst, Role.CURRENT)
+    lab.source.set_role(src, Role.OUTGOING)
+    lab.current = dst
+    lab.guest.follow(dst.serial_log)
+    result = MigrationResult(
+        source=src.name,
+        destination=dst.name,
+        shadow=shadow,
+        total_ms=_int(reply, "total-time"),
+        downtime_ms=_int(reply, "downtime"),
+        setup_ms=_int(reply, "setup-time"),
+        transferred=_int(reply, "ram", "transferred"),
+        wall_s=0.0,
+        verified_at_switch=verified,
+    )
+    lab.source.last_migration = result.view()
+    lab.stop_vm(src)
+    result = dataclasses.replace(result, wall_s=time.monotonic() - began)
+    lab.migrations.append(result)
+    lab.log(f"lab: migrated {result.summary()}; QEMU on slot {src.name} quit")
+    return result
+
+
+def _run(lab: Lab, dst_slot: Slot, src_slot: Slot) -> Mapping[str, Any]:
+    """Steps 2-4 up to a running destination; the source's final query-migrate."""
+    dst, src = lab.qmp(dst_slot), lab.qmp(src_slot)
+    for qmp in (dst, src):
+        qmp.execute(
+            "migrate-set-capabilities",
+            {"capabilities": [{"capability": "events", "state": True}]},
+        )
+    dst.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
+    port = incoming_port(dst.execute("query-migrate"))
+    src.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
+    src.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    deadline = time.monotonic() + MIGRATE_TIMEOUT_S
+    while True:
+        # Success is the source's runstate turning postmigrate: QEMU sets it after
+        # computing total-time and downtime (its query-migrate says "completed" a
+        # moment earlier, with both still 0, and a QEMU that was once a destination
+        # says "completed" until its own outgoing migration has begun).
+        state = src.execute("query-status")
+        answer = src.execute("query-migrate")
+        reply: Mapping[str, Any] = answer if isinstance(answer, Mapping) else {}
+        status = reply.get("status")
+        if isinstance(state, Mapping) and state.get("status") == "postmigrate":
+            break
+        if status in FAILED:
+            why = reply.get("error-desc", "no reason given")
+            raise MigrationFailed(f"migration {src_slot.name} -> {dst_slot.name} {status}: {why}")
+        if not lab.alive():
+            raise LabError("the lab is stopping")
+        if time.monotonic() > deadline:
+            src.execute("migrate_cancel")
+            raise MigrationFailed(
+                f"migration {src_slot.name} -> {dst_slot.name} did not finish within "
+                f"{MIGRATE_TIMEOUT_S:g}s (status {status}); cancelled"
+            )
+        time.sleep(POLL_S)
+    deadline = time.monotonic() + RESUME_TIMEOUT_S
+    while True:
+        state = dst.execute("query-status")
+        if isinstance(state, Mapping) and state.get("status") == "running":
+            return reply
+        if not lab.alive() or time.monotonic() > deadline:
+            raise MigrationFailed(
+                f"the destination on slot {dst_slot.name} did not start running after the "
+                f"migration (status {state.get('status') if isinstance(state, Mapping) else '?'})"
+            )
+        time.sleep(POLL_S)

@@ -1,0 +1,325 @@
+"""The lab: a real guest on a real disk behind svqtui's interposer, set up and torn down
+in order, with the actions of the demo (migrate, stall the back-end).
+
+Start order (``Lab.start``): the guest image (built once, cached), the shared
+disk (qemu-storage-daemon with one export per slot), svqtui's runtime (engine,
+control loop, interposers ``lab-a``/``lab-b`` listening, the lab source), then
+QEMU on slot ``a`` (TCG: /dev/kvm here cannot run the stock guest kernel, and a
+TCG guest behaves the same everywhere), and the first verified guest I/O.
+``Lab.close`` stops everything in the reverse order, from any thread, on any
+exit path (an exception, SIGTERM, Ctrl-C): QEMUs first (so they never see
+their back-end vanish), then the runtime, then the daemon (resumed first if
+stalled), then the work directory if the lab made it.
+
+Every action that starts or stops a process runs on the lab's own thread: one
+thread, alive as long as the lab, so actions never overlap (a second one while
+one runs raises ``LabBusy``) and the children's parent-death signal (armed per
+starting thread, see svqtui.lab.process) only fires if the whole lab dies.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from svqtui.errors import LabBusy, LabError, LabProcessError, NotConnected
+from svqtui.lab.disk import SharedDisk
+from svqtui.lab.guest_image import GuestImage, build_guest_image
+from svqtui.lab.guest_init import GuestParams
+from svqtui.lab.guest_watch import GuestWatch
+from svqtui.lab.layout import STUCK_AFTER_S, LabLayout, Slot, lab_config
+from svqtui.lab.migration import MigrationResult, migrate
+from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
+from svqtui.lab.qmp import LabQMP
+from svqtui.lab.source import LabSource, Role
+from svqtui.model import DeviceView
+from svqtui.runtime import Runtime
+from svqtui.sources.vhost_user import VhostUserSource
+
+T = TypeVar("T")
+BOOT_TIMEOUT_S = 120.0
+QUIT_TIMEOUT_S = 10.0
+LAB_PARAMS = GuestParams(delay_ms=20, hb_ms=500)
+
+
+@dataclass(frozen=True, slots=True)
+class LabOptions:
+    """How to run the lab."""
+
+    workdir: Path | None = None  # None: a temporary directory, removed at the end
+    shadow: bool = False  # the interposed device starts in shadow mode
+    cpus: int = 1  # guest CPUs (2: both request queues carry I/O)
+    params: GuestParams = field(default_factory=lambda: LAB_PARAMS)
+    stuck_after_s: float = STUCK_AFTER_S
+    boot_timeout_s: float = BOOT_TIMEOUT_S
+
+
+class Lab:
+    """The lab's processes and svqtui's runtime over them."""
+
+    def __init__(self, options: LabOptions | None = None) -> None:
+        self.options = options or LabOptions()
+        self.layout = LabLayout.create(self.options.workdir)
+        self.config = lab_config(
+            self.layout, shadow=self.options.shadow, stuck_after_s=self.options.stuck_after_s
+        )
+        self.vhost = VhostUserSource(self.config.devices)
+        self.guest = GuestWatch(device_key=lambda: self.current.device_key)
+        self.source = LabSource(self.guest, poll_s=self.config.qmp.poll_s)
+        self.runtime = Runtime(self.config, sources=[self.vhost, self.source])
+        self.disk = SharedDisk(self.layout)
+        self.current: Slot = self.layout.slots[0]
+        self.image: GuestImage | None = None
+        self.created_at = time.monotonic()
+        self.booted_at: float | None = None  # first verified guest I/O
+        self.migrations: list[MigrationResult] = []
+        self.started_pids: list[int] = []  # every process the lab started, for checks
+        self._vms: dict[str, QemuVM] = {}
+        self._qmp: dict[str, LabQMP] = {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="svqtui-lab")
+        self._lab_thread: threading.Thread | None = None
+        self._busy = threading.Lock()
+        self._closing = threading.Event()
+        self._closed = False
+        self._runtime_started = False
+
+    # -- running things on the lab thread ---------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def alive(self) -> bool:
+        """False once ``close`` began: long waits give up."""
+        return not self._closing.is_set()
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the lab thread; ``LabBusy`` if another action is running."""
+        if self._closing.is_set():
+            raise LabBusy("the lab is stopping")
+        if not self._busy.acquire(blocking=False):
+            raise LabBusy("the lab is busy with another action (a migration?): try again")
+
+        def run() -> T:
+            self._lab_thread = threading.current_thread()
+            try:
+                return fn()
+            finally:
+                self._busy.release()
+
+        try:
+            return self._executor.submit(run)
+        except RuntimeError:  # the executor was shut down meanwhile
+            self._busy.release()
+            raise LabBusy("the lab is stopping") from None
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the lab thread and wait for its result."""
+        if threading.current_thread() is self._lab_thread:
+            return fn()
+        return self.submit(fn).result()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.locked()
+
+    # -- start ------------------------------------------------------------------------
+
+    def start(self, on_step: Callable[[str], None] | None = None) -> None:
+        """Bring the lab up (blocks until the guest verified its first I/O)."""
+        self.call(lambda: self._start(on_step or (lambda _: None)))
+
+    def _start(self, step: Callable[[str], None]) -> None:
+        step("guest image")
+        self.image = build_guest_image()
+        step("qemu-storage-daemon")
+        self.disk.start()
+        if self.disk.pid is not None:
+            self.started_pids.append(self.disk.pid)
+        step("svqtui runtime")
+        self.runtime.start()
+        self._runtime_started = True
+        for view in self.vhost.collect():
+            if not view.connected:
+                raise LabError(f"interposer {view.name} cannot listen: {view.status}")
+        self.log(
+            f"lab: work directory {self.layout.workdir}; disk {self.layout.disk_image}"
+            f" served by qemu-storage-daemon (pid {self.disk.pid}) on both slots"
+        )
+        step("QEMU")
+        self.start_vm(self.current, incoming=False)
+        self.source.attach(self.current, Role.CURRENT)
+        self.guest.follow(self.current.serial_log)
+        step("guest boot")
+        self.guest.wait(
+            lambda s: s.verified >= 1,
+            self.options.boot_timeout_s,
+            "first verified guest I/O",
+            alive=self._vm_alive(self.current),
+        )
+        self.booted_at = time.monotonic()
+        self.log(
+            f"lab: guest up on slot {self.current.name} after "
+            f"{self.booted_at - self.created_at:.1f}s, doing verified I/O on {self.current.device}"
+        )
+
+    def _vm_alive(self, slot: Slot) -> Callable[[], bool]:
+        def alive() -> bool:
+            vm = self._vms.get(slot.name)
+            return self.alive() and vm is not None and vm.running
+
+        return alive
+
+    # -- QEMUs (lab thread) ---------------------------------------------------------
+
+    def vm_spec(self, slot: Slot, *, incoming: bool) -> VMSpec:
+        """QEMU for ``slot``: the lab guest, its disk through the slot's interposer,
+        a second QMP socket for svqtui, ``-incoming defer`` for a destination."""
+        if self.image is None:
+            raise LabError("the guest image is not built yet")
+        extra = ["-qmp", f"unix:{slot.svqtui_qmp},server=on,wait=off"]
+        if incoming:
+            extra += ["-incoming", "defer"]
+        return VMSpec(
+            name=slot.vm_name,
+            kernel=self.image.kernel,
+            initrd=self.image.initrd,
+            workdir=self.layout.workdir,
+            disks=(VhostUserBlkDisk(slot.listen, num_queues=self.disk.num_queues),),
+            append=self.options.params.kernel_args(),
+            cpus=self.options.cpus,
+            extra_args=tuple(extra),
+        )
+
+    def start_vm(self, slot: Slot, *, incoming: bool) -> QemuVM:
+        """Start QEMU on ``slot`` and open the lab's QMP session to it."""
+        if self._closing.is_set():
+            raise LabBusy("the lab is stopping")
+        if slot.name in self._vms:
+            raise LabProcessError(f"slot {slot.name} already runs a QEMU")
+        with contextlib.suppress(FileNotFoundError):
+            slot.svqtui_qmp.unlink()
+        vm = QemuVM(self.vm_spec(slot, incoming=incoming))
+        self._vms[slot.name] = vm
+        vm.start()
+        if vm.pid is not None:
+            self.started_pids.append(vm.pid)
+        if self._closing.is_set():
+            vm.stop()
+            raise LabBusy("the lab is stopping")
+        self._qmp[slot.name] = LabQMP(slot.control_qmp, f"lab {slot.vm_name}", self.runtime.loop)
+        self._qmp[slot.name].open()
+        return vm
+
+    def vm(self, slot: Slot) -> QemuVM:
+        vm = self._vms.get(slot.name)
+        if vm is None:
+            raise LabProcessError(f"no QEMU runs on slot {slot.name}")
+        return vm
+
+    def qmp(self, slot: Slot) -> LabQMP:
+        qmp = self._qmp.get(slot.name)
+        if qmp is None:
+            raise LabProcessError(f"no QEMU runs on slot {slot.name}")
+        return qmp
+
+    def stop_vm(self, slot: Slot, *, graceful: bool = True) -> None:
+        """Quit the QEMU on ``slot`` (QMP ``quit``, then signals); its slot is free again."""
+        self.source.detach(slot)
+        qmp = self._qmp.pop(slot.name, None)
+        vm = self._vms.pop(slot.name, None)
+        if qmp is not None:
+            if graceful and vm is not None and vm.running:
+                with contextlib.suppress(Exception):  # it quits while answering
+                    qmp.execute("quit")
+                    vm.wait_exit(QUIT_TIMEOUT_S)
+            qmp.close()
+        if vm is not None:
+            vm.stop()
+
+    def device_view(self, slot: Slot) -> DeviceView:
+        """The interposer's current view of ``slot``'s device (fresh, not a snapshot)."""
+        for view in self.vhost.collect():
+            for dev in view.devices:
+                if dev.key == slot.device_key:
+                    return dev
+        raise NotConnected(f"no interposer device {slot.device}")
+
+    # -- actions -------------------------------------------------------------------------
+
+    def migrate(self) -> MigrationResult:
+        """Migrate the VM to the other slot and wait (see svqtui.lab.migration)."""
+        return self.call(lambda: migrate(self))
+
+    # -- the back-end stall --------------------------------------------------------------
+
+    @property
+    def stalled(self) -> bool:
+        return self.disk.stalled
+
+    def set_stall(self, on: bool) -> None:
+        """Freeze (SIGSTOP) or resume (SIGCONT) qemu-storage-daemon."""
+        if on == self.disk.stalled:
+            return
+        if on:
+            self.disk.stall()
+            self.log(
+                f"lab: back-end stalled (qemu-storage-daemon pid {self.disk.pid} SIGSTOPped): "
+                f"watch {self.current.device}'s queue turn stuck; S resumes it",
+                level="warning",
+            )
+        else:
+            self.disk.resume()
+            self.log(f"lab: back-end resumed (qemu-storage-daemon pid {self.disk.pid} SIGCONT)")
+
+    # -- events ------------------------------------------------------------------------------
+
+    def log(self, text: str, *, level: str = "info") -> None:
+        self.runtime.log.add(level, text, device_key=None)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every process and the runtime; idempotent, callable from any thread,
+        even while a lab action is running (it fails fast once its QEMU is gone)."""
+        if self._closed:
+            return
+        self._closing.set()
+        with contextlib.suppress(Exception):
+            self.disk.resume()
+        for name in list(self._vms):
+            vm = self._vms.get(name)
+            if vm is not None:
+                vm.stop()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for name in list(self._vms):
+            with contextlib.suppress(Exception):
+                self.stop_vm(self.layout.slot(name), graceful=False)
+        if self._runtime_started:
+            self.runtime.stop()
+            self._runtime_started = False
+        self.disk.stop()
+        self._closed = True
+        if self.layout.temporary:
+            shutil.rmtree(self.layout.workdir, ignore_errors=True)
+
+    @property
+    def pids(self) -> list[int]:
+        """Every lab process that is running now (QEMUs and the daemon)."""
+        pids = [vm.pid for vm in self._vms.values() if vm.running and vm.pid is not None]
+        if self.disk.running and self.disk.pid is not None:
+            pids.append(self.disk.pid)
+        return pids
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
