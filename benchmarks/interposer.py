@@ -19,6 +19,11 @@ negotiates VIRTIO_RING_F_EVENT_IDX like a Linux guest (``--no-event-idx``: one
 kick and one call per request) and waits for completions on the call
 eventfd, as a guest does.
 
+Besides IOPS and latency it reports notifications per I/O and CPU time per
+I/O (this process, which holds the front-end, the interposer and the engine,
+plus qemu-storage-daemon; and the engine thread alone): on a shared machine
+CPU per I/O is far steadier than throughput.
+
 Goals: pass >= 0.98x direct (both depths); shadow >= 0.95x direct at depth 32.
 
 Usage: python benchmarks/interposer.py [--quick] [--json]
@@ -34,6 +39,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +89,9 @@ class Cell:
     latencies_us: list[float]
     kicks: int
     calls: int
+    cpu_s: float  # this process: front-end, interposer, engine
+    engine_cpu_s: float
+    qsd_cpu_s: float
     round: int = 0
 
     @property
@@ -90,8 +99,38 @@ class Cell:
         return self.ios / self.seconds
 
 
-def run_reads(fe: VhostUserFrontend, qi: int, depth: int, seconds: float) -> Cell:
-    """Random 4 KiB reads, ``depth`` in flight, for ``seconds``; latencies per request."""
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(stat_path: str) -> float:
+    """utime + stime of a process or thread (/proc/.../stat), in seconds."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+@dataclass(frozen=True, slots=True)
+class CpuMeters:
+    """Where CPU time goes: this process (front-end, interposer, engine),
+    the engine thread alone, and qemu-storage-daemon."""
+
+    qsd_pid: int
+    engine_tid: int
+
+    def read(self) -> tuple[float, float, float]:
+        t = os.times()
+        return (
+            t.user + t.system,
+            cpu_seconds(f"/proc/self/task/{self.engine_tid}/stat"),
+            cpu_seconds(f"/proc/{self.qsd_pid}/stat"),
+        )
+
+
+def run_reads(
+    fe: VhostUserFrontend, qi: int, depth: int, seconds: float, meters: CpuMeters
+) -> Cell:
+    """Random 4 KiB reads, ``depth`` in flight, for ``seconds``; latencies per
+    request and CPU time per request."""
     rng = random.Random(depth)
     sent: dict[int, float] = {}
     latencies: list[float] = []
@@ -105,6 +144,7 @@ def run_reads(fe: VhostUserFrontend, qi: int, depth: int, seconds: float) -> Cel
     for _ in range(depth):
         submit()
     fe.kick(qi)
+    cpu_before = meters.read()
     start = time.perf_counter()
     end = start + seconds
     ios = 0
@@ -123,12 +163,13 @@ def run_reads(fe: VhostUserFrontend, qi: int, depth: int, seconds: float) -> Cel
         if done:
             fe.kick(qi)
     elapsed = time.perf_counter() - start
+    cpu = [b - a for a, b in zip(cpu_before, meters.read(), strict=True)]
     kicks, calls = q.kicks_sent - kicks, q.calls_received - calls
     while q.inflight:  # drain what is still in flight
         if fe.arm_call(qi):
             fe.wait_call(qi)
         fe.reap(qi)
-    return Cell("", depth, ios, elapsed, latencies, kicks, calls)
+    return Cell("", depth, ios, elapsed, latencies, kicks, calls, cpu[0], cpu[1], cpu[2])
 
 
 def connect(path: str, event_idx: bool) -> VhostUserFrontend:
@@ -152,6 +193,10 @@ def measure(plan: Plan, event_idx: bool, progress: bool) -> dict[str, Any]:
     try:
         with StorageDaemon(workdir, exports=1) as qsd:
             rig = InterposerRig(context, workdir, qsd.sockets)
+            assert qsd.proc is not None
+            engine_thread = next(t for t in threading.enumerate() if t.name == "svqtui-engine")
+            assert engine_thread.native_id is not None
+            meters = CpuMeters(qsd.proc.pid, engine_thread.native_id)
             try:
                 for rnd in range(plan.rounds):
                     for mode in MODES[rnd % 3 :] + MODES[: rnd % 3]:
@@ -161,8 +206,8 @@ def measure(plan: Plan, event_idx: bool, progress: bool) -> dict[str, Any]:
                             if mode != "direct":
                                 rig.source.set_shadow(rig.key(), mode == "shadow")
                             for depth in DEPTHS:
-                                run_reads(fe, 0, depth, plan.warmup_s)
-                                cell = run_reads(fe, 0, depth, plan.seconds)
+                                run_reads(fe, 0, depth, plan.warmup_s, meters)
+                                cell = run_reads(fe, 0, depth, plan.seconds, meters)
                                 cell.mode, cell.round = mode, rnd
                                 cells.append(cell)
                                 if progress:
@@ -210,6 +255,12 @@ def report(cells: list[Cell], plan: Plan, event_idx: bool) -> dict[str, Any]:
                     "lat_us_p99": round(_pct(lat, 0.99), 1),
                     "kicks_per_io": round(sum(c.kicks for c in mine) / sum(c.ios for c in mine), 3),
                     "calls_per_io": round(sum(c.calls for c in mine) / sum(c.ios for c in mine), 3),
+                    "cpu_us_per_io": round(
+                        1e6 * sum(c.cpu_s + c.qsd_cpu_s for c in mine) / sum(c.ios for c in mine), 1
+                    ),
+                    "engine_cpu_us_per_io": round(
+                        1e6 * sum(c.engine_cpu_s for c in mine) / sum(c.ios for c in mine), 2
+                    ),
                 }
             )
     by_round = {(c.mode, c.depth, c.round): c.iops for c in cells}
@@ -257,13 +308,14 @@ def print_table(data: dict[str, Any]) -> None:
     print()
     print(
         f"{'mode':8}{'depth':>6}{'IOPS':>10}{'vs direct':>11}{'mean us':>9}{'p50 us':>9}"
-        f"{'p99 us':>9}{'kicks/IO':>10}{'calls/IO':>10}"
+        f"{'p99 us':>9}{'kicks/IO':>10}{'calls/IO':>10}{'CPU us/IO':>11}{'engine':>8}"
     )
     for r in data["results"]:
         print(
             f"{r['mode']:8}{r['depth']:>6}{r['iops']:>10}{r['vs_direct']:>11.3f}"
             f"{r['lat_us_mean']:>9.1f}{r['lat_us_p50']:>9.1f}{r['lat_us_p99']:>9.1f}"
             f"{r['kicks_per_io']:>10.3f}{r['calls_per_io']:>10.3f}"
+            f"{r['cpu_us_per_io']:>11.1f}{r['engine_cpu_us_per_io']:>8.2f}"
         )
     print()
     for g in data["goals"]:

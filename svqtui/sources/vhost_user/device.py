@@ -304,6 +304,8 @@ def _queue_view(
         mask = MaskState.MASKED
     elif v.call_fd is not None:
         mask = MaskState.UNMASKED
+    if v.hold:  # the operator's mask, not yet in the engine (no fds yet)
+        mask = MaskState.MASKED
     counters = engine.queues.get(v.slot) if v.slot is not None else None
     if counters is None:
         return QueueView(

@@ -550,7 +550,10 @@ class Connection:
     def _switch_failed(self, why: str) -> ShadowSwitchError:
         """The back-end's fds are now unknown: close the pair (QEMU may reconnect)."""
         self.close(f"shadow switch failed: {why}", True)
-        return ShadowSwitchError(f"{self.label}: shadow switch failed: {why}")
+        return ShadowSwitchError(
+            f"{self.label}: shadow switch failed: {why}; the connection was closed "
+            "(QEMU reconnects if its chardev has reconnect=N)"
+        )
 
     def _expect(self, request: int) -> asyncio.Future[Message]:
         fut: asyncio.Future[Message] = self._loop.create_future()

@@ -269,3 +269,42 @@ def test_a_call_fd_that_is_not_an_eventfd_is_never_given_to_the_engine(
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_unmask_racing_shadow_off_never_strands_a_held_call(rig: InterposerRig) -> None:
+    """The reviewers' race: with a call held by the operator's mask, an unmask
+    and a shadow stop are fired from two threads at once, 30 times. Whatever
+    order the control loop applies them in, the held completion reaches the
+    guest notifier and the back-end ends up on QEMU's own call fd."""
+    fe = rig.ready_frontend().start()
+    for round_ in range(30):
+        rig.source.set_shadow(rig.key(), True)
+        while fe.drain_call(0):
+            pass
+        rig.source.set_masked(rig.key(), 0, True)
+        fe.submit(0, VIRTIO_BLK_T_IN, round_ * SECTORS)
+        fe.kick(0)
+        wait_for(lambda: rig.queue(0).mask is MaskState.PENDING, "the completion to be held")
+        barrier = threading.Barrier(2)
+        refused: list[BaseException] = []
+
+        def unmask(
+            barrier: threading.Barrier = barrier, refused: list[BaseException] = refused
+        ) -> None:
+            barrier.wait()
+            try:
+                rig.source.set_masked(rig.key(), 0, False)
+            except ActionUnsupported as err:  # shadow was already off
+                refused.append(err)
+
+        racer = threading.Thread(target=unmask)
+        racer.start()
+        barrier.wait()
+        rig.source.set_shadow(rig.key(), False)
+        racer.join(10)
+        assert fe.wait_call(0) >= 1, f"round {round_}: the held call was lost"
+        assert len(fe.reap(0)) == 1
+        q = rig.queue(0)
+        assert not q.shadow and q.call_fd is not None and "svqtui" not in q.call_fd
+        assert q.mask is MaskState.UNMASKED
+    assert rig.context.engine.queue_count == 0
