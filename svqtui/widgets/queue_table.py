@@ -96,6 +96,7 @@ STUCK_NAME = Style.parse("bold red")
 SHADOW_ON = Style.parse("bold cyan")
 DIM = Style.parse("dim")
 SPARK = Style.parse("cyan")
+REVERSE = Style(reverse=True)
 
 
 def fit(text: str, width: int) -> str:
@@ -313,6 +314,8 @@ class QueueTable(ScrollView, can_focus=True):
         else:
             kind, names = ("even",), ("queue-table--even",)
         style = self.get_component_rich_style(*names) if names else self.rich_style
+        if kind[0] == "cursor" and self.app.no_color:
+            style += REVERSE  # NO_COLOR strips backgrounds: keep the cursor visible
         return (*kind, self.app.theme), style
 
     def render_line(self, y: int) -> Strip:
