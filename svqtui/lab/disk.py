@@ -120,16 +120,16 @@ class SharedDisk:
         except ProcessLookupError:
             raise proc.died_error(f"before the {doing}") from None
 
-    def stop(self) -> None:
-        """Resume if stalled, then stop the daemon (idempotent)."""
+    def stop(self) -> int | None:
+        """Resume if stalled, then stop the daemon (idempotent); its exit code."""
         proc = self._proc
         if proc is None:
-            return
+            return None
         if self._stalled and proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGCONT)
             self._stalled = False
-        proc.stop()
+        return proc.stop()
 
     def __enter__(self) -> SharedDisk:
         self.start()

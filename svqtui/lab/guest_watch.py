@@ -155,8 +155,8 @@ class GuestWatch:
         fail_on_failure: bool = True,
         alive: Callable[[], bool] | None = None,
     ) -> GuestState:
-        """Poll until ``predicate(state)``; ``GuestIOError`` if a new failure line
-        appears first (``fail_on_failure``), ``GuestTimeout`` after ``timeout`` s
+        """Poll until ``predicate(state)``; ``GuestIOError`` if a failure line not
+        in ``state`` yet appears first (``fail_on_failure``), ``GuestTimeout`` after ``timeout`` s
         or as soon as ``alive()`` turns false."""
         deadline = self._clock() + timeout
         failures_before = self._state.failures
@@ -177,8 +177,9 @@ class GuestWatch:
     def wait_verified(
         self, count: int, timeout: float, *, alive: Callable[[], bool] | None = None
     ) -> GuestState:
-        """Wait for ``count`` more verified I/O iterations than now (no failure between)."""
-        target = self.poll().verified + count
+        """Wait for ``count`` more verified I/O iterations than the state shows now
+        (a failure line not read yet, or coming meanwhile, ends the wait)."""
+        target = self._state.verified + count
         return self.wait(
             lambda s: s.verified >= target,
             timeout,

@@ -133,15 +133,14 @@ class LabLayout:
                     f"cannot create a lab directory in {base}: {err.strerror}: pass --workdir DIR"
                 ) from None
             layout = cls(path, temporary=True)
-        else:
-            try:
-                workdir.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise LabError(
-                    f"cannot create the lab directory {workdir}: {err.strerror}"
-                ) from None
-            layout = cls(workdir.resolve())
+            layout.check_paths()
+            return layout
+        layout = cls(workdir.resolve())
         layout.check_paths()
+        try:
+            layout.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LabError(f"cannot create the lab directory {workdir}: {err.strerror}") from None
         return layout
 
     def check_paths(self) -> None:
