@@ -28,6 +28,15 @@ otherwise a GET_FEATURES round trip proves the back-end has applied them.
 A stopped ring (GET_VRING_BASE) is never sent SET_VRING_KICK: that would
 restart it; its next start picks the right fd.
 
+One reader per eventfd: a kick eventfd read by both the back-end and the
+engine makes one of them read nothing when woken (libvhost-user, in
+qemu-storage-daemon, panics on that EAGAIN). So shadow on gives the back-end
+svqtui's kick fd first and the engine starts reading QEMU's only after the
+back-end's ack; shadow off stops the engine reading it first, hands it back,
+and after the ack signals it once so a kick taken during the switch is not
+lost. Calls need no such order (writers may be many). Only eventfds are ever
+given to the engine; any other fd QEMU sends is passed through unchanged.
+
 Everything here runs in the control loop thread.
 """
 
