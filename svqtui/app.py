@@ -175,7 +175,8 @@ class SvqtuiApp(App[int]):
         self.log_pane.pull()
         screen = self.screen
         if isinstance(screen, QueueDetail):
-            screen.show(snap, self.runtime.log.for_device(screen.device_key))
+            events = self.runtime.log.for_device(screen.device_key)
+            screen.show(snap, events, screen.row_key in self.holds)
         self.frames += 1
 
     def _show_queues(self) -> None:
@@ -432,7 +433,8 @@ class SvqtuiApp(App[int]):
             return
         row = self.snapshot.rows[key]
         events = self.runtime.log.for_device(row.device_key)
-        self.push_screen(QueueDetail(row.device_key, row.view.index, self.snapshot, events))
+        hold = key in self.holds
+        self.push_screen(QueueDetail(row.device_key, row.view.index, self.snapshot, events, hold))
 
     def shadowed_real_devices(self) -> list[str]:
         """Real devices in shadow mode (quitting hands their paths back)."""

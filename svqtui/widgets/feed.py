@@ -16,6 +16,7 @@ from collections.abc import Callable
 from svqtui.model import Snapshot
 
 STOP_TIMEOUT_S = 5.0
+FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
 UI_NICE = 10  # how much lower than the engine the console's threads run
 
 
@@ -76,7 +77,7 @@ class SnapshotFeed:
     def _run(self) -> None:
         lower_thread_priority()
         failing = False
-        next_t = time.monotonic()
+        next_t = time.monotonic() - max(0.0, self.interval_s - FIRST_RATES_S)
         while not self._stop.is_set():
             if not self.paused:
                 try:

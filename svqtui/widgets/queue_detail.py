@@ -78,7 +78,7 @@ def title_text(row: QueueRow, vm: VMView | None, dev: DeviceView) -> Text:
     return out
 
 
-def figures_table(row: QueueRow) -> Table:
+def figures_table(row: QueueRow, hold: bool = False) -> Table:
     q = row.view
     table = Table.grid(padding=(0, 2))
     for _ in range(4):
@@ -93,7 +93,10 @@ def figures_table(row: QueueRow) -> Table:
     table.add_row(
         "calls", fmt.count(q.calls), "calls/s", fmt.rate(row.call_rate, q.calls is not None)
     )
-    table.add_row("mask", fmt.mask_text(q.mask), "held while masked", str(q.held))
+    mask = fmt.mask_text(q.mask)
+    if hold:
+        mask.append(" (your hold: m releases)", style="bold")
+    table.add_row("mask", mask, "held while masked", str(q.held))
     table.add_row(
         "shadow",
         fmt.shadow_text(q.shadow),
@@ -169,11 +172,12 @@ class QueueDetail(Screen[None]):
         index: int,
         snap: Snapshot | None = None,
         events: list[LogEvent] | None = None,
+        hold: bool = False,
     ) -> None:
         super().__init__()
         self.device_key = device_key
         self.index = index
-        self._initial = (snap, events or [])
+        self._initial = (snap, events or [], hold)
         self._shown: dict[str, str] = {}
         self._plain: dict[str, str] = {}
 
@@ -182,9 +186,9 @@ class QueueDetail(Screen[None]):
 
     def on_mount(self) -> None:
         fit_footer(self.query_one(Footer), self.app.size.width)
-        snap, events = self._initial
+        snap, events, hold = self._initial
         if snap is not None:
-            self.show(snap, events)
+            self.show(snap, events, hold)
 
     @property
     def row_key(self) -> str:
@@ -217,7 +221,7 @@ class QueueDetail(Screen[None]):
         """The plain text a part of the screen shows (for tests)."""
         return self._plain.get(widget_id, "")
 
-    def show(self, snap: Snapshot, events: list[LogEvent]) -> None:
+    def show(self, snap: Snapshot, events: list[LogEvent], hold: bool = False) -> None:
         row = snap.rows.get(self.row_key)
         vm, dev = _find(snap, self.device_key)
         if row is None or dev is None:
@@ -226,7 +230,7 @@ class QueueDetail(Screen[None]):
             )
             return
         self._set("detail-title", title_text(row, vm, dev))
-        self._set("detail-figures", figures_table(row))
+        self._set("detail-figures", figures_table(row, hold))
         self._set("detail-history-caption", Text(history_caption(row.history)))
         self.query_one(RatePlot).show(row.history)
         self._set("detail-fds", fds_text(row))

@@ -252,7 +252,7 @@ async def test_question_mark_shows_help(app: SvqtuiApp) -> None:
 
 async def test_enter_opens_the_queue_detail(app: SvqtuiApp) -> None:
     """Enter shows the detail of the row under the cursor: fds, notes, ring
-    source; k there injects on that queue; Esc goes back."""
+    source; k there injects on that queue, m holds it; Esc goes back."""
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
         await pilot.press("down", "down", "enter")
@@ -269,6 +269,8 @@ async def test_enter_opens_the_queue_detail(app: SvqtuiApp) -> None:
         await until(
             pilot, lambda: app.snapshot.rows[f"{NET}#2"].view.injected_kicks == 1, "a kick on q2"
         )
+        await pilot.press("m")  # the operator's hold is named as such
+        await until(pilot, lambda: "your hold" in detail.text("detail-figures"), "the hold")
         await until(pilot, lambda: "injected a kick" in detail.text("detail-events"), "the event")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, QueueDetail), "back to the table")
