@@ -163,6 +163,7 @@ class Engine:
         self._active: set[int] = set()
         self._high_water = 0
         self._snap_buf = ffi.new("struct svq_queue[]", max_queues)
+        self._snap_lock = threading.Lock()  # one reader of _snap_buf at a time
         self._thread: threading.Thread | None = None
         self.exit_code: int | None = None
 
@@ -334,18 +335,21 @@ class Engine:
         with self._slots_lock:
             count = self._high_water
             active = sorted(self._active)
-        lib.svq_snapshot(self._raw, self._snap_buf, count)
         queues: dict[int, QueueCounters] = {}
-        for slot in active:
-            raw = self._snap_buf[slot]
-            if not raw.active:
-                continue
-            queues[slot] = QueueCounters(
-                slot=slot,
-                generation=raw.generation,
-                kick=_link_counters(raw.link[Link.KICK], "kick"),
-                call=_link_counters(raw.link[Link.CALL], "call"),
-            )
+        # The copy and its conversion share one buffer: serialise them, or a
+        # second thread's copy would overwrite a queue while it is converted.
+        with self._snap_lock:
+            lib.svq_snapshot(self._raw, self._snap_buf, count)
+            for slot in active:
+                raw = self._snap_buf[slot]
+                if not raw.active:
+                    continue
+                queues[slot] = QueueCounters(
+                    slot=slot,
+                    generation=raw.generation,
+                    kick=_link_counters(raw.link[Link.KICK], "kick"),
+                    call=_link_counters(raw.link[Link.CALL], "call"),
+                )
         return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
 
     def queue(self, slot: int) -> QueueCounters:

@@ -224,7 +224,11 @@ static void apply(struct svq_engine *e, const struct svq_cmd *c)
     case SVQ_OP_SET_FD:
         if (!q->active)
             break;
-        l->err_op = l->err_errno = 0; /* the failing fd, if any, is gone */
+        /* The error goes with the failing fd, but only if that is the one
+         * replaced: a dead source stays unwatched when the destination
+         * changes, so its error must stay visible. */
+        if (l->err_op && (l->err_op == SVQ_ERR_WRITE) == (c->end == SVQ_END_DST))
+            l->err_op = l->err_errno = 0;
         if (c->end == SVQ_END_SRC) {
             unwatch(e, l);
             l->src = c->fds[0];
@@ -335,6 +339,9 @@ int svq_run(struct svq_engine *e)
     struct epoll_event events[MAX_EVENTS];
     int rc = 0;
 
+    /* Beat once before announcing the loop, so health() is alive as soon
+     * as start() returns rather than after the first idle wakeup. */
+    __atomic_store_n(&e->heartbeat_ns, now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&e->running, 1, __ATOMIC_RELEASE);
     while (!e->stop_requested) {
         int n = epoll_wait(e->epfd, events, MAX_EVENTS, IDLE_WAKEUP_MS);
