@@ -36,7 +36,7 @@ qemu-storage-daemon (one disk, exported twice), svqtui's vhost-user
 interposer (devices lab-a and lab-b) and a QEMU guest (TCG) whose
 vhost-user-blk disk goes through lab-a, and opens the console on it. The
 guest writes, reads back and verifies blocks without end, and its status
-(I/O verified, heartbeat) shows on the svq-lab VM row.
+(I/O verified, heartbeat) shows on the lab VM row.
 
 In the console, besides the usual keys (s shadow, m mask...):
   M   migrate the VM to the other slot (lab-a <-> lab-b) over loopback TCP;

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from svqtui.errors import LabError, MigrationFailed, QMPError
-from svqtui.lab.layout import VM_NAME, Slot
+from svqtui.lab.layout import Slot
 from svqtui.lab.source import Role
 from svqtui.model import MaskState, MigrationView
 
@@ -121,7 +121,7 @@ def migrate(lab: Lab) -> MigrationResult:
     lab.runtime.set_shadow(dst.device_key, shadow)
     verified = lab.guest.poll().verified
     lab.log(
-        f"lab: migrating {VM_NAME} from slot {src.name} to {dst.name} "
+        f"lab: migrating the VM from slot {src.name} to {dst.name} "
         f"(shadow {'on' if shadow else 'off'}, {verified} I/O verified so far)"
     )
     try:

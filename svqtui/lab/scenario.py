@@ -34,6 +34,7 @@ from svqtui.lab.disk import SharedDisk
 from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.guest_watch import GuestWatch
+from svqtui.lab.interposers import LabInterposers
 from svqtui.lab.layout import STUCK_AFTER_S, LabLayout, Slot, lab_config
 from svqtui.lab.migration import MigrationResult, migrate
 from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
@@ -73,7 +74,7 @@ class Lab:
         self.vhost = VhostUserSource(self.config.devices)
         self.guest = GuestWatch(device_key=lambda: self.current.device_key)
         self.source = LabSource(self.guest, poll_s=self.config.qmp.poll_s)
-        self.runtime = Runtime(self.config, sources=[self.vhost, self.source])
+        self.runtime = Runtime(self.config, sources=[LabInterposers(self.vhost), self.source])
         self.disk = SharedDisk(self.layout)
         self.current: Slot = self.layout.slots[0]
         self.image: GuestImage | None = None

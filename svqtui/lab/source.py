@@ -2,8 +2,8 @@
 
 ``LabSource`` watches each lab QEMU over QMP while that QEMU runs (one
 ``QMPSource`` per attached slot, with quick reconnects) and presents it under
-a stable key: the QEMU the guest currently runs in is ``lab:svq-lab``, named
-``svq-lab``, whatever slot it is on, so a console selection of the VM stays
+a stable key: the QEMU the guest currently runs in is ``lab:vm``, named
+``lab``, whatever slot it is on, so a console selection of the VM stays
 on it through a migration; a destination being migrated to (``incoming``) or
 a source about to quit (``outgoing``) shows as its own row meanwhile. Devices
 are the QMP source's own (the monitor joins each with its interposer device
@@ -29,13 +29,14 @@ from svqtui.config import QMPConfig, QMPSocket
 from svqtui.engine import Link
 from svqtui.errors import UnknownDevice
 from svqtui.lab.guest_watch import GuestWatch, status_text
-from svqtui.lab.layout import QMP_POLL_S, VM_NAME, Slot
+from svqtui.lab.layout import QMP_POLL_S, Slot
 from svqtui.model import MigrationView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.qmp.session import Timing
 from svqtui.sources.qmp.source import QMPSource
 
-VM_KEY = f"lab:{VM_NAME}"
+NAME = "lab"  # short: the queue table shows "lab/vblk0 #0" uncut
+VM_KEY = "lab:vm"
 WATCH_INTERVAL_S = 0.1
 
 
@@ -192,14 +193,14 @@ class LabSource(Source):
             return dataclasses.replace(
                 view,
                 key=VM_KEY,
-                name=VM_NAME,
-                label=f"lab @{a.slot.name}",
+                name=NAME,
+                label=f"slot {a.slot.name}",
                 status=f"{guest} | {view.status}" if view.status else guest,
                 migration=migration,
             )
         return dataclasses.replace(
             view,
             key=f"{VM_KEY}@{a.slot.name}",
-            name=f"{VM_NAME}@{a.slot.name}",
-            label=f"lab {a.role.value}",
+            name=f"{NAME}@{a.slot.name}",
+            label=a.role.value,
         )

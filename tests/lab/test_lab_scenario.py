@@ -48,8 +48,9 @@ def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> No
             lab, "the lab VM on slot a", lambda s: any(vm.key == VM_KEY for vm in s.vms)
         )
         vm = next(vm for vm in snap.vms if vm.key == VM_KEY)
-        assert vm.label == "lab @a" and vm.status.startswith("guest: ")
+        assert vm.label == "slot a" and vm.status.startswith("guest: ")
         assert [d.key for d in vm.devices] == ["vu:lab-a"]
+        assert not vm.devices[0].real  # disposable: quitting the lab asks nothing
         result = lab.migrate()
         assert (result.source, result.destination, result.shadow) == ("a", "b", True)
         assert result.total_ms and result.total_ms > 0 and result.downtime_ms is not None
@@ -59,7 +60,7 @@ def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> No
             here = vms.get(VM_KEY)
             return (
                 here is not None
-                and here.label == "lab @b"
+                and here.label == "slot b"
                 and [d.key for d in here.devices] == ["vu:lab-b"]
                 and here.devices[0].shadow
                 and any((r.view.kicks or 0) > 0 for r in s.rows_of("vu:lab-b"))
