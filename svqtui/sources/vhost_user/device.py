@@ -192,7 +192,9 @@ class DeviceInterposer:
             self._conn = None
             self._published = None
         self.status = f"disconnected: {reason}"
-        text = f"{self.config.name}: disconnected: {reason}; waiting for QEMU to reconnect"
+        text = f"{self.config.name}: disconnected: {reason}"
+        if self.listening:
+            text += "; waiting for QEMU to reconnect"
         if error:
             self.ctx.log.error(text, device_key=self.key)
         else:
@@ -204,6 +206,7 @@ class DeviceInterposer:
 
     async def close(self) -> None:
         """Stop listening, close the connection, remove the socket file."""
+        self.listening = False
         for task in list(self._tasks):
             task.cancel()
         if self._conn is not None:
