@@ -184,6 +184,6 @@ def _console(lab: Lab) -> int:
         f"guest up after {time.monotonic() - began:.1f}s "
         f"(work directory {lab.layout.workdir}); opening the console"
     )
-    from svqtui.app import run_console
+    from svqtui.lab.app import run_lab_console
 
-    return run_console(lab.runtime)
+    return run_lab_console(lab)

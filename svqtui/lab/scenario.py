@@ -265,6 +265,14 @@ class Lab:
     def stalled(self) -> bool:
         return self.disk.stalled
 
+    def toggle_stall(self) -> bool:
+        """Stall the back-end, or resume it if stalled (lab thread); stalled now?"""
+        return self.call(self._toggle_stall)
+
+    def _toggle_stall(self) -> bool:
+        self.set_stall(not self.disk.stalled)
+        return self.disk.stalled
+
     def set_stall(self, on: bool) -> None:
         """Freeze (SIGSTOP) or resume (SIGCONT) qemu-storage-daemon."""
         if on == self.disk.stalled:

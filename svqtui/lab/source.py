@@ -3,9 +3,10 @@
 ``LabSource`` watches each lab QEMU over QMP while that QEMU runs (one
 ``QMPSource`` per attached slot, with quick reconnects) and presents it under
 a stable key: the QEMU the guest currently runs in is ``lab:vm``, named
-``lab``, whatever slot it is on, so a console selection of the VM stays
-on it through a migration; a destination being migrated to (``incoming``) or
-a source about to quit (``outgoing``) shows as its own row meanwhile. Devices
+``lab@<slot>``, so a console selection of the VM stays on it through a
+migration while its name tells where it runs; a destination being migrated to
+(labelled ``incoming``) or a source about to quit (``outgoing``) shows as its
+own row meanwhile. Devices
 are the QMP source's own (the monitor joins each with its interposer device
 by the vhost-user socket path, so their counters come from the engine).
 
@@ -35,7 +36,7 @@ from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.qmp.session import Timing
 from svqtui.sources.qmp.source import QMPSource
 
-NAME = "lab"  # short: the queue table shows "lab/vblk0 #0" uncut
+NAME = "lab"  # short: the queue table shows "lab@a/vblk0 #0" uncut
 VM_KEY = "lab:vm"
 WATCH_INTERVAL_S = 0.1
 
@@ -193,8 +194,8 @@ class LabSource(Source):
             return dataclasses.replace(
                 view,
                 key=VM_KEY,
-                name=NAME,
-                label=f"slot {a.slot.name}",
+                name=f"{NAME}@{a.slot.name}",
+                label="",
                 status=f"{guest} | {view.status}" if view.status else guest,
                 migration=migration,
             )

@@ -48,7 +48,7 @@ def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> No
             lab, "the lab VM on slot a", lambda s: any(vm.key == VM_KEY for vm in s.vms)
         )
         vm = next(vm for vm in snap.vms if vm.key == VM_KEY)
-        assert vm.label == "slot a" and vm.status.startswith("guest: ")
+        assert vm.name == "lab@a" and vm.status.startswith("guest: ")
         assert [d.key for d in vm.devices] == ["vu:lab-a"]
         assert not vm.devices[0].real  # disposable: quitting the lab asks nothing
         result = lab.migrate()
@@ -60,7 +60,7 @@ def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> No
             here = vms.get(VM_KEY)
             return (
                 here is not None
-                and here.label == "slot b"
+                and here.name == "lab@b"
                 and [d.key for d in here.devices] == ["vu:lab-b"]
                 and here.devices[0].shadow
                 and any((r.view.kicks or 0) > 0 for r in s.rows_of("vu:lab-b"))
