@@ -8,6 +8,7 @@ with the engine's lock-free seqlock reader.
 
 from __future__ import annotations
 
+import collections
 import enum
 import os
 import threading
@@ -44,11 +45,12 @@ class End(enum.IntEnum):
     DST = lib.SVQ_END_DST
 
 
+# err_op -> (which end failed, what failed); {errno} is filled in with strerror.
 _ERROR_OPS = {
-    lib.SVQ_ERR_READ: ("source", "read"),
-    lib.SVQ_ERR_WRITE: ("destination", "write"),
-    lib.SVQ_ERR_WATCH: ("source", "epoll watch"),
-    lib.SVQ_ERR_EOF: ("source", "read (end of file: not an eventfd)"),
+    lib.SVQ_ERR_READ: ("source", "read failed: {errno}"),
+    lib.SVQ_ERR_WRITE: ("destination", "write failed: {errno}"),
+    lib.SVQ_ERR_WATCH: ("source", "epoll watch failed: {errno}"),
+    lib.SVQ_ERR_EOF: ("source", "read returned end of file (not an eventfd)"),
 }
 
 
@@ -118,9 +120,9 @@ class EngineSnapshot:
 def _link_counters(raw: Any, name: str) -> LinkCounters:
     error = None
     if raw.err_op:
-        end, op = _ERROR_OPS.get(raw.err_op, ("fd", "operation"))
+        end, what = _ERROR_OPS.get(raw.err_op, ("fd", "failed: {errno}"))
         fd = raw.src if end == "source" else raw.dst
-        error = f"{name} {end} fd {fd}: {op} failed: {os.strerror(raw.err_errno)}"
+        error = f"{name} {end} fd {fd}: " + what.format(errno=os.strerror(raw.err_errno))
     return LinkCounters(
         src=raw.src,
         dst=raw.dst,
@@ -159,7 +161,9 @@ class Engine:
         self._finalizer = weakref.finalize(self, lib.svq_destroy, raw)
         self.max_queues = max_queues
         self._slots_lock = threading.Lock()
-        self._free = list(range(max_queues - 1, -1, -1))
+        # FIFO reuse: a freed slot goes to the back, so a stale command for a
+        # removed queue is unlikely to meet a new queue in the same slot.
+        self._free = collections.deque(range(max_queues))
         self._active: set[int] = set()
         self._high_water = 0
         self._snap_buf = ffi.new("struct svq_queue[]", max_queues)
@@ -226,6 +230,8 @@ class Engine:
     # -- control path --------------------------------------------------------
 
     def _submit(self, wait: bool, timeout: float, **fields: Any) -> None:
+        if self._thread is None:
+            raise EngineNotRunning("the relay engine was not started (call Engine.start())")
         cmd = ffi.new("struct svq_cmd *", fields)
         seq = lib.svq_submit(self._raw, cmd)
         if seq == 0:
@@ -258,7 +264,7 @@ class Engine:
         with self._slots_lock:
             if not self._free:
                 raise EngineFull(f"all {self.max_queues} engine queue slots are in use")
-            slot = self._free.pop()
+            slot = self._free.popleft()
             self._active.add(slot)
             self._high_water = max(self._high_water, slot + 1)
         try:

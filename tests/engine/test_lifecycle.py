@@ -143,3 +143,11 @@ def test_health_reports_no_backlog_when_idle(rig: Rig) -> None:
     health = rig.engine.health()
     assert health.backlog == 0
     assert health.submitted == health.applied > 0
+
+
+def test_commands_before_start_raise_not_running() -> None:
+    """A command to an engine whose thread was never started fails at once with
+    EngineNotRunning instead of waiting out the timeout."""
+    engine = Engine(4)
+    with pytest.raises(EngineNotRunning, match="not started"):
+        engine.add_queue()
