@@ -469,7 +469,7 @@ class DemoSource(Source):
                 self._shadow_on(dev)
             else:
                 self._shadow_off(dev)
-        self._log(f"{dev.name}: shadow {'on' if on else 'off'}", device_key)
+        self._log(f"shadow {'on' if on else 'off'}", device_key)
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
         q = self._queue(device_key, queue)

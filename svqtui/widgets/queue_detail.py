@@ -105,9 +105,9 @@ def figures_table(row: QueueRow, hold: bool = False) -> Table:
     )
     table.add_row(
         "last kick",
-        fmt.age(row.last_kick_age_s) + " ago",
+        _ago(row.last_kick_age_s),
         "last call",
-        fmt.age(row.last_call_age_s) + " ago",
+        _ago(row.last_call_age_s),
     )
     source = f" (from {q.ring_source})" if q.ring_source else " (no ring source)"
     table.add_row(
@@ -243,3 +243,8 @@ def _table_plain(table: Table) -> list[str]:
     for row in zip(*columns, strict=True):
         cells.extend(c.plain if isinstance(c, Text) else str(c) for c in row)
     return cells
+
+
+def _ago(seconds: float | None) -> str:
+    """ "0.3s ago", or "never" when nothing was seen (or cannot be counted)."""
+    return "never" if seconds is None else f"{fmt.age(seconds)} ago"
