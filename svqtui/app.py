@@ -24,10 +24,10 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
+from svqtui.backend import ConsoleBackend
 from svqtui.engine import Link
 from svqtui.errors import SvqtuiError
 from svqtui.model import DeviceView, QueueRow, Snapshot
-from svqtui.runtime import Runtime
 from svqtui.widgets.commands import SvqtuiCommands
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.device_header import DeviceHeader
@@ -57,7 +57,7 @@ class SnapshotReady(Message):
 
 
 class SvqtuiApp(App[int]):
-    """The svqtui console over one Runtime."""
+    """The svqtui console over a local Runtime or an attached headless svqtui."""
 
     CSS_PATH = Path(__file__).resolve().parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "svqtui"
@@ -68,7 +68,7 @@ class SvqtuiApp(App[int]):
     ]
     COMMANDS = App.COMMANDS | {SvqtuiCommands}
 
-    def __init__(self, runtime: Runtime, *, live: bool = True) -> None:
+    def __init__(self, runtime: ConsoleBackend, *, live: bool = True) -> None:
         """``live=False``: refresh only on start and after actions (tests)."""
         super().__init__()
         self.runtime = runtime
@@ -449,7 +449,8 @@ class SvqtuiApp(App[int]):
         ]
 
     def action_request_quit(self) -> None:
-        devices = self.shadowed_real_devices()
+        # Attached to a headless svqtui, quitting only detaches: nothing to ask.
+        devices = self.shadowed_real_devices() if self.runtime.owns_devices else []
         if not devices:
             self.exit(0)
             return
@@ -461,7 +462,7 @@ class SvqtuiApp(App[int]):
         self.push_screen(ConfirmQuit(devices), answered)
 
 
-def run_console(runtime: Runtime) -> int:
+def run_console(runtime: ConsoleBackend) -> int:
     """Run the console over a started runtime until the operator quits.
 
     The UI thread runs at a lower priority than the engine's (started

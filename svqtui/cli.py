@@ -38,6 +38,7 @@ modes:
   svqtui --log [--csv]        print kick/s and call/s per device every interval
   svqtui --headless           run the engine and interposers without a UI,
                               driven through the control socket (SIGTERM stops)
+  svqtui --attach [SOCKET]    the console on a running --headless svqtui
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
 
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--log", action="store_true", help="print one line per interval")
     mode.add_argument(
         "--headless", action="store_true", help="run without UI; serve the control socket"
+    )
+    mode.add_argument(
+        "--attach",
+        nargs="?",
+        const="",
+        metavar="SOCKET",
+        help="open the console on a running --headless svqtui (default: its control socket "
+        "from the config); quitting detaches and leaves its devices as they are",
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
@@ -161,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    if args.attach is not None:
+        return _attach(config, args.attach or config.control_path)
     from svqtui.runtime import Runtime
 
     runtime = Runtime(config)
@@ -183,6 +194,18 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         return run_console(runtime)
     finally:
         runtime.stop()
+
+
+def _attach(config: Config, path: str) -> int:
+    from svqtui.app import run_console
+    from svqtui.control.attach import RemoteRuntime
+
+    remote = RemoteRuntime(config, path)
+    try:
+        remote.check()  # one clear line now rather than an empty console
+        return run_console(remote)
+    finally:
+        remote.close()
 
 
 if __name__ == "__main__":

@@ -33,13 +33,18 @@ class EventLog:
         queue_index: int | None = None,
     ) -> LogEvent:
         event = LogEvent(time.time(), level, text, device_key, queue_index)
+        self.replay(event)
+        return event
+
+    def replay(self, event: LogEvent) -> None:
+        """Append an event as it is (also one that happened in an attached
+        headless svqtui, keeping its time)."""
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, event))
             listeners = list(self._listeners)
         for listener in listeners:
             listener(event)
-        return event
 
     def info(
         self, text: str, device_key: str | None = None, queue_index: int | None = None

@@ -25,6 +25,7 @@ class SourceKind(enum.StrEnum):
     DEMO = "demo"
     VHOST_USER = "vhost-user"
     QMP = "qmp"
+    REMOTE = "remote"  # a headless svqtui this console is attached to
 
 
 class ShadowVia(enum.StrEnum):

@@ -75,6 +75,11 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def owns_devices(self) -> bool:
+        """This process runs the engine: quitting hands shadowed devices back."""
+        return True
+
     # -- routing actions -----------------------------------------------------
 
     def device(self, name_or_key: str) -> DeviceView:

@@ -16,8 +16,8 @@ from svqtui.errors import ActionUnsupported
 from svqtui.model import SourceKind, SourceStatus, VMView
 
 if TYPE_CHECKING:
-    from svqtui.engine import Engine, Link
     from svqtui.control_loop import ControlLoop
+    from svqtui.engine import Engine, Link
     from svqtui.eventlog import EventLog
 
 

@@ -1,0 +1,131 @@
+"""``svqtui --attach``: the console as a client of a headless svqtui.
+
+``RemoteRuntime`` gives the console what a local Runtime gives it (see
+svqtui.backend.ConsoleBackend), over the control socket: snapshots and log
+events are fetched every refresh, actions are forwarded. The engine and the
+interposers stay in the headless process, so detaching (quitting) leaves every
+device and its shadow state as it is. A lost connection is shown in the status
+bar and the log, and retried every refresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from svqtui.config import Config
+from svqtui.control.client import ControlClient
+from svqtui.engine import Link
+from svqtui.errors import ControlError
+from svqtui.eventlog import EventLog
+from svqtui.model import EngineStatus, Snapshot, SourceKind, SourceStatus
+
+
+class RemoteMonitor:
+    """Snapshots and log events from the headless svqtui, one request each."""
+
+    def __init__(self, path: str, log: EventLog, interval_s: float) -> None:
+        self.path = path
+        self.log = log
+        self.interval_s = interval_s
+        self._client = ControlClient(path)
+        self._events_seq = 0
+        self._last: Snapshot | None = None
+        self._connected = True
+
+    def refresh(self) -> Snapshot:
+        try:
+            snap = self._client.snapshot()
+            seq, events = self._client.events(self._events_seq)
+        except ControlError as err:
+            if self._connected:
+                self.log.error(f"attach: {err}; retrying every refresh")
+                self._connected = False
+            return self._lost(str(err))
+        if not self._connected:
+            self.log.info(f"attach: connected again to {self.path}")
+            self._connected = True
+        if seq < self._events_seq:  # the headless svqtui was restarted
+            self._events_seq = 0
+        for event in events:
+            self.log.replay(event)
+        self._events_seq = seq
+        attached = SourceStatus(f"attach {self.path}", SourceKind.REMOTE, True, "attached")
+        snap = dataclasses.replace(
+            snap, interval_s=self.interval_s, sources=(*snap.sources, attached)
+        )
+        self._last = snap
+        return snap
+
+    def _lost(self, reason: str) -> Snapshot:
+        """The last snapshot, marked as out of date: the engine unknown and
+        every VM shown disconnected, rather than an empty screen."""
+        lost = SourceStatus(f"attach {self.path}", SourceKind.REMOTE, False, reason)
+        last = self._last
+        if last is None:
+            return Snapshot(
+                taken_at=time.time(),
+                vms=(),
+                rows={},
+                engine=EngineStatus(alive=False, relays_per_s=0.0, queues=0, backlog=0),
+                sources=(lost,),
+                interval_s=self.interval_s,
+            )
+        return dataclasses.replace(
+            last,
+            vms=tuple(
+                dataclasses.replace(vm, connected=False, status="attach: connection lost")
+                for vm in last.vms
+            ),
+            engine=dataclasses.replace(last.engine, alive=False, relays_per_s=0.0),
+            sources=(lost,),
+            interval_s=self.interval_s,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RemoteRuntime:
+    """The console's backend when attached to ``svqtui --headless``."""
+
+    def __init__(self, config: Config, path: str) -> None:
+        self.config = config
+        self.path = path
+        self.log = EventLog()
+        self.monitor = RemoteMonitor(path, self.log, config.refresh_s)
+        self._actions = ControlClient(path)  # its own connection: refresh never waits
+        self._actions_lock = threading.Lock()
+
+    @property
+    def owns_devices(self) -> bool:
+        return False
+
+    def check(self) -> None:
+        """Reach the headless svqtui once; raises ControlUnreachable."""
+        with self._actions_lock:
+            self._actions.hello()
+
+    def set_shadow(self, device_key: str, on: bool) -> None:
+        with self._actions_lock:
+            self._actions.shadow(device_key, on)
+
+    def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
+        with self._actions_lock:
+            self._actions.mask(device_key, queue, masked)
+
+    def inject(self, device_key: str, queue: int, link: Link) -> None:
+        with self._actions_lock:
+            if link is Link.KICK:
+                self._actions.kick(device_key, queue)
+            else:
+                self._actions.call(device_key, queue)
+
+    def reset(self, device_key: str | None = None) -> None:
+        with self._actions_lock:
+            self._actions.reset(device_key)
+
+    def close(self) -> None:
+        self.monitor.close()
+        self._actions.close()
