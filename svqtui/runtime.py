@@ -65,7 +65,7 @@ class Runtime:
             except Exception as err:  # stopping must reach every source
                 self.log.error(f"{source.name}: error while stopping: {err}")
         self.loop.stop()
-        self.engine.stop()
+        self.engine.close()
         self._started = False
 
     def __enter__(self) -> Runtime:

@@ -169,6 +169,7 @@ class Engine:
         self._snap_buf = ffi.new("struct svq_queue[]", max_queues)
         self._snap_lock = threading.Lock()  # one reader of _snap_buf at a time
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.exit_code: int | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -198,20 +199,35 @@ class Engine:
         if self._thread.is_alive():
             raise EngineTimeout(f"the engine thread did not stop within {timeout:.1f} s")
 
+    def close(self) -> None:
+        """Stop the thread and free the engine's own fds and memory now rather
+        than at garbage collection. The caller guarantees no other thread
+        uses the engine any more; afterwards every call raises EngineNotRunning."""
+        self.stop()  # raises EngineTimeout, and frees nothing, if the thread lingers
+        self._closed = True
+        self._finalizer()
+
+    def _live_raw(self) -> Any:
+        if self._closed:
+            raise EngineNotRunning("the relay engine was closed")
+        return self._raw
+
     def __enter__(self) -> Engine:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
     def _stats(self) -> Any:
         stats = ffi.new("struct svq_stats *")
-        lib.svq_stats(self._raw, stats)
+        lib.svq_stats(self._live_raw(), stats)
         return stats
 
     def health(self) -> EngineHealth:
         """Thread liveness, loop heartbeat and control backlog."""
+        if self._closed:
+            return EngineHealth(False, False, float("inf"), 0, 0, 0, 0)
         stats = self._stats()
         thread_alive = self._thread is not None and self._thread.is_alive()
         age = (
@@ -233,7 +249,7 @@ class Engine:
         if self._thread is None:
             raise EngineNotRunning("the relay engine was not started (call Engine.start())")
         cmd = ffi.new("struct svq_cmd *", fields)
-        seq = lib.svq_submit(self._raw, cmd)
+        seq = lib.svq_submit(self._live_raw(), cmd)
         if seq == 0:
             raise EngineNotRunning("the relay engine is stopped: restart svqtui")
         if not wait:
@@ -345,7 +361,7 @@ class Engine:
         # The copy and its conversion share one buffer: serialise them, or a
         # second thread's copy would overwrite a queue while it is converted.
         with self._snap_lock:
-            lib.svq_snapshot(self._raw, self._snap_buf, count)
+            lib.svq_snapshot(self._live_raw(), self._snap_buf, count)
             for slot in active:
                 raw = self._snap_buf[slot]
                 if not raw.active:

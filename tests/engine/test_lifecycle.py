@@ -151,3 +151,19 @@ def test_commands_before_start_raise_not_running() -> None:
     engine = Engine(4)
     with pytest.raises(EngineNotRunning, match="not started"):
         engine.add_queue()
+
+
+def test_close_frees_the_engine_fds_and_refuses_later_use() -> None:
+    """close() releases the engine's epoll and control fds at once (not at garbage
+    collection) and any later call is EngineNotRunning, never a crash."""
+    before = len(os.listdir("/proc/self/fd"))
+    engine = Engine(4)
+    engine.start()
+    assert len(os.listdir("/proc/self/fd")) == before + 2
+    engine.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(EngineNotRunning):
+        engine.snapshot()
+    with pytest.raises(EngineNotRunning):
+        engine.add_queue()
+    engine.close()  # idempotent
