@@ -124,10 +124,15 @@ class LabCheck:
 
     def _dump_log(self) -> None:
         _, events = self.lab.runtime.log.since(0)
+        tail = self.lab.guest.tail()
+        if not events and not tail:
+            return
         print("last events of the run:", file=self.err)
         for e in events[-15:]:
             print(f"  {e.level}: {e.text}", file=self.err)
-        print(f"  guest console: {self.lab.guest.tail()}", file=self.err, flush=True)
+        if tail:
+            print(f"  guest console: {tail}", file=self.err)
+        self.err.flush()
 
     # -- helpers -------------------------------------------------------------------------
 
