@@ -3,8 +3,9 @@
 ``svqtui lab`` brings the lab up (printing each step while it boots) and opens
 the console on it; ``svqtui lab --check`` runs the unattended script instead
 (svqtui.lab.check). Whatever ends it, the console's quit, an error, Ctrl-C or
-SIGTERM (turned into KeyboardInterrupt in the main thread), ``Lab.close``
-stops every process the lab started.
+SIGTERM or SIGHUP (turned into KeyboardInterrupt in the main thread),
+``Lab.close`` stops every process the lab started, with those signals ignored
+meanwhile so a second one cannot cut the cleanup short.
 Exit codes: 0 ok, 1 a failed check or a lab error, 2 bad usage.
 """
 
@@ -144,6 +145,19 @@ def interrupts_as_keyboard() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """While the lab stops, a second Ctrl-C, SIGTERM or SIGHUP (a closing terminal
+    sends more than one) must not cut its cleanup short."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _say(text: str) -> None:
     print(f"svqtui lab: {text}", file=sys.stderr, flush=True)
 
@@ -174,7 +188,8 @@ def lab_main(argv: Sequence[str]) -> int:
             return EXIT_ERROR
         finally:
             if lab is not None:
-                lab.close()
+                with stop_signals_ignored():
+                    lab.close()
 
 
 def _console(lab: Lab) -> int:
