@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterator
@@ -150,13 +151,18 @@ def test_the_stalling_queue_builds_in_flight_then_recovers(engine: Engine) -> No
 def test_stop_releases_engine_queues_and_fds(engine: Engine) -> None:
     """stop() removes every engine queue and closes every eventfd the demo opened."""
     ctx = SourceContext(engine, ControlLoop(), EventLog())
-    before = len(os.listdir("/proc/self/fd"))
-    demo = DemoSource(seed=1)
-    demo.start(ctx)
-    time.sleep(0.2)
-    demo.stop()
-    assert engine.queue_count == 0
-    assert len(os.listdir("/proc/self/fd")) == before
+    gc.collect()  # earlier tests' garbage must not close fds during the count
+    gc.disable()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        demo = DemoSource(seed=1)
+        demo.start(ctx)
+        time.sleep(0.2)
+        demo.stop()
+        assert engine.queue_count == 0
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        gc.enable()
 
 
 def test_autorun_shows_live_counters_within_a_second(engine: Engine) -> None:
