@@ -62,8 +62,8 @@ class Plan:
     burst_rounds: int = 16
 
 
-QUICK = Plan(2, 10_000, 500, 2.0, 10_000, 1.5, 0.75, 0.1)
-FULL = Plan(3, 100_000, 2_000, 8.0, 50_000, 5.0, 3.0, 0.3)
+QUICK = Plan(3, 7_000, 300, 1.5, 7_000, 1.0, 0.5, 0.1)
+FULL = Plan(6, 50_000, 1_000, 4.0, 25_000, 2.5, 1.5, 0.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +343,9 @@ def summarise(raw: Raw) -> Figures:
         rate = median(raw.notifications_per_s.get(n, []))
         figures[f"relays_per_s_{n}"] = None if rate is None else round(2 * rate)
         figures[f"notifications_per_s_{n}"] = None if rate is None else round(rate)
+        figures[f"relays_per_s_{n}_passes"] = [
+            round(2 * r) for r in raw.notifications_per_s.get(n, [])
+        ]
     figures["lost"] = sum(raw.lost)
     figures["elapsed_s"] = round(raw.elapsed_s, 1)
     if raw.error:
@@ -447,6 +450,8 @@ def render_table(results: dict[str, Figures], meta: Figures) -> str:
         )
         + " (idle/busy)"
     )
+    load = f"{meta['loadavg_start'][0]:.2f} -> {meta['loadavg_end'][0]:.2f}"
+    lines.append(f"load average (1 min) {load}; {meta['elapsed_s']} s")
     return "\n".join(lines)
 
 
