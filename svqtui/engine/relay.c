@@ -27,18 +27,21 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "relay.h"
 
 #define CTL_TAG UINT64_MAX
+#define TICK_TAG (UINT64_MAX - 1)
 #define MAX_EVENTS 256
 #define IDLE_WAKEUP_MS 100 /* heartbeat period when nothing happens */
 
 struct svq_engine {
     int epfd;
     int ctlfd;
+    int tickfd; /* periodic timerfd: the idle heartbeat, so epoll_wait needs no timeout */
     uint32_t max_queues;
     struct svq_queue *queues;
 
@@ -300,6 +303,9 @@ struct svq_engine *svq_create(uint32_t max_queues)
     struct svq_engine *e = calloc(1, sizeof(*e));
     pthread_condattr_t attr;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = CTL_TAG};
+    struct epoll_event tick_ev = {.events = EPOLLIN, .data.u64 = TICK_TAG};
+    const struct timespec period = {.tv_sec = 0, .tv_nsec = IDLE_WAKEUP_MS * 1000000L};
+    const struct itimerspec tick = {.it_interval = period, .it_value = period};
 
     if (!e)
         return NULL;
@@ -307,8 +313,11 @@ struct svq_engine *svq_create(uint32_t max_queues)
     e->queues = calloc(max_queues, sizeof(*e->queues));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!e->queues || e->epfd < 0 || e->ctlfd < 0 ||
-        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ctlfd, &ev) < 0) {
+    e->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!e->queues || e->epfd < 0 || e->ctlfd < 0 || e->tickfd < 0 ||
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ctlfd, &ev) < 0 ||
+        timerfd_settime(e->tickfd, 0, &tick, NULL) < 0 ||
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->tickfd, &tick_ev) < 0) {
         svq_destroy(e);
         return NULL;
     }
@@ -328,6 +337,8 @@ void svq_destroy(struct svq_engine *e)
         close(e->epfd);
     if (e->ctlfd >= 0)
         close(e->ctlfd);
+    if (e->tickfd >= 0)
+        close(e->tickfd);
     free(e->queues);
     free(e);
 }
@@ -344,7 +355,7 @@ int svq_run(struct svq_engine *e)
     __atomic_store_n(&e->heartbeat_ns, now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&e->running, 1, __ATOMIC_RELEASE);
     while (!e->stop_requested) {
-        int n = epoll_wait(e->epfd, events, MAX_EVENTS, IDLE_WAKEUP_MS);
+        int n = epoll_wait(e->epfd, events, MAX_EVENTS, -1);
         int64_t now = now_ns();
         int control = 0;
 
@@ -354,10 +365,14 @@ int svq_run(struct svq_engine *e)
         }
         for (int i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
-            if (tag == CTL_TAG)
+            if (tag == CTL_TAG) {
                 control = 1;
-            else
+            } else if (tag == TICK_TAG) {
+                uint64_t expirations;
+                (void)!read(e->tickfd, &expirations, sizeof(expirations));
+            } else {
                 relay(e, (uint32_t)(tag >> 1), (int)(tag & 1), now);
+            }
         }
         if (control) {
             uint64_t drained;
