@@ -161,9 +161,11 @@ class LabCheck:
         """Wait for ``count`` more verified guest iterations; the new total."""
         lab = self.lab
         try:
-            return lab.guest.wait_verified(count, WAIT_S, alive=lab.alive).verified
+            return lab.guest.wait_verified(
+                count, WAIT_S, alive=lambda: lab.alive() and lab.vm_running()
+            ).verified
         except SvqtuiError as err:
-            raise CheckFailed(str(err)) from None
+            raise CheckFailed(lab.vm_exit_text() if not lab.vm_running() else str(err)) from None
 
     def counted(self, slot: Slot, what: str) -> tuple[int, int]:
         """Wait until the engine counts kicks and calls on ``slot``'s busiest queue;

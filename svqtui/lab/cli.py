@@ -23,6 +23,7 @@ from types import FrameType
 from svqtui.errors import SvqtuiError
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.layout import STUCK_AFTER_S
+from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import LAB_PARAMS, Lab, LabOptions
 
 EXIT_OK = 0
@@ -51,6 +52,7 @@ examples:
   svqtui lab                   the demo console
   svqtui lab --check           the whole demo unattended: one PASS/FAIL line a step
   svqtui lab --check --migrations 6
+  svqtui lab --check --migration paused   (on a busy machine)
   svqtui lab --workdir /tmp/lab --shadow --cpus 2
 """
 
@@ -77,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="where sockets, logs and the disk image go (default: a temporary directory, removed)",
+    )
+    parser.add_argument(
+        "--migration",
+        choices=[m.value for m in Mode],
+        default=Mode.LIVE.value,
+        help="live: the guest runs while it migrates (default); paused: it is stopped for "
+        "the whole migration (QEMU 7.2's TCG can corrupt a live-migrated guest on a busy host)",
     )
     parser.add_argument("--shadow", action="store_true", help="start the lab device in shadow mode")
     parser.add_argument(
@@ -125,6 +134,7 @@ def options_from(args: argparse.Namespace) -> LabOptions:
         cpus=args.cpus,
         params=params,
         stuck_after_s=args.stuck_after,
+        migration=Mode(args.migration),
     )
 
 

@@ -36,7 +36,7 @@ from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.guest_watch import GuestWatch
 from svqtui.lab.interposers import LabInterposers
 from svqtui.lab.layout import STUCK_AFTER_S, LabLayout, Slot, lab_config
-from svqtui.lab.migration import MigrationResult, migrate
+from svqtui.lab.migration import CRASH_HINT, MigrationResult, Mode, migrate
 from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
 from svqtui.lab.qmp import LabQMP
 from svqtui.lab.source import LabSource, Role
@@ -46,7 +46,6 @@ from svqtui.sources.vhost_user import VhostUserSource
 
 T = TypeVar("T")
 BOOT_TIMEOUT_S = 120.0
-QUIT_TIMEOUT_S = 10.0
 LAB_PARAMS = GuestParams(delay_ms=20, hb_ms=500)
 
 
@@ -60,6 +59,7 @@ class LabOptions:
     params: GuestParams = field(default_factory=lambda: LAB_PARAMS)
     stuck_after_s: float = STUCK_AFTER_S
     boot_timeout_s: float = BOOT_TIMEOUT_S
+    migration: Mode = Mode.LIVE
 
 
 class Lab:
@@ -73,7 +73,7 @@ class Lab:
         )
         self.vhost = VhostUserSource(self.config.devices)
         self.guest = GuestWatch(device_key=lambda: self.current.device_key)
-        self.source = LabSource(self.guest, poll_s=self.config.qmp.poll_s)
+        self.source = LabSource(self.guest, poll_s=self.config.qmp.poll_s, on_tick=self._watch_vm)
         self.runtime = Runtime(self.config, sources=[LabInterposers(self.vhost), self.source])
         self.disk = SharedDisk(self.layout)
         self.current: Slot = self.layout.slots[0]
@@ -90,6 +90,7 @@ class Lab:
         self._closing = threading.Event()
         self._closed = False
         self._runtime_started = False
+        self._reported_exit: int | None = None  # pid of a QEMU whose exit was logged
 
     # -- running things on the lab thread ---------------------------------------------
 
@@ -231,19 +232,41 @@ class Lab:
             raise LabProcessError(f"no QEMU runs on slot {slot.name}")
         return qmp
 
-    def stop_vm(self, slot: Slot, *, graceful: bool = True) -> None:
-        """Quit the QEMU on ``slot`` (QMP ``quit``, then signals); its slot is free again."""
+    def stop_vm(self, slot: Slot) -> int | None:
+        """Stop the QEMU on ``slot`` (SIGTERM, which QEMU handles like QMP ``quit``;
+        SIGKILL if it lingers); its slot is free again. Its exit code."""
         self.source.detach(slot)
         qmp = self._qmp.pop(slot.name, None)
         vm = self._vms.pop(slot.name, None)
         if qmp is not None:
-            if graceful and vm is not None and vm.running:
-                with contextlib.suppress(Exception):  # it quits while answering
-                    qmp.execute("quit")
-                    vm.wait_exit(QUIT_TIMEOUT_S)
             qmp.close()
-        if vm is not None:
-            vm.stop()
+        return vm.stop() if vm is not None else None
+
+    def vm_running(self) -> bool:
+        """Whether the QEMU the guest currently runs in is alive."""
+        vm = self._vms.get(self.current.name)
+        return vm is not None and vm.running
+
+    def vm_exit_text(self) -> str:
+        """Why the current QEMU is gone, in one line (for errors and the log)."""
+        vm = self._vms.get(self.current.name)
+        code = vm.process.returncode if vm is not None and vm.pid is not None else None
+        text = (
+            f"the guest's QEMU on slot {self.current.name} exited (code {code}); "
+            f"guest console: {self.guest.tail() or '(nothing)'}"
+        )
+        if self.migrations and self.migrations[-1].mode is Mode.LIVE:
+            text += f" ({CRASH_HINT})"
+        return text
+
+    def _watch_vm(self) -> None:
+        """From the lab source's thread: log once when the guest's QEMU dies on its own."""
+        vm = self._vms.get(self.current.name)
+        if vm is None or vm.pid is None or vm.running or self._closing.is_set():
+            return
+        if self._reported_exit != vm.pid and not self.busy:
+            self._reported_exit = vm.pid
+            self.log(f"lab: {self.vm_exit_text()}", level="error")
 
     def device_view(self, slot: Slot) -> DeviceView:
         """The interposer's current view of ``slot``'s device (fresh, not a snapshot)."""
@@ -310,7 +333,7 @@ class Lab:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for name in list(self._vms):
             with contextlib.suppress(Exception):
-                self.stop_vm(self.layout.slot(name), graceful=False)
+                self.stop_vm(self.layout.slot(name))
         if self._runtime_started:
             self.runtime.stop()
             self._runtime_started = False

@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from svqtui.config import QMPConfig, QMPSocket
@@ -67,9 +68,16 @@ class LabSource(Source):
     kind = SourceKind.QMP
     name = "lab"
 
-    def __init__(self, guest: GuestWatch, *, poll_s: float = QMP_POLL_S) -> None:
+    def __init__(
+        self,
+        guest: GuestWatch,
+        *,
+        poll_s: float = QMP_POLL_S,
+        on_tick: Callable[[], None] = lambda: None,
+    ) -> None:
         self.guest = guest
         self.poll_s = poll_s
+        self.on_tick = on_tick  # called from the watch thread after each poll
         self.last_migration: MigrationView | None = None
         self._ctx: SourceContext | None = None
         self._attached: dict[str, _Attached] = {}  # replaced, never mutated
@@ -180,6 +188,7 @@ class LabSource(Source):
         while not self._stop.wait(WATCH_INTERVAL_S):
             try:
                 self.guest.poll()
+                self.on_tick()
             except OSError as err:
                 if self._ctx is not None:
                     self._ctx.log.error(f"lab: cannot read the guest's serial log: {err}")

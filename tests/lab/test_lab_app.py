@@ -21,7 +21,7 @@ from svqtui.app import SvqtuiApp
 from svqtui.config import Config
 from svqtui.errors import MigrationFailed
 from svqtui.lab.app import LAB_KEYS, LabApp, LabCommands, LabHelpScreen
-from svqtui.lab.migration import MigrationResult
+from svqtui.lab.migration import MigrationResult, Mode
 from svqtui.lab.source import VM_KEY
 from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, SourceStatus, VMView
 from svqtui.runtime import Runtime
@@ -79,7 +79,8 @@ class FakeLab:
             raise self.fail
         src = self.source.slot
         self.source.slot = "b" if src == "a" else "a"
-        return MigrationResult(src, self.source.slot, True, 700, 30, 3, 97 << 20, 1.1, 10)
+        dst = self.source.slot
+        return MigrationResult(src, dst, True, Mode.LIVE, 700, 30, 3, 97 << 20, 1.1, 10)
 
     def toggle_stall(self) -> bool:
         self.calls.append("stall")

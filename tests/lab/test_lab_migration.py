@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from svqtui.errors import MigrationFailed
-from svqtui.lab.migration import MigrationResult, incoming_port
+from svqtui.lab.migration import MigrationResult, Mode, incoming_port
 
 
 def test_incoming_port_is_the_one_qemu_bound() -> None:
@@ -38,11 +40,13 @@ def test_no_usable_port_is_a_migration_failure(reply: object) -> None:
 def test_result_summary_and_view_carry_qemus_figures() -> None:
     """The summary line names direction, shadow mode and QEMU's total time, downtime
     and bytes; the view the console shows is a completed migration with them."""
-    result = MigrationResult("a", "b", True, 693, 30, 3, 97_567_689, 1.2, 17)
+    result = MigrationResult("a", "b", True, Mode.LIVE, 693, 30, 3, 97_567_689, 1.2, 17)
     assert result.summary() == (
         "a -> b, shadow on: total 693 ms, downtime 30 ms, 93 MiB sent, "
         "1.2s with QEMU start and quit"
     )
+    paused = dataclasses.replace(result, mode=Mode.PAUSED)
+    assert paused.summary().startswith("a -> b (paused), shadow on: ")
     view = result.view()
     assert (view.status, view.total_time_ms, view.downtime_ms, view.remaining) == (
         "completed",

@@ -5,6 +5,8 @@ starting fails half-way."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import LabBusy, LabProcessError
+from svqtui.errors import LabBusy, LabProcessError, SvqtuiError
 from svqtui.lab import scenario
 from svqtui.lab.guest_image import GuestImage, build_guest_image
+from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import Lab, LabOptions
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
@@ -36,8 +39,24 @@ def wait_snapshot(lab: Lab, what: str, predicate: Callable[[Snapshot], bool]) ->
         time.sleep(0.2)
 
 
+def goes_on_or_skip_known_tcg_crash(lab: Lab) -> None:
+    """Wait for the guest's I/O after a live migration. The Debian QEMU 7.2 TCG
+    used here now and then corrupts a live-migrated guest on a loaded host (a kernel
+    oops right after the switch-over; reproduced with the disk on
+    qemu-storage-daemon directly, without svqtui in the path; fixed upstream in
+    QEMU 8.1): that, and only that, skips the test instead of failing it."""
+    try:
+        lab.guest.wait_verified(3, WAIT_S, alive=lab.vm_running)
+    except SvqtuiError:
+        tail = lab.guest.tail()
+        oops = ("Kernel panic", "BUG:", "Oops", "invalid opcode", "general protection")
+        if not lab.vm_running() and any(word in tail for word in oops):
+            pytest.skip(f"upstream QEMU 7.2 TCG live-migration guest corruption: {tail[:200]}")
+        raise
+
+
 def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> None:
-    """Before and after a migration the guest is one VM row with the same key
+    """Before and after a live migration the guest is one VM row with the same key
     (a console selection stays on it), its label names the slot, its device is the
     interposer of the slot it runs on (counting there, shadow carried), its status
     starts with the guest's health, and it shows QEMU's figures of the migration;
@@ -53,7 +72,9 @@ def test_the_vm_row_follows_the_guest_to_the_other_slot(lab_workdir: Path) -> No
         assert not vm.devices[0].real  # disposable: quitting the lab asks nothing
         result = lab.migrate()
         assert (result.source, result.destination, result.shadow) == ("a", "b", True)
+        assert result.mode is Mode.LIVE
         assert result.total_ms and result.total_ms > 0 and result.downtime_ms is not None
+        goes_on_or_skip_known_tcg_crash(lab)
 
         def moved(s: Snapshot) -> bool:
             vms = {vm.key: vm for vm in s.vms}
@@ -117,3 +138,28 @@ def test_one_action_at_a_time(lab_workdir: Path) -> None:
         lab.close()
     with pytest.raises(LabBusy, match="stopping"):
         lab.submit(lambda: None)
+
+
+def test_a_qemu_dying_on_its_own_is_one_error_line(lab_workdir: Path) -> None:
+    """When the guest's QEMU exits without the lab asking (here: SIGKILL), the event
+    log gets one error naming the slot, the exit code and the guest's last console
+    lines, so the console says why the VM row went away."""
+    with Lab(LabOptions(workdir=lab_workdir)) as lab:
+        lab.start()
+        pid = lab.vm(lab.current).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+
+        def errors() -> list[str]:
+            return [e.text for e in lab.runtime.log.since(0)[1] if e.level == "error"]
+
+        deadline = time.monotonic() + WAIT_S
+        while not any("lab: the guest's QEMU" in t for t in errors()):
+            assert time.monotonic() < deadline, f"no error line; errors: {errors()}"
+            time.sleep(0.1)
+        lines = [t for t in errors() if "lab: the guest's QEMU" in t]
+        assert len(lines) == 1
+        assert "on slot a exited (code -9); guest console: SVQ-" in lines[0]
+        time.sleep(0.5)  # the watch goes on: still one line
+        assert len([t for t in errors() if "lab: the guest's QEMU" in t]) == 1
+    assert lab_processes(lab_workdir) == []
