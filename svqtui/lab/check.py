@@ -140,7 +140,8 @@ class LabCheck:
         return self.lab.runtime.monitor.refresh()
 
     def wait(self, what: str, predicate: Callable[[Snapshot], bool]) -> Snapshot:
-        """Refresh until ``predicate`` holds; ``CheckFailed`` after WAIT_S or a guest failure."""
+        """Refresh until ``predicate`` holds; ``CheckFailed`` after WAIT_S, on a guest
+        failure line, or as soon as the guest's QEMU is gone."""
         deadline = time.monotonic() + WAIT_S
         failures = self.lab.guest.state.failures
         while True:
@@ -150,6 +151,8 @@ class LabCheck:
             state = self.lab.guest.poll()
             if state.failures > failures:
                 raise CheckFailed(f"guest reported {state.last_failure} waiting for {what}")
+            if self.lab.booted_at is not None and not self.lab.vm_running():
+                raise CheckFailed(f"waiting for {what}: {self.lab.vm_exit_text()}")
             if time.monotonic() > deadline:
                 raise CheckFailed(f"no {what} within {WAIT_S:g}s")
             time.sleep(POLL_S)
