@@ -73,7 +73,7 @@ KEYS: tuple[KeySpec, ...] = (
 )
 
 NAVIGATION: tuple[tuple[str, str], ...] = (
-    ("Tab", "Move between the device tree and the queue table (Shift+Tab back)"),
+    ("Tab", "Move between the device tree, the queue table and the log (Shift+Tab back)"),
     ("Left/Right", "Tree -> table; table (scrolled fully left) -> tree; else scroll"),
     ("Up/Down", "Move the selection (PgUp/PgDn/Home/End too)"),
     ("Enter", "Detail of the selected queue (Esc goes back)"),
