@@ -18,18 +18,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from types import TracebackType
 
 from svqtui.errors import LabProcessError
 from svqtui.lab.layout import LabLayout
-from svqtui.lab.process import ManagedProcess, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
 from svqtui.lab.storage import QSD_PACKAGE
 
 DISK_MB = 64
 NUM_QUEUES = 2
 
 
-class SharedDisk:
+class SharedDisk(StartStop):
     """qemu-storage-daemon with one writable vhost-user-blk export per lab slot."""
 
     def __init__(
@@ -130,15 +129,3 @@ class SharedDisk:
                 os.kill(proc.pid, signal.SIGCONT)
             self._stalled = False
         return proc.stop()
-
-    def __enter__(self) -> SharedDisk:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

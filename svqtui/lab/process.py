@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from svqtui.errors import LabProcessError, LabToolMissing
 
@@ -48,7 +48,25 @@ def check_socket_path(path: Path, what: str) -> None:
         )
 
 
-class ManagedProcess:
+class StartStop:
+    """A lab resource used as ``with X(...) as x:``: started on entry, stopped
+    on any exit (exceptions included)."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ManagedProcess(StartStop):
     """One child process in its own process group; a context manager that stops it."""
 
     def __init__(self, name: str, argv: Sequence[str], stderr_path: Path) -> None:
@@ -154,18 +172,6 @@ class ManagedProcess:
         assert self._popen is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._popen.pid, sig)
-
-    def __enter__(self) -> ManagedProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @atexit.register

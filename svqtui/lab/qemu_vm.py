@@ -18,13 +18,12 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from svqtui.errors import LabProcessError
 from svqtui.lab.console import ConsoleLog, GuestLine, Predicate, nth_io_ok
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams
-from svqtui.lab.process import ManagedProcess, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
 
 QEMU_BINARY = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
@@ -113,7 +112,7 @@ class VMSpec:
         return [*args, *self.extra_args]
 
 
-class QemuVM:
+class QemuVM(StartStop):
     """A running (or runnable) QEMU guest; use as a context manager."""
 
     def __init__(self, spec: VMSpec, *, start_timeout: float = 60.0) -> None:
@@ -275,15 +274,3 @@ class QemuVM:
         return self.wait_for(lambda e: e.kind == "DONE", timeout, "SVQ-DONE")
 
     # ---- context manager -----------------------------------------------------------
-
-    def __enter__(self) -> QemuVM:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from types import TracebackType
 
 from svqtui.errors import LabProcessError
-from svqtui.lab.process import ManagedProcess, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
 
 QSD_PACKAGE = "qemu-utils"
 
 
-class StorageDaemon:
+class StorageDaemon(StartStop):
     """A qemu-storage-daemon process with one vhost-user-blk export at ``socket``."""
 
     def __init__(
@@ -90,15 +89,3 @@ class StorageDaemon:
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
-
-    def __enter__(self) -> StorageDaemon:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
