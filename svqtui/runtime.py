@@ -8,9 +8,6 @@ through one Runtime, so they all behave the same.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from svqtui.config import Config
 from svqtui.control_loop import ControlLoop
 from svqtui.engine import Engine, Link
@@ -126,12 +123,3 @@ class Runtime:
             self._owner(device_key).reset(device_key)
         self.monitor.forget_rates()
 
-
-@contextlib.contextmanager
-def running(config: Config) -> Iterator[Runtime]:
-    runtime = Runtime(config)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
