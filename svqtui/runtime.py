@@ -122,4 +122,3 @@ class Runtime:
         else:
             self._owner(device_key).reset(device_key)
         self.monitor.forget_rates()
-
