@@ -361,23 +361,31 @@ class Engine:
         # The copy and its conversion share one buffer: serialise them, or a
         # second thread's copy would overwrite a queue while it is converted.
         with self._snap_lock:
-            lib.svq_snapshot(self._live_raw(), self._snap_buf, count)
+            lib.svq_snapshot(self._live_raw(), self._snap_buf, 0, count)
             for slot in active:
-                raw = self._snap_buf[slot]
-                if not raw.active:
-                    continue
-                queues[slot] = QueueCounters(
-                    slot=slot,
-                    generation=raw.generation,
-                    kick=_link_counters(raw.link[Link.KICK], "kick"),
-                    call=_link_counters(raw.link[Link.CALL], "call"),
-                )
+                counters = self._converted(slot)
+                if counters is not None:
+                    queues[slot] = counters
         return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
 
     def queue(self, slot: int) -> QueueCounters:
-        """One queue's counters."""
+        """One queue's counters (copies that slot only)."""
         self._check(slot)
-        snap = self.snapshot()
-        if slot not in snap.queues:
+        with self._snap_lock:
+            lib.svq_snapshot(self._live_raw(), self._snap_buf, slot, 1)
+            counters = self._converted(slot)
+        if counters is None:
             raise UnknownQueue(f"queue slot {slot} is not in the engine")
-        return snap.queues[slot]
+        return counters
+
+    def _converted(self, slot: int) -> QueueCounters | None:
+        """The copied slot as Python data (caller holds _snap_lock)."""
+        raw = self._snap_buf[slot]
+        if not raw.active:
+            return None
+        return QueueCounters(
+            slot=slot,
+            generation=raw.generation,
+            kick=_link_counters(raw.link[Link.KICK], "kick"),
+            call=_link_counters(raw.link[Link.CALL], "call"),
+        )

@@ -440,13 +440,16 @@ int svq_wait(struct svq_engine *e, uint64_t seq, int timeout_ms)
     return rc;
 }
 
-/* Copy the first `count` queue slots, each consistent in itself (seqlock
- * reader). Lock-free: the engine thread never waits for a reader. */
-uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t count)
+/* Copy queue slots [first, first + count) to the same indices of `out`, each
+ * consistent in itself (seqlock reader). Lock-free: the engine thread never
+ * waits for a reader. Returns how many slots were copied. */
+uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t first, uint32_t count)
 {
-    if (count > e->max_queues)
-        count = e->max_queues;
-    for (uint32_t i = 0; i < count; i++) {
+    if (first >= e->max_queues)
+        return 0;
+    if (count > e->max_queues - first)
+        count = e->max_queues - first;
+    for (uint32_t i = first; i < first + count; i++) {
         struct svq_queue *q = &e->queues[i];
         uint64_t before, after;
         do {

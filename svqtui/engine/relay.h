@@ -85,6 +85,6 @@ void svq_destroy(struct svq_engine *e);
 int svq_run(struct svq_engine *e);
 uint64_t svq_submit(struct svq_engine *e, const struct svq_cmd *cmd);
 int svq_wait(struct svq_engine *e, uint64_t seq, int timeout_ms);
-uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t count);
+uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t first, uint32_t count);
 void svq_stats(struct svq_engine *e, struct svq_stats *out);
 uint32_t svq_max_queues(struct svq_engine *e);
