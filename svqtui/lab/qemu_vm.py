@@ -247,20 +247,6 @@ class QemuVM(StartStop):
             predicate, timeout, what, since=since, fail_fast=fail_fast, alive=lambda: self.running
         )
 
-    async def wait_for_async(
-        self,
-        predicate: Predicate,
-        timeout: float,
-        what: str,
-        *,
-        since: int = 0,
-        fail_fast: bool = True,
-    ) -> GuestLine:
-        """``wait_for`` for asyncio code (polls without blocking the event loop)."""
-        return await self.console.wait_for_async(
-            predicate, timeout, what, since=since, fail_fast=fail_fast, alive=lambda: self.running
-        )
-
     def wait_io_ok(self, count: int, timeout: float, *, since: int = 0) -> GuestLine:
         """Wait until the guest has verified ``count`` I/O iterations after event index
         ``since`` (0: since boot; ``vm.console.mark()`` for "from now"). A failure
@@ -272,5 +258,3 @@ class QemuVM(StartStop):
     def wait_done(self, timeout: float) -> GuestLine:
         """Wait for the bounded run's SVQ-DONE line (a failure line raises first)."""
         return self.wait_for(lambda e: e.kind == "DONE", timeout, "SVQ-DONE")
-
-    # ---- context manager -----------------------------------------------------------
