@@ -1,7 +1,7 @@
 """The control loop: one asyncio event loop in its own thread, never the UI's.
 
 vhost-user forwarding and QMP clients live here, so a frozen or slow console
-cannot delay a VM's device messages (DESIGN.md rule 5).
+cannot delay a VM's device messages (docs/design.md#relay-rules, rule 5).
 """
 
 from __future__ import annotations

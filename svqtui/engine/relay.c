@@ -6,7 +6,7 @@
  * of 1 to the destination. Python never reads or writes a relayed eventfd:
  * it submits commands (svq_submit) and reads counters (svq_snapshot).
  *
- * Semantics (see DESIGN.md, "The relay engine"):
+ * Semantics (docs/design.md#relay-rules):
  *  1. No lost notification: any change of a link's source or destination
  *     signals the (new) destination once; spurious signals are harmless.
  *  2. Masking: a masked call link latches arrivals as pending; unmask

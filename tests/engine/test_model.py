@@ -35,7 +35,7 @@ class LinkModel:
 
 @dataclass
 class QueueModel:
-    """The reference semantics (DESIGN.md rules 1 and 2) of one queue."""
+    """The reference semantics (docs/design.md#relay-rules, rules 1 and 2) of one queue."""
 
     kick: LinkModel
     call: LinkModel

@@ -7,7 +7,7 @@ and the two eventfds svqtui owns: ``eng_kick`` (the back-end's kick fd; the
 engine writes it when the front-end kicks) and ``eng_call`` (the back-end's
 call fd; the engine reads it and signals the front-end's call fd).
 
-Mask tracking (DESIGN.md, "The vhost-user interposer"): QEMU gives each ring
+Mask tracking (docs/design.md#masking-model): QEMU gives each ring
 its internal masked notifier as the first call fd (vhost_virtqueue_init) and
 a fresh guest notifier before each start; it applies the guest's vector
 masking inside QEMU/KVM. The first call eventfd of a ring is remembered (by

@@ -1,5 +1,5 @@
 """Forwarding never waits on the caller: a frozen UI thread does not delay
-vhost-user round trips or the relay (DESIGN.md rule 5)."""
+vhost-user round trips or the relay (docs/design.md#relay-rules, rule 5)."""
 
 from __future__ import annotations
 
