@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from svqtui.config import Config, load_config
 from svqtui.errors import ConfigError, SvqtuiError
+from svqtui.outputs import OUTPUTS, output_named
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
     fmt.add_argument("--csv", action="store_true", help="with --log: comma-separated values")
+    fmt.add_argument(
+        "--output",
+        metavar="FORMAT",
+        choices=sorted(OUTPUTS),
+        help="with --once or --log: "
+        + ", ".join(f"{n} ({c.summary})" for n, c in sorted(OUTPUTS.items())),
+    )
     parser.add_argument("--count", type=int, metavar="N", help="with --log: stop after N lines")
     parser.add_argument(
         "--refresh", type=float, metavar="SECONDS", help="refresh interval (config: refresh)"
@@ -121,6 +129,15 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     return config
 
 
+def _output_name(args: argparse.Namespace) -> str:
+    """The output format the batch flags ask for."""
+    if args.output:
+        return str(args.output)
+    if args.once:
+        return "json" if args.json else "table"
+    return "csv" if args.csv else "log"
+
+
 def _subcommand_index(argv: list[str], name: str) -> int | None:
     """Where ``name`` stands as the first positional word (so that both
     ``svqtui ctl -c X status`` and ``svqtui -c X ctl status`` work)."""
@@ -153,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return lab_main(argv[:lab_at] + argv[lab_at + 1 :])
     args = build_parser().parse_args(argv)
+    if args.output and not (args.once or args.log):
+        return _fail("--output goes with --once or --log", EXIT_CONFIG)
     if args.json and not args.once:
         return _fail("--json goes with --once (try: svqtui --once --json)", EXIT_CONFIG)
     if (args.csv or args.count is not None) and not args.log:
@@ -184,11 +203,11 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         if args.once:
             from svqtui.batch import run_once
 
-            return run_once(runtime, args.json)
+            return run_once(runtime, output_named(_output_name(args)))
         if args.log:
             from svqtui.batch import run_log
 
-            return run_log(runtime, args.csv, args.count)
+            return run_log(runtime, output_named(_output_name(args)), args.count)
         from svqtui.app import run_console
 
         return run_console(runtime)

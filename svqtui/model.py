@@ -9,8 +9,7 @@ and free of I/O, so a snapshot can be handed across threads as it is.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 
 class MaskState(enum.StrEnum):
@@ -22,10 +21,25 @@ class MaskState(enum.StrEnum):
 
 
 class SourceKind(enum.StrEnum):
+    """The kinds of source svqtui ships. Kinds are open strings: a plug-in
+    source names its own (``VMView.source`` is a plain ``str``), and a client
+    decodes a kind it does not know as the string it is."""
+
     DEMO = "demo"
     VHOST_USER = "vhost-user"
     QMP = "qmp"
     REMOTE = "remote"  # a headless svqtui this console is attached to
+
+
+class DeviceRole(enum.StrEnum):
+    """What a device view contributes when another source sees the same
+    device (the same vhost-user socket path): the monitor joins one view that
+    DESCRIBES it (names, placement under its VM, QEMU's fields: QMP, libvirt)
+    with one that COUNTS it (notifications and actions: the interposer)."""
+
+    STANDALONE = "standalone"  # never joined
+    DESCRIBES = "describes"
+    COUNTS = "counts"
 
 
 class ShadowVia(enum.StrEnum):
@@ -75,14 +89,15 @@ class DeviceView:
     key: str  # stable, unique across sources: "demo:vm1/net0", "vu:blk0", "qmp:vm/path"
     name: str
     kind: str  # "virtio-net", "vhost-user-blk", ...
-    source: SourceKind
+    source: str  # the reporting source's kind (a SourceKind or a plug-in's own)
     connected: bool = True
     status: str = ""  # one line: "running", "disconnected: ...", ...
     shadow: bool = False
     shadow_via: ShadowVia = ShadowVia.NONE
     shadow_note: str = ""  # why shadow mode is (not) available here
     queues: tuple[QueueView, ...] = ()
-    socket_path: str | None = None  # vhost-user chardev path, used to join sources
+    socket_path: str | None = None  # vhost-user chardev path, joins views (see role)
+    role: DeviceRole = DeviceRole.STANDALONE  # what this view adds when joined
     qom_path: str | None = None
     vhost_started: bool | None = None
     features: str | None = None
@@ -109,7 +124,7 @@ class VMView:
 
     key: str
     name: str
-    source: SourceKind
+    source: str  # the reporting source's kind
     devices: tuple[DeviceView, ...] = ()
     connected: bool = True
     status: str = ""
@@ -123,7 +138,7 @@ class VMView:
 @dataclass(frozen=True, slots=True)
 class SourceStatus:
     name: str
-    kind: SourceKind
+    kind: str
     connected: bool
     message: str = ""
 
@@ -182,69 +197,3 @@ class Snapshot:
 
     def rows_of(self, device_key: str) -> list[QueueRow]:
         return [r for r in self.rows.values() if r.device_key == device_key]
-
-    def to_json(self) -> dict[str, Any]:
-        """The batch/control JSON shape: VMs hold devices, devices hold queues."""
-        vms = []
-        for vm in self.vms:
-            devices = []
-            for dev in vm.devices:
-                queues = []
-                for q in dev.queues:
-                    row = self.rows.get(f"{dev.key}#{q.index}")
-                    queues.append(
-                        {
-                            "index": q.index,
-                            "kicks": q.kicks,
-                            "calls": q.calls,
-                            "kicks_per_s": round(row.kick_rate, 3) if row else None,
-                            "calls_per_s": round(row.call_rate, 3) if row else None,
-                            "mask": q.mask.value if q.mask else None,
-                            "shadow": q.shadow,
-                            "avail_idx": q.avail_idx,
-                            "used_idx": q.used_idx,
-                            "in_flight": q.in_flight,
-                            "ring_source": q.ring_source,
-                            "held": q.held,
-                            "last_kick_age_s": row.last_kick_age_s if row else None,
-                            "last_call_age_s": row.last_call_age_s if row else None,
-                            "stuck": row.stuck if row else None,
-                            "error": q.error,
-                        }
-                    )
-                d = {k: v for k, v in asdict(dev).items() if k != "queues"}
-                d["source"] = dev.source.value
-                d["shadow_via"] = dev.shadow_via.value
-                d["notes"] = list(dev.notes)
-                d["queues"] = queues
-                devices.append(d)
-            vms.append(
-                {
-                    "key": vm.key,
-                    "name": vm.name,
-                    "source": vm.source.value,
-                    "label": vm.label,
-                    "connected": vm.connected,
-                    "status": vm.status,
-                    "pid": vm.pid,
-                    "cpu_percent": vm.cpu_percent,
-                    "rss_bytes": vm.rss_bytes,
-                    "migration": asdict(vm.migration) if vm.migration else None,
-                    "devices": devices,
-                }
-            )
-        return {
-            "time": self.taken_at,
-            "interval_s": self.interval_s,
-            "engine": asdict(self.engine),
-            "sources": [
-                {
-                    "name": s.name,
-                    "kind": s.kind.value,
-                    "connected": s.connected,
-                    "message": s.message,
-                }
-                for s in self.sources
-            ],
-            "vms": vms,
-        }

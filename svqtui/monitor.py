@@ -1,15 +1,18 @@
-"""The monitor: turns what sources report into snapshots with rates and verdicts.
+"""The monitor: the one refresh owner, turning what sources report into
+snapshots with rates and verdicts (docs/design.md#data-flow).
 
-Each ``refresh()`` collects every source's current view (from memory), joins
-a device seen by QMP and by an interposer into one row (same vhost-user socket
-path), derives rates from the previous refresh, keeps a short rate history per
-queue, and applies the stuck rules from config.yaml. The console, the batch
-modes and the control socket all read the resulting ``Snapshot``.
+Each refresh reads the engine once and hands that copy to every source's
+``collect()`` (from memory), joins the views of a device seen by two sources
+(as the views declare: same socket path, one describing, one counting),
+derives rates from the last rate window, keeps a short rate history per queue,
+and applies the stuck rules from config.yaml. The console, the batch modes,
+the control socket and every other output read the resulting ``Snapshot``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
 import time
@@ -17,19 +20,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from svqtui.config import StuckConfig
-from svqtui.engine import Engine
+from svqtui.engine import Engine, EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.model import (
+    DeviceRole,
     DeviceView,
     EngineStatus,
     QueueRow,
     QueueView,
     Snapshot,
-    SourceKind,
     SourceStatus,
     VMView,
 )
 from svqtui.sources.base import Source
+
+FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
+STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -42,57 +48,64 @@ class _QueueTrack:
     used_changed_at: float = 0.0
     calls_changed_at: float = 0.0
     kicks_at_last_call: int = 0
+    kick_rate: float = 0.0  # over the last rate window
+    call_rate: float = 0.0
     history: collections.deque[float] = field(default_factory=collections.deque)
 
 
 def join_views(vms: Sequence[VMView]) -> list[VMView]:
-    """Merge each interposed device into the QMP view of the same device.
+    """Join the views of one device seen by two sources, as the views declare.
 
-    The QMP device keeps its place under its VM and its vhost fields; the
-    interposer's queues (counted by the engine) and key (its actions) win.
-    Interposed devices that QMP does not show stay under their own VM.
+    A device view with ``role=DESCRIBES`` (QMP, libvirt: names, placement
+    under its VM, QEMU's fields) and one with ``role=COUNTS`` (the interposer:
+    notifications and actions) that name the same ``socket_path`` become one
+    row: placed and named as described, counted and keyed as counted. A
+    counting device that nothing describes stays under its own VM; a VM whose
+    devices all moved elsewhere is dropped (a VM that never had any stays).
     """
-    interposed = {
+    counted = {
         d.socket_path: d
         for vm in vms
-        if vm.source is SourceKind.VHOST_USER
         for d in vm.devices
-        if d.socket_path
+        if d.role is DeviceRole.COUNTS and d.socket_path
     }
-    joined: set[str] = set()
+    twins: dict[str, DeviceView] = {}  # describing device key -> its counting twin
+    moved: set[str] = set()  # counting devices joined into a describing one
+    for vm in vms:
+        for dev in vm.devices:
+            twin = counted.get(dev.socket_path or "") if dev.role is DeviceRole.DESCRIBES else None
+            if twin is not None and twin.key not in moved:
+                twins[dev.key] = twin
+                moved.add(twin.key)
     out: list[VMView] = []
     for vm in vms:
-        if vm.source is not SourceKind.QMP:
-            continue
-        devices: list[DeviceView] = []
-        for dev in vm.devices:
-            twin = interposed.get(dev.socket_path or "")
-            if twin is None:
-                devices.append(dev)
-                continue
-            joined.add(twin.key)
-            devices.append(
-                dataclasses.replace(
-                    twin,
-                    name=dev.name,
-                    kind=dev.kind,
-                    qom_path=dev.qom_path,
-                    vhost_started=dev.vhost_started,
-                    features=dev.features,
-                    protocol_features=dev.protocol_features,
-                    log_enabled=dev.log_enabled,
-                    notes=twin.notes + dev.notes,
-                    queues=_merge_queues(twin.queues, dev.queues),
-                )
-            )
-        out.append(dataclasses.replace(vm, devices=tuple(devices)))
-    for vm in vms:
-        if vm.source is SourceKind.QMP:
-            continue
-        remaining = tuple(d for d in vm.devices if d.key not in joined)
-        if remaining or not vm.devices:
-            out.append(dataclasses.replace(vm, devices=remaining))
+        devices = tuple(
+            _joined(dev, twins[dev.key]) if dev.key in twins else dev
+            for dev in vm.devices
+            if not (dev.role is DeviceRole.COUNTS and dev.key in moved)
+        )
+        if devices == vm.devices:
+            out.append(vm)
+        elif devices:
+            out.append(dataclasses.replace(vm, devices=devices))
     return out
+
+
+def _joined(described: DeviceView, counted: DeviceView) -> DeviceView:
+    """One row from both views: the counting view's key, queues and actions,
+    the describing view's names and QEMU fields."""
+    return dataclasses.replace(
+        counted,
+        name=described.name,
+        kind=described.kind,
+        qom_path=described.qom_path,
+        vhost_started=described.vhost_started,
+        features=described.features,
+        protocol_features=described.protocol_features,
+        log_enabled=described.log_enabled,
+        notes=counted.notes + described.notes,
+        queues=_merge_queues(counted.queues, described.queues),
+    )
 
 
 def _merge_queues(
@@ -112,7 +125,16 @@ def _merge_queues(
 
 
 class Monitor:
-    """Produces snapshots; ``refresh()`` may be called from any one thread at a time."""
+    """The one refresh owner: samples every source on its own clock.
+
+    ``start()`` runs the refresh clock (a thread, "svqtui-monitor"): the first
+    snapshot at once, the second ``FIRST_RATES_S`` later (rates at once), then
+    one every ``interval_s``, evenly spaced whatever consumers do. Consumers
+    read ``latest`` or ``subscribe()``; an action calls ``refresh_soon()``,
+    which publishes an early snapshot with fresh device state but the last
+    rate window (rates, history and stuck timers advance only on the clock).
+    Tests drive ``refresh()`` directly with frozen clocks and no thread.
+    """
 
     def __init__(
         self,
@@ -137,15 +159,123 @@ class Monitor:
         self._tracks: dict[str, _QueueTrack] = {}
         self._last_t: float | None = None
         self._last_relays = 0
+        self._relays_per_s = 0.0
         self._failing: set[str] = set()
+        self._owners: dict[str, Source] = {}
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._published = threading.Condition()
+        self._seq = 0
+        self._early = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.latest: Snapshot | None = None
+        self.refresh_ms = 0.0  # how long the last refresh took (benchmarks, status)
 
-    def _collect(self) -> tuple[list[VMView], list[SourceStatus]]:
+    # -- the refresh clock ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the refresh clock (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="svqtui-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_TIMEOUT_S)
+        with self._published:
+            self._published.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def set_interval(self, seconds: float) -> None:
+        """A new refresh interval, from the next tick on."""
+        self.interval_s = seconds
+        self._wake.set()
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` from the refresh thread after every
+        refresh (it must not block); returns the unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
+        """Ask for an early snapshot (after an action); with ``wait``, return
+        it once published. Without a running clock the caller is the clock
+        (tests, tools): a full refresh here and now."""
+        if self._thread is None:
+            return self.refresh()
+        with self._published:
+            seq = self._seq
+            self._early = True
+            self._wake.set()
+            if not wait:
+                return None
+            self._published.wait_for(lambda: self._seq > seq or self._stop.is_set(), timeout)
+            return self.latest
+
+    def wait_newer(self, than: int, timeout: float) -> Snapshot | None:
+        """The first snapshot published after sequence number ``than`` (None on timeout)."""
+        with self._published:
+            self._published.wait_for(lambda: self._seq > than or self._stop.is_set(), timeout)
+            return self.latest if self._seq > than else None
+
+    @property
+    def seq(self) -> int:
+        """How many snapshots have been published."""
+        return self._seq
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        first = True
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_t:
+                self._publish_guarded(advance=True)
+                step = min(FIRST_RATES_S, self.interval_s) if first else self.interval_s
+                first = False
+                next_t = max(next_t + step, time.monotonic() + 0.001)
+            elif self._early:
+                self._publish_guarded(advance=False)
+            self._wake.wait(max(0.0, next_t - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            next_t = min(next_t, time.monotonic() + self.interval_s)  # a shorter new interval
+
+    def _publish_guarded(self, advance: bool) -> None:
+        with self._published:
+            self._early = False
+        try:
+            self.refresh(advance=advance)
+        except Exception as err:  # the clock must outlive a monitor bug
+            if "monitor" not in self._failing:
+                self.log.error(f"monitor: refresh failed: {type(err).__name__}: {err}")
+                self._failing.add("monitor")
+        else:
+            self._failing.discard("monitor")
+
+    # -- one refresh -------------------------------------------------------------
+
+    def _collect(self, engine: EngineSnapshot) -> tuple[list[VMView], list[SourceStatus]]:
         vms: list[VMView] = []
         statuses: list[SourceStatus] = []
+        owners: dict[str, Source] = {}
         for source in self.sources:
             try:
-                vms.extend(source.collect())
+                views = source.collect(engine)
                 statuses.append(source.status())
                 self._failing.discard(source.name)
             except Exception as err:  # a broken source must not stop the others
@@ -153,14 +283,30 @@ class Monitor:
                     self.log.error(f"{source.name}: cannot collect devices: {err}")
                     self._failing.add(source.name)
                 statuses.append(SourceStatus(source.name, source.kind, False, str(err)))
+                continue
+            vms.extend(views)
+            for vm in views:
+                for dev in vm.devices:
+                    owners.setdefault(dev.key, source)
+        self._owners = owners
         return join_views(vms), statuses
 
-    def refresh(self) -> Snapshot:
+    def owner(self, device_key: str) -> Source | None:
+        """The source that reported ``device_key`` at the last refresh."""
+        return self._owners.get(device_key)
+
+    def refresh(self, advance: bool = True) -> Snapshot:
+        """Sample every source once and publish the snapshot. Only the refresh
+        clock calls this (and tests without one): ``advance=False`` keeps the
+        rate window, history and stuck timers of the last advancing refresh."""
+        started = time.perf_counter()
         with self._lock:
-            vms, statuses = self._collect()
+            engine = self.engine.snapshot() if self.engine is not None else EngineSnapshot.empty()
+            vms, statuses = self._collect(engine)
             now_ns = self._clock_ns()
             now = now_ns / 1e9
             dt = (now - self._last_t) if self._last_t is not None else None
+            advance = advance or self._last_t is None
             rows: dict[str, QueueRow] = {}
             devices: dict[str, DeviceView] = {}
             seen: set[str] = set()
@@ -168,24 +314,33 @@ class Monitor:
                 for dev in vm.devices:
                     devices[dev.key] = dev
                     for q in dev.queues:
-                        row = self._row(vm, dev, q, now, now_ns, dt)
+                        row = self._row(vm, dev, q, now, now_ns, dt, advance)
                         rows[row.key] = row
                         seen.add(row.key)
-            for gone in set(self._tracks) - seen:
-                del self._tracks[gone]
-            engine = self._engine_status(dt)
-            self._last_t = now
+            if advance:
+                for gone in set(self._tracks) - seen:
+                    del self._tracks[gone]
+                self._last_t = now
             snap = Snapshot(
                 taken_at=self._wall_clock(),
                 vms=tuple(vms),
                 rows=rows,
-                engine=engine,
+                engine=self._engine_status(engine, dt, advance),
                 sources=tuple(statuses),
                 interval_s=self.interval_s,
                 devices=devices,
             )
+            self.refresh_ms = (time.perf_counter() - started) * 1e3
+        with self._published:
             self.latest = snap
-            return snap
+            self._seq += 1
+            self._published.notify_all()
+        for callback in list(self._subscribers):
+            try:
+                callback(snap)
+            except Exception as err:  # one consumer must not starve the others
+                self.log.error(f"monitor: a consumer failed: {type(err).__name__}: {err}")
+        return snap
 
     def forget_rates(self) -> None:
         """After a counter reset: restart rates and stuck timers from zero."""
@@ -193,16 +348,20 @@ class Monitor:
             self._tracks.clear()
             self._last_t = None
 
-    def _engine_status(self, dt: float | None) -> EngineStatus:
+    def _engine_status(
+        self, engine: EngineSnapshot, dt: float | None, advance: bool
+    ) -> EngineStatus:
         if self.engine is None:
             return EngineStatus(alive=False, relays_per_s=0.0, queues=0, backlog=0)
-        health = self.engine.health()
-        rate = (health.relays - self._last_relays) / dt if dt else 0.0
-        self._last_relays = health.relays
+        health = engine.health
+        if advance:
+            rate = (health.relays - self._last_relays) / dt if dt else 0.0
+            self._last_relays = health.relays
+            self._relays_per_s = max(rate, 0.0)
         return EngineStatus(
             alive=health.alive,
-            relays_per_s=max(rate, 0.0),
-            queues=self.engine.queue_count,
+            relays_per_s=self._relays_per_s,
+            queues=len(engine.queues),
             backlog=health.backlog,
         )
 
@@ -214,6 +373,7 @@ class Monitor:
         now: float,
         now_ns: int,
         dt: float | None,
+        advance: bool,
     ) -> QueueRow:
         key = f"{dev.key}#{q.index}"
         track = self._tracks.get(key)
@@ -222,23 +382,24 @@ class Monitor:
             track.history = collections.deque(maxlen=self.history)
             track.kicks_at_last_call = q.kicks or 0
             self._tracks[key] = track
-        kick_rate = _rate(track.kicks, q.kicks, dt)
-        call_rate = _rate(track.calls, q.calls, dt)
-        if q.calls != track.calls:
-            track.calls_changed_at = now
-            track.kicks_at_last_call = q.kicks or 0
-        if q.used_idx != track.used_idx:
-            track.used_changed_at = now
-        track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
-        if dt is not None:
-            track.history.append(kick_rate + call_rate)
+        if advance:
+            track.kick_rate = _rate(track.kicks, q.kicks, dt)
+            track.call_rate = _rate(track.calls, q.calls, dt)
+            if q.calls != track.calls:
+                track.calls_changed_at = now
+                track.kicks_at_last_call = q.kicks or 0
+            if q.used_idx != track.used_idx:
+                track.used_changed_at = now
+            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
+            if dt is not None:
+                track.history.append(track.kick_rate + track.call_rate)
         return QueueRow(
             view=q,
             device_key=dev.key,
             vm_name=vm.name,
             device_name=dev.name,
-            kick_rate=kick_rate,
-            call_rate=call_rate,
+            kick_rate=track.kick_rate,
+            call_rate=track.call_rate,
             history=tuple(track.history),
             last_kick_age_s=(now_ns - q.last_kick_ns) / 1e9 if q.last_kick_ns else None,
             last_call_age_s=(now_ns - q.last_call_ns) / 1e9 if q.last_call_ns else None,

@@ -22,7 +22,12 @@ from svqtui.sources.base import Source, SourceContext
 class Runtime:
     """One svqtui process's moving parts, started and stopped together."""
 
-    def __init__(self, config: Config, sources: list[Source] | None = None) -> None:
+    def __init__(
+        self, config: Config, sources: list[Source] | None = None, *, clock: bool = True
+    ) -> None:
+        """``clock=False``: the monitor refreshes only when asked (tests that
+        drive ``monitor.refresh()`` themselves)."""
+        self._clock = clock
         self.config = config
         self.log = EventLog()
         self.engine = Engine(config.max_queues)
@@ -52,10 +57,13 @@ class Runtime:
                 self.log.error(f"{source.name}: {err}")
             except OSError as err:
                 self.log.error(f"{source.name}: cannot start: {err}")
+        if self._clock:
+            self.monitor.start()
 
     def stop(self) -> None:
         if not self._started:
             return
+        self.monitor.stop()
         for source in self.sources:
             try:
                 source.stop()
@@ -81,7 +89,9 @@ class Runtime:
 
     def device(self, name_or_key: str) -> DeviceView:
         """Find a device by key, by name, or by "vm/name"."""
-        snap = self.monitor.latest or self.monitor.refresh()
+        snap = self.monitor.latest or self.monitor.refresh_soon(wait=True)
+        if snap is None:
+            raise UnknownDevice(f"no device {name_or_key!r}: svqtui has not refreshed yet")
         if name_or_key in snap.devices:
             return snap.devices[name_or_key]
         matches = [
@@ -101,6 +111,9 @@ class Runtime:
         )
 
     def _owner(self, device_key: str) -> Source:
+        owner = self.monitor.owner(device_key)
+        if owner is not None:
+            return owner
         for source in self.sources:
             if source.owns(device_key):
                 return source

@@ -1,6 +1,6 @@
 """The monitor: rates from successive totals, stuck verdicts, and the QMP/interposer join.
 
-These tests feed the monitor scripted views through a small stand-in Source:
+These tests feed the monitor scripted views through the shared fake source:
 what is under test is the monitor's arithmetic and rules, not a device.
 """
 
@@ -11,6 +11,7 @@ import dataclasses
 from svqtui.config import StuckConfig
 from svqtui.eventlog import EventLog
 from svqtui.model import (
+    DeviceRole,
     DeviceView,
     QueueView,
     ShadowVia,
@@ -19,36 +20,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.monitor import Monitor, join_views
-from svqtui.sources.base import Source, SourceContext
-
-
-class ScriptedSource(Source):
-    """Stand-in source: reports whatever queue views the test sets."""
-
-    kind = SourceKind.DEMO
-
-    def __init__(self, name: str = "scripted") -> None:
-        self.name = name
-        self.queue = QueueView(index=0, kicks=0, calls=0)
-        self.fail: Exception | None = None
-
-    def start(self, ctx: SourceContext) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def reset(self, device_key: str | None = None) -> None:
-        pass
-
-    def collect(self) -> list[VMView]:
-        if self.fail:
-            raise self.fail
-        dev = DeviceView(key="d", name="dev", kind="x", source=self.kind, queues=(self.queue,))
-        return [VMView(key="vm", name="vm", source=self.kind, devices=(dev,))]
-
-    def status(self) -> SourceStatus:
-        return SourceStatus(self.name, self.kind, True)
+from tests.support.fake_source import FakeSource
 
 
 class Clock:
@@ -62,8 +34,8 @@ class Clock:
         self.ns += int(seconds * 1e9)
 
 
-def make(stuck: StuckConfig | None = None) -> tuple[ScriptedSource, Monitor, Clock, EventLog]:
-    source, clock, log = ScriptedSource(), Clock(), EventLog()
+def make(stuck: StuckConfig | None = None) -> tuple[FakeSource, Monitor, Clock, EventLog]:
+    source, clock, log = FakeSource(), Clock(), EventLog()
     monitor = Monitor([source], None, log, stuck or StuckConfig(after_s=5), clock_ns=clock)
     return source, monitor, clock, log
 
@@ -130,8 +102,7 @@ def test_stuck_rules_can_be_switched_off() -> None:
 def test_a_failing_source_is_reported_once_and_the_rest_goes_on() -> None:
     """A source whose collect() raises is marked down with one log line."""
     source, monitor, _, log = make()
-    good = ScriptedSource("good")
-    good.kind = SourceKind.QMP
+    good = FakeSource("good", kind="qmp")
     monitor.sources.append(good)
     source.fail = OSError("socket gone")
     snap = monitor.refresh()
@@ -151,6 +122,7 @@ def test_join_merges_interposer_into_qmp_device_by_socket_path() -> None:
         kind="vhost-user",
         source=SourceKind.VHOST_USER,
         socket_path="/run/blk0.sock",
+        role=DeviceRole.COUNTS,
         shadow=True,
         shadow_via=ShadowVia.ENGINE,
         queues=(counted,),
@@ -161,6 +133,7 @@ def test_join_merges_interposer_into_qmp_device_by_socket_path() -> None:
         kind="vhost-user-blk",
         source=SourceKind.QMP,
         socket_path="/run/blk0.sock",
+        role=DeviceRole.DESCRIBES,
         vhost_started=True,
         log_enabled=True,
         queues=(QueueView(index=0, avail_idx=9, used_idx=8, ring_source="qmp"),),

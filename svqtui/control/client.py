@@ -366,7 +366,7 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
         if args.json:
             _print_json(client.status())
         else:
-            from svqtui.batch import format_table
+            from svqtui.outputs.table import format_table
 
             print(format_table(client.snapshot()))
     elif command == "snapshot":

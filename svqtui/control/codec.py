@@ -1,6 +1,6 @@
 """Model objects to and from JSON values, without loss, for the control socket.
 
-``Snapshot.to_json()`` is the public, script-friendly shape (``--once --json``,
+``svqtui.outputs.json_doc`` is the public, script-friendly shape (``--once --json``,
 ``svqtui ctl status --json``); it leaves out what a table or a script does not
 need (rate history, fd identities, injected counts...). A client that rebuilds
 the console's view (``svqtui ctl status``, a later attaching console) needs

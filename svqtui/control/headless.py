@@ -96,7 +96,7 @@ def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
             sock.close()
             raise
         runtime.log.info(f"headless: serving {path}; SIGTERM or Ctrl-C stops svqtui")
-        _refresh_until(runtime, stop)
+        stop.wait()  # the monitor refreshes on its own clock
         runtime.log.info("headless: stopping")
     except SvqtuiError as err:
         _say(str(err))
@@ -109,15 +109,3 @@ def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code
-
-
-def _refresh_until(runtime: Runtime, stop: threading.Event) -> None:
-    failing = False
-    while not stop.wait(runtime.config.refresh_s):
-        try:
-            runtime.monitor.refresh()
-            failing = False
-        except Exception as err:  # the interposers must outlive a monitor bug
-            if not failing:
-                runtime.log.error(f"headless: refresh failed: {type(err).__name__}: {err}")
-            failing = True

@@ -16,7 +16,7 @@ Commands (``Command``) and their arguments:
 
 ========  =====================  =============================================
 hello     -                      protocol version, server pid, config path
-status    -                      ``Snapshot.to_json()``, as ``svqtui --once --json``
+status    -                      the JSON document (svqtui.outputs.json_doc), as ``--once --json``
 snapshot  -                      every field of the latest snapshot (svqtui.control.codec)
 events    since (int, 0)         log events after sequence ``since``: {seq, events}
 shadow    device, on (bool)      shadow mode on/off

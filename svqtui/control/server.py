@@ -44,12 +44,14 @@ from svqtui.errors import (
     SvqtuiError,
     UnknownDevice,
 )
+from svqtui.outputs.json_doc import snapshot_document
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
     from svqtui.runtime import Runtime
 
 MAX_CLIENTS = 32
+LATEST_TIMEOUT_S = 5.0  # how long a command waits for the first snapshot
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -193,7 +195,11 @@ class ControlServer:
         return reply
 
     def _latest(self) -> Snapshot:
-        return self.runtime.monitor.latest or self.runtime.monitor.refresh()
+        monitor = self.runtime.monitor
+        snap = monitor.latest or monitor.wait_newer(0, LATEST_TIMEOUT_S)
+        if snap is None:
+            raise ControlError("svqtui has not taken its first snapshot yet; try again")
+        return snap
 
     def _hello(self, request: Request) -> dict[str, Any]:
         return {
@@ -204,7 +210,7 @@ class ControlServer:
         }
 
     def _status(self, request: Request) -> dict[str, Any]:
-        return self._latest().to_json()
+        return snapshot_document(self._latest())
 
     def _snapshot(self, request: Request) -> dict[str, Any]:
         return encode_snapshot(self._latest())
@@ -220,7 +226,7 @@ class ControlServer:
         except UnknownDevice:
             # It may have appeared since the last refresh (an interposer that
             # QEMU just connected to): look once more with fresh views.
-            self.runtime.monitor.refresh()
+            self.runtime.monitor.refresh_soon(wait=True)
             return self.runtime.device(name)
 
     def _queue(self, request: Request, dev: DeviceView) -> int:
@@ -240,7 +246,7 @@ class ControlServer:
         apply()
         self.runtime.log.info(f"control: {what}", dev.key if dev else None)
         if self.refresh_after_action:
-            self.runtime.monitor.refresh()
+            self.runtime.monitor.refresh_soon(wait=True)
         return {"device": dev.key if dev else None, "name": dev.name if dev else None, "done": what}
 
     def _shadow(self, request: Request) -> dict[str, Any]:

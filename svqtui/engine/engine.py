@@ -9,11 +9,13 @@ with the engine's lock-free seqlock reader.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import os
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +117,11 @@ class EngineSnapshot:
     taken_ns: int
     health: EngineHealth
     queues: dict[int, QueueCounters]
+
+    @classmethod
+    def empty(cls) -> EngineSnapshot:
+        """No engine: no queues, a dead engine's health."""
+        return cls(0, EngineHealth(False, False, float("inf"), 0, 0, 0, 0), {})
 
 
 def _link_counters(raw: Any, name: str) -> LinkCounters:
@@ -366,6 +373,14 @@ class Engine:
                 counters = self._converted(slot)
                 if counters is not None:
                     queues[slot] = counters
+        return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
+
+    def snapshot_of(self, slots: Iterable[int]) -> EngineSnapshot:
+        """Like ``snapshot()`` for the given slots only (each copied alone)."""
+        queues: dict[int, QueueCounters] = {}
+        for slot in slots:
+            with contextlib.suppress(UnknownQueue):
+                queues[slot] = self.queue(slot)
         return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
 
     def queue(self, slot: int) -> QueueCounters:

@@ -137,7 +137,11 @@ class LabCheck:
     # -- helpers -------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        return self.lab.runtime.monitor.refresh()
+        """An early snapshot with fresh device state (the rate window is the monitor's)."""
+        snap = self.lab.runtime.monitor.refresh_soon(wait=True)
+        if snap is None:
+            raise CheckFailed("svqtui's monitor published no snapshot")
+        return snap
 
     def wait(self, what: str, predicate: Callable[[Snapshot], bool]) -> Snapshot:
         """Refresh until ``predicate`` holds; ``CheckFailed`` after WAIT_S, on a guest

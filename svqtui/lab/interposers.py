@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from svqtui.engine import Link
+from svqtui.engine import EngineSnapshot, Link
 from svqtui.model import SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
@@ -37,12 +37,12 @@ class LabInterposers(Source):
     def stop(self) -> None:
         self.inner.stop()
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
         return [
             dataclasses.replace(
                 vm, devices=tuple(dataclasses.replace(d, real=False) for d in vm.devices)
             )
-            for vm in self.inner.collect()
+            for vm in self.inner.collect(engine)
             if not vm.connected or any(d.connected for d in vm.devices)
         ]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from svqtui.errors import LabBusy, LabError, LabProcessError, NotConnected
+from svqtui.errors import LabBusy, LabError, LabProcessError, NotConnected, UnknownDevice
 from svqtui.lab.disk import SharedDisk
 from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.guest_init import GuestParams
@@ -148,7 +148,7 @@ class Lab:
         step("svqtui runtime")
         self.runtime.start()
         self._runtime_started = True
-        for view in self.vhost.collect():
+        for view in self.vhost.collect(self.runtime.engine.snapshot()):
             if not view.connected:
                 raise LabError(f"interposer {view.name} cannot listen: {view.status}")
         self.log(
@@ -270,11 +270,10 @@ class Lab:
 
     def device_view(self, slot: Slot) -> DeviceView:
         """The interposer's current view of ``slot``'s device (fresh, not a snapshot)."""
-        for view in self.vhost.collect():
-            for dev in view.devices:
-                if dev.key == slot.device_key:
-                    return dev
-        raise NotConnected(f"no interposer device {slot.device}")
+        try:
+            return self.vhost.device_view(slot.device_key)
+        except UnknownDevice:
+            raise NotConnected(f"no interposer device {slot.device}") from None
 
     # -- actions -------------------------------------------------------------------------
 

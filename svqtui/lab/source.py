@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from svqtui.config import QMPConfig, QMPSocket
-from svqtui.engine import Link
+from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import UnknownDevice
 from svqtui.lab.guest_watch import GuestWatch, status_text
 from svqtui.lab.layout import QMP_POLL_S, Slot
@@ -105,12 +105,12 @@ class LabSource(Source):
             a.qmp.stop()
         self._ctx = None
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
         attached = self._attached
         guest = status_text(self.guest.state, time.monotonic())
         views: list[VMView] = []
         for a in attached.values():
-            for view in a.qmp.collect():
+            for view in a.qmp.collect(engine):
                 views.append(self._present(a, view, guest))
         return views
 
@@ -119,7 +119,7 @@ class LabSource(Source):
         guest = status_text(self.guest.state, time.monotonic())
         if current is None:
             return SourceStatus(self.name, self.kind, False, f"no lab VM running; {guest}")
-        up = all(v.connected for v in current.qmp.collect())
+        up = current.qmp.status().connected
         return SourceStatus(self.name, self.kind, up, f"on slot {current.slot.name}; {guest}")
 
     def owns(self, device_key: str) -> bool:

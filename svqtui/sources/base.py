@@ -1,7 +1,10 @@
-"""The interface every device source implements (demo, vhost-user, QMP).
+"""The interface every device source implements (demo, vhost-user, QMP, ...).
 
 A source keeps its own state current in the background and answers
-``collect()`` from memory, so the monitor never waits on a socket. Actions
+``collect()`` from memory, so the monitor never waits on a socket; the monitor
+reads the engine once per refresh and hands that copy to every source
+(docs/design.md#data-flow). A source is a plug-in: see
+svqtui.sources.registry for how a config section becomes sources. Actions
 (shadow, mask, inject, reset) may block briefly (an engine command, a vhost-user
 round trip): callers run them off the UI's event loop.
 """
@@ -13,11 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from svqtui.errors import ActionUnsupported
-from svqtui.model import SourceKind, SourceStatus, VMView
+from svqtui.model import SourceStatus, VMView
 
 if TYPE_CHECKING:
     from svqtui.control_loop import ControlLoop
-    from svqtui.engine import Engine, Link
+    from svqtui.engine import Engine, EngineSnapshot, Link
     from svqtui.eventlog import EventLog
 
 
@@ -34,7 +37,7 @@ class SourceContext:
 class Source(abc.ABC):
     """A provider of VMs and devices, and of the actions on them."""
 
-    kind: SourceKind
+    kind: str  # a SourceKind, or a plug-in's own kind
     name: str
 
     @abc.abstractmethod
@@ -46,16 +49,18 @@ class Source(abc.ABC):
         """Stop and release every fd, thread and engine queue (idempotent)."""
 
     @abc.abstractmethod
-    def collect(self) -> list[VMView]:
-        """The current VMs and devices, from memory, without blocking."""
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
+        """The current VMs and devices, from memory, without blocking.
+        ``engine`` is this refresh's one copy of the engine's counters (the
+        same for every source; empty when there is no engine)."""
 
     @abc.abstractmethod
     def status(self) -> SourceStatus:
         """Whether the source is connected, in one line."""
 
+    @abc.abstractmethod
     def owns(self, device_key: str) -> bool:
-        """True when this source reported ``device_key``."""
-        return any(d.key == device_key for vm in self.collect() for d in vm.devices)
+        """True when this source has device ``device_key`` (cheap: no collect)."""
 
     def set_shadow(self, device_key: str, on: bool) -> None:
         raise ActionUnsupported(f"{self.name}: shadow mode is not available for {device_key}")

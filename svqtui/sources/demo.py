@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from svqtui.engine import Engine, Link, QueueCounters
+from svqtui.engine import Engine, EngineSnapshot, Link, QueueCounters
 from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import (
     DeviceView,
@@ -385,8 +385,8 @@ class DemoSource(Source):
 
     # -- Source interface ------------------------------------------------------
 
-    def collect(self) -> list[VMView]:
-        engine_queues = self._engine.snapshot().queues if self._engine else {}
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
+        engine_queues = engine.queues
         with self._lock:
             return [
                 VMView(

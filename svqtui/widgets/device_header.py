@@ -30,7 +30,7 @@ def device_text(vm: VMView | None, dev: DeviceView) -> Text:
     out.append(f"{vm.name}/" if vm else "", style="bold")
     out.append(dev.name, style="bold")
     out.append(f"  {dev.kind}  ")
-    out.append(dev.source.value, style="italic dim")
+    out.append(str(dev.source), style="italic dim")
     out.append("  shadow ")
     out.append("ON" if dev.shadow else "off", style="bold cyan" if dev.shadow else "dim")
     if dev.status:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from svqtui.batch import format_table
 from svqtui.control.protocol import MAX_REQUEST_BYTES
 from svqtui.errors import (
     ActionUnsupported,
@@ -30,11 +29,12 @@ from svqtui.model import (
     MaskState,
     QueueView,
     SourceKind,
-    SourceStatus,
     VMView,
 )
-from svqtui.sources.base import Source, SourceContext
+from svqtui.outputs.json_doc import snapshot_document
+from svqtui.outputs.table import format_table
 from svqtui.sources.demo import DemoSource
+from tests.support.fake_source import FakeSource
 
 from .conftest import Served, demo_runtime, serve
 
@@ -61,12 +61,12 @@ def raw_exchange(path: str, payload: bytes) -> list[dict[str, Any]]:
 
 
 def test_status_is_the_once_json_shape(served: Served) -> None:
-    """`status` returns exactly Snapshot.to_json() of the latest snapshot, the
+    """`status` returns exactly the JSON document of the latest snapshot, the
     shape of `svqtui --once --json`: VMs hold devices, devices hold queues."""
     latest = served.runtime.monitor.refresh()
     with served.client() as c:
         status = c.status()
-    assert status == json.loads(json.dumps(latest.to_json()))
+    assert status == json.loads(json.dumps(snapshot_document(latest)))
     queues = [q for vm in status["vms"] for d in vm["devices"] for q in d["queues"]]
     assert len(queues) == 10
     assert {"kicks", "calls", "mask", "shadow"} <= set(queues[0])
@@ -142,6 +142,7 @@ def test_engine_not_running_is_reported(tmp_path: Path) -> None:
         served.runtime.engine.stop()
         with pytest.raises(EngineNotRunning):
             c.kick(NET, 0)
+        served.runtime.monitor.refresh_soon(wait=True)  # status shows the latest snapshot
         assert c.status()["engine"]["alive"] is False
 
 
@@ -207,40 +208,27 @@ def test_a_last_request_without_newline_is_answered(served: Served) -> None:
     assert replies[0]["id"] == "a" and replies[0]["ok"] is True
 
 
-class StandIn(Source):
-    """A stand-in source (not a device): one VM with one 2-queue device whose
-    shadow action blocks until released, or fails with a bug-like exception.
-    It produces timings and failures the demo source cannot."""
-
-    kind = SourceKind.DEMO
+class StandIn(FakeSource):
+    """The shared fake source with one 2-queue device whose shadow action
+    blocks until released, or fails with a bug-like exception: timings and
+    failures the demo source cannot produce."""
 
     def __init__(self) -> None:
-        self.name = "stand-in"
+        super().__init__("stand-in", kind=SourceKind.DEMO)
+        dev = DeviceView("t:vm/d", "d", "test", SourceKind.DEMO, queues=(QueueView(0),))
+        self.vms = [VMView("t:vm", "vm", SourceKind.DEMO, devices=(dev,))]
         self.entered = threading.Event()
         self.release = threading.Event()
         self.crash = False
 
-    def start(self, ctx: SourceContext) -> None:
-        pass
-
     def stop(self) -> None:
         self.release.set()
-
-    def collect(self) -> list[VMView]:
-        dev = DeviceView("t:vm/d", "d", "test", SourceKind.DEMO, queues=(QueueView(0),))
-        return [VMView("t:vm", "vm", SourceKind.DEMO, devices=(dev,))]
-
-    def status(self) -> SourceStatus:
-        return SourceStatus(self.name, self.kind, True)
 
     def set_shadow(self, device_key: str, on: bool) -> None:
         if self.crash:
             raise RuntimeError("a bug")
         self.entered.set()
         self.release.wait(30)
-
-    def reset(self, device_key: str | None = None) -> None:
-        pass
 
 
 @pytest.fixture

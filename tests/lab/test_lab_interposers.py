@@ -19,7 +19,8 @@ def test_idle_slots_are_hidden_but_still_take_actions(tmp_path: Path) -> None:
     config = lab_config(layout)
     inner = VhostUserSource(config.devices)
     with Runtime(config, sources=[LabInterposers(inner)]) as runtime:
-        assert inner.collect() and all(vm.connected for vm in inner.collect())
+        views = inner.collect(runtime.engine.snapshot())
+        assert views and all(vm.connected for vm in views)
         assert runtime.monitor.refresh().vms == ()
         b = layout.slots[1]
         runtime.set_shadow(b.device_key, True)

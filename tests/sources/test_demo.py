@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from svqtui.control_loop import ControlLoop
-from svqtui.engine import Engine, Link
+from svqtui.engine import Engine, EngineSnapshot, Link
 from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.eventlog import EventLog
 from svqtui.model import MaskState, QueueView
@@ -33,8 +33,14 @@ def start(engine: Engine, **kw: object) -> DemoSource:
     return demo
 
 
+def _engine_snapshot(demo: DemoSource) -> EngineSnapshot:
+    """What the monitor would hand the demo at a refresh."""
+    engine = demo._engine  # the demo's own engine (a test looks inside)
+    return engine.snapshot() if engine is not None else EngineSnapshot.empty()
+
+
 def queues(demo: DemoSource, key: str) -> tuple[QueueView, ...]:
-    for vm in demo.collect():
+    for vm in demo.collect(_engine_snapshot(demo)):
         for dev in vm.devices:
             if dev.key == key:
                 return dev.queues

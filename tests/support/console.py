@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from textual.pilot import Pilot
 
 from svqtui.config import Config
+from svqtui.engine import EngineSnapshot
 from svqtui.model import (
     DeviceView,
     EngineStatus,
@@ -55,10 +56,10 @@ class FrozenAgeDemo(DemoSource):
         super().__init__(seed=seed, autorun=False)
         self.clock = clock
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
         next_ns = self.clock.now_ns + self.clock.step_ns  # what the monitor reads next
         out = []
-        for vm in super().collect():
+        for vm in super().collect(engine):
             devices = []
             for dev in vm.devices:
                 queues = tuple(
@@ -78,12 +79,12 @@ class RealDemo(DemoSource):
     """A stand-in for an interposed real device: the demo, with every device
     marked real=True (quitting while one is shadowed must ask first)."""
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
         return [
             dataclasses.replace(
                 vm, devices=tuple(dataclasses.replace(d, real=True) for d in vm.devices)
             )
-            for vm in super().collect()
+            for vm in super().collect(engine)
         ]
 
 

@@ -138,7 +138,7 @@ class InterposerRig:
                 time.sleep(0.02)
 
     def device(self, i: int = 0) -> DeviceView:
-        for vm in self.source.collect():
+        for vm in self.source.collect(self.context.engine.snapshot()):
             for dev in vm.devices:
                 if dev.key == self.key(i):
                     return dev

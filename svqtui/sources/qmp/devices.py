@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from svqtui.model import DeviceView, QueueView, ShadowVia, SourceKind
+from svqtui.model import DeviceRole, DeviceView, QueueView, ShadowVia, SourceKind
 
 DETAIL_EVERY = 5  # plain virtio queues and vhost ring checks: every 5th round
 CMD_STATUS = "x-query-virtio-queue-status"
@@ -406,6 +406,7 @@ def device_view(
         shadow_note=shadow_note,
         queues=queue_views(state),
         socket_path=info.socket_path,
+        role=DeviceRole.DESCRIBES,
         qom_path=info.path,
         vhost_started=state.vhost_started,
         features=features,

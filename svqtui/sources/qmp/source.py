@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from svqtui.config import QMPConfig
-from svqtui.engine import Link
+from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import ActionUnsupported, QMPConnectionLost, UnknownDevice
 from svqtui.model import SourceKind, SourceStatus, VMView
 from svqtui.sources import discovery
@@ -108,18 +108,24 @@ class QMPSource(Source):
         with contextlib.suppress(Exception):
             ctx.loop.run(self._shutdown(), timeout=15.0)
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
+        return self._views()
+
+    def _views(self) -> list[VMView]:
         sessions = self._sessions
         unreachable = self._unreachable
         return [s.view for s in sessions.values()] + list(unreachable.values())
 
     def status(self) -> SourceStatus:
-        views = self.collect()
+        views = self._views()
         up = sum(1 for v in views if v.connected)
         parts = [f"{up}/{len(views)} VMs connected"]
         if self.config.discover:
             parts.append(f"discovering every {self._rediscover_s:g}s")
         return SourceStatus(self.name, self.kind, up > 0 or not views, ", ".join(parts))
+
+    def owns(self, device_key: str) -> bool:
+        return any(d.key == device_key for s in self._sessions.values() for d in s.view.devices)
 
     def set_shadow(self, device_key: str, on: bool) -> None:
         session, ident = self._find(device_key)

@@ -24,6 +24,7 @@ from svqtui.config import VhostUserDevice
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.model import (
+    DeviceRole,
     DeviceView,
     MaskState,
     QueueView,
@@ -250,6 +251,11 @@ class DeviceInterposer:
 
     # -- the view (any thread) ---------------------------------------------------------
 
+    def slots(self) -> list[int]:
+        """The engine slots of this device's shadowed rings (any thread)."""
+        snap = self._published
+        return [v.slot for v in snap.vrings if v.slot is not None] if snap else []
+
     def view(self, engine: EngineSnapshot) -> VMView:
         snap = self._published
         status = self.status
@@ -268,6 +274,7 @@ class DeviceInterposer:
             shadow_note=_shadow_note(connected, self.shadow_wanted),
             queues=queues,
             socket_path=self.config.listen,
+            role=DeviceRole.COUNTS,
             vhost_started=any(v.started for v in snap.vrings) if snap else None,
             features=f"{snap.features:#x}" if snap and snap.features is not None else None,
             protocol_features=(

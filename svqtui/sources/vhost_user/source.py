@@ -14,9 +14,9 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from svqtui.config import VhostUserDevice
-from svqtui.engine import Link
+from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import ListenError, NotConnected, SourceError, UnknownDevice
-from svqtui.model import SourceKind, SourceStatus, VMView
+from svqtui.model import DeviceView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.vhost_user.device import DeviceInterposer
 
@@ -55,11 +55,20 @@ class VhostUserSource(Source):
             if ctx.loop.running:
                 ctx.loop.run(device.close())
 
-    def collect(self) -> list[VMView]:
+    def collect(self, engine: EngineSnapshot) -> list[VMView]:
         if self._ctx is None:
             return []
-        engine = self._ctx.engine.snapshot()
         return [device.view(engine) for device in self._devices.values()]
+
+    def device_view(self, device_key: str) -> DeviceView:
+        """One device's current view, copying only its own engine slots
+        (fresh, between refreshes: the lab's migration reads this)."""
+        ctx = self._ctx
+        if ctx is None:
+            raise NotConnected(f"{self.name}: the source is not started")
+        device = self._device(device_key)
+        engine = ctx.engine.snapshot_of(device.slots())
+        return device.view(engine).devices[0]
 
     def status(self) -> SourceStatus:
         listening = [d for d in self._devices.values() if d.listening]

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from svqtui.engine import EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, VMView
 from svqtui.sources.qmp import QMPSource
@@ -33,7 +34,7 @@ def wait_for(
 
 
 def vm(source: QMPSource, name: str) -> VMView | None:
-    return next((v for v in source.collect() if v.name == name), None)
+    return next((v for v in source.collect(EngineSnapshot.empty()) if v.name == name), None)
 
 
 def connected_vm(source: QMPSource, name: str) -> VMView | None:
@@ -57,4 +58,4 @@ def log_lines(log: EventLog) -> list[str]:
 
 
 def rows(source: QMPSource) -> list[tuple[str, bool, str]]:
-    return [(v.name, v.connected, v.status) for v in source.collect()]
+    return [(v.name, v.connected, v.status) for v in source.collect(EngineSnapshot.empty())]

@@ -10,8 +10,9 @@ import pytest
 from svqtui.config import Config, DemoConfig, QMPConfig, QMPSocket
 from svqtui.engine import Link
 from svqtui.errors import ActionUnsupported, UnknownDevice
-from svqtui.model import DeviceView, ShadowVia, SourceKind, VMView
+from svqtui.model import DeviceRole, DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
+from svqtui.outputs.json_doc import snapshot_document
 from svqtui.runtime import Runtime
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
 from tests.sources.qmp.conftest import WatchFn
@@ -37,7 +38,7 @@ def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch
 
     row = wait_for(ready, "the VM with polled queues", describe=source.collect)
     assert row.pid == proc.pid and row.rss_bytes and row.rss_bytes > 0
-    assert row.source is SourceKind.QMP and row.label == "qmp"
+    assert row.source == SourceKind.QMP and row.label == "qmp"
     assert row.status.startswith("prelaunch")
     blk, net = device(row, "blk0"), device(row, "net0")
     assert (blk.kind, net.kind) == ("virtio-blk", "virtio-net")
@@ -104,14 +105,15 @@ def test_qmp_device_joins_the_interposer_row_by_socket_path(
         source=SourceKind.VHOST_USER,
         shadow_via=ShadowVia.ENGINE,
         socket_path=str(sock),
+        role=DeviceRole.COUNTS,
     )
     other = VMView(key="vu", name="interposer", source=SourceKind.VHOST_USER, devices=(interposed,))
     joined = join_views([row, other])
-    qmp_vm = next(v for v in joined if v.source is SourceKind.QMP)
+    qmp_vm = next(v for v in joined if v.source == SourceKind.QMP)
     dev = device(qmp_vm, "vub0")
     assert dev.key == "vu:disk" and dev.kind == "vhost-user-blk"
     assert dev.shadow_via is ShadowVia.ENGINE and dev.vhost_started is False
-    assert not any(v.source is SourceKind.VHOST_USER and v.devices for v in joined)
+    assert not any(v.source == SourceKind.VHOST_USER and v.devices for v in joined)
 
 
 def test_batch_json_of_a_runtime_includes_the_qmp_vm(lab: QemuLab, tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_batch_json_of_a_runtime_includes_the_qmp_vm(lab: QemuLab, tmp_path: Pat
     with Runtime(config) as runtime:
 
         def batch() -> dict[str, object] | None:
-            data = runtime.monitor.refresh().to_json()
+            data = snapshot_document(runtime.monitor.refresh())
             vms = [v for v in data["vms"] if v["name"] == "batch" and v["connected"]]
             if vms and {d["name"] for d in vms[0]["devices"]} == {"blk0", "net0"}:
                 return vms[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from svqtui.engine import EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.sources.qmp import Timing
 from tests.sources.qmp.conftest import TEST_TIMING, WatchFn
@@ -109,7 +110,7 @@ def test_faulty_sockets_do_not_stop_a_healthy_vm(
         lambda: connected_vm(source, "healthy"), "the healthy VM", describe=lambda: rows(source)
     )
     assert {d.name for d in row.devices} == {"blk0", "net0"}
-    others = [v for v in source.collect() if v.name != "healthy"]
+    others = [v for v in source.collect(EngineSnapshot.empty()) if v.name != "healthy"]
     assert len(others) == len(FAULTS) and not any(v.connected for v in others)
     status = source.status()
     assert status.connected and status.message.startswith(f"1/{len(FAULTS) + 1} VMs connected")

@@ -21,7 +21,7 @@ from svqtui.sources.vhost_user import VhostUserSource
 def test_devices_waiting_for_qemu_are_listed_with_their_socket(rig: InterposerRig) -> None:
     """Before QEMU connects, each device is one VM (label vhost-user) with one
     device keyed vu:NAME, waiting on its listen path, shadow via the engine."""
-    vms = rig.source.collect()
+    vms = rig.source.collect(rig.context.engine.snapshot())
     assert [vm.key for vm in vms] == ["vu:blk0", "vu:blk1"]
     vm = vms[0]
     assert vm.label == "vhost-user" and vm.source is SourceKind.VHOST_USER and vm.connected
@@ -53,7 +53,7 @@ def test_a_device_that_cannot_listen_is_shown_and_the_others_work(
     source.start(context.ctx)
     rig = InterposerRig.around(source, context)
     try:
-        bad = source.collect()[0].devices[0]
+        bad = source.collect(context.engine.snapshot())[0].devices[0]
         assert bad.status == f"cannot listen on {missing}: No such file or directory"
         (error,) = context.events("vu:bad", "error")
         assert missing in error.text
