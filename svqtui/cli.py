@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from svqtui.config import Config, load_config
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.outputs import OUTPUTS, output_named
+from svqtui.sources.demo.settings import PLUGIN as DEMO
+from svqtui.sources.qmp.settings import PLUGIN as QMP
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -118,14 +120,14 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             raise ConfigError("--refresh", None, None, "must be between 0.05 and 60 seconds")
         config = dataclasses.replace(config, refresh_s=args.refresh)
     if args.seed is not None or args.demo is not None:
-        demo = config.demo
+        demo = config.section(DEMO)
         if args.seed is not None:
             demo = dataclasses.replace(demo, seed=args.seed)
         if args.demo is not None:
             demo = dataclasses.replace(demo, enabled=args.demo)
-        config = dataclasses.replace(config, demo=demo)
+        config = config.with_section(DEMO, demo)
     if args.no_discover:
-        config = dataclasses.replace(config, qmp=dataclasses.replace(config.qmp, discover=False))
+        config = config.with_section(QMP, dataclasses.replace(config.section(QMP), discover=False))
     return config
 
 

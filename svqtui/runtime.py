@@ -15,8 +15,8 @@ from svqtui.errors import SvqtuiError, UnknownDevice
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView
 from svqtui.monitor import Monitor
-from svqtui.sources import build_sources
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.registry import build_sources
 
 
 class Runtime:

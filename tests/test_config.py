@@ -9,13 +9,19 @@ import pytest
 
 from svqtui.config import SHIPPED_DEFAULT, find_config, load_config, parse_config
 from svqtui.errors import ConfigError
+from svqtui.sources.demo.settings import PLUGIN as DEMO
+from svqtui.sources.demo.settings import demo_active
+from svqtui.sources.plugin import SourcePlugin
+from svqtui.sources.qmp.settings import PLUGIN as QMP
+from svqtui.sources.registry import SOURCE_PLUGINS
+from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
 
 
 def test_shipped_default_is_valid_and_runs_the_demo() -> None:
     """The shipped config.yaml parses and, naming no device, turns the demo on."""
     config = load_config(str(SHIPPED_DEFAULT))
-    assert config.demo_active
-    assert config.devices == ()
+    assert demo_active(config)
+    assert config.section(VHOST_USER) == ()
     assert config.refresh_s == 1.0
 
 
@@ -51,18 +57,20 @@ def test_full_config_round_trip() -> None:
     assert config.refresh_s == 0.5 and config.history == 30
     assert config.stuck.after_s == 2 and not config.stuck.in_flight
     assert config.stuck.kicks_without_calls
-    assert config.demo.seed == 42 and not config.demo_active
+    assert config.section(DEMO).seed == 42 and not demo_active(config)
     assert config.max_queues == 128 and config.control_path == "/tmp/x.sock"
-    assert config.devices[0].shadow and config.devices[0].line == 8
-    assert [s.path for s in config.qmp.sockets] == ["/tmp/q.sock", "/tmp/r.sock"]
-    assert config.qmp.sockets[1].name == "vm2" and not config.qmp.discover
+    device = config.section(VHOST_USER)[0]
+    assert device.shadow and device.line == 8
+    qmp = config.section(QMP)
+    assert [s.path for s in qmp.sockets] == ["/tmp/q.sock", "/tmp/r.sock"]
+    assert qmp.sockets[1].name == "vm2" and not qmp.discover
 
 
 def test_demo_auto_turns_off_when_devices_are_configured() -> None:
     """demo: auto means the demo runs only when nothing else is configured."""
     config = parse_config("devices:\n  - {name: a, listen: /l, backend: /b}\n")
-    assert not config.demo_active
-    assert parse_config("demo: {enabled: true}\ndevices: []\n").demo_active
+    assert not demo_active(config)
+    assert demo_active(parse_config("demo: {enabled: true}\ndevices: []\n"))
 
 
 @pytest.mark.parametrize(
@@ -135,4 +143,21 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_empty_file_gives_defaults() -> None:
     """An empty config file means every default."""
-    assert parse_config("", "empty.yaml").demo_active
+    assert demo_active(parse_config("", "empty.yaml"))
+
+
+@pytest.mark.parametrize("plugin", SOURCE_PLUGINS, ids=lambda p: p.section)
+def test_each_source_owns_its_block_of_the_shipped_config(plugin: SourcePlugin[object]) -> None:
+    """Every source plug-in's documented block stands verbatim in the shipped
+    config.yaml, and parses to that plug-in's defaults."""
+    shipped = SHIPPED_DEFAULT.read_text()
+    assert plugin.shipped in shipped
+    config = parse_config(plugin.shipped, "block.yaml")
+    assert config.section(plugin) == plugin.default
+
+
+def test_an_unknown_section_names_the_known_ones() -> None:
+    """A misspelt source section is one line with a suggestion, not ignored."""
+    with pytest.raises(ConfigError) as err:
+        parse_config("qpm: {discover: false}\n", "c.yaml")
+    assert str(err.value).startswith("c.yaml:1: qpm: unknown key (did you mean 'qmp'?)")

@@ -16,7 +16,6 @@ from svqtui.model import (
     QueueView,
     ShadowVia,
     SourceKind,
-    SourceStatus,
     VMView,
 )
 from svqtui.monitor import Monitor, join_views

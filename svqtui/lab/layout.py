@@ -22,8 +22,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from svqtui.config import Config, DemoConfig, QMPConfig, StuckConfig, VhostUserDevice
+from svqtui.config import Config, StuckConfig
 from svqtui.errors import LabError
+from svqtui.sources.demo.settings import DemoConfig
+from svqtui.sources.qmp.settings import QMPConfig
+from svqtui.sources.vhost_user.settings import VhostUserDevice
 
 VM_NAME = "svq-lab"
 SLOT_NAMES = ("a", "b")
@@ -169,9 +172,11 @@ def lab_config(
         path=f"<lab {layout.workdir}>",
         refresh_s=refresh_s,
         stuck=StuckConfig(after_s=stuck_after_s),
-        demo=DemoConfig(enabled=False),
         max_queues=64,
         control_socket=str(layout.workdir / "control.sock"),
-        devices=tuple(slot.device_config(shadow) for slot in layout.slots),
-        qmp=QMPConfig(sockets=(), discover=False, poll_s=QMP_POLL_S),
+        sections={
+            "demo": DemoConfig(enabled=False),
+            "devices": tuple(slot.device_config(shadow) for slot in layout.slots),
+            "qmp": QMPConfig(sockets=(), discover=False, poll_s=QMP_POLL_S),
+        },
     )

@@ -42,7 +42,9 @@ from svqtui.lab.qmp import LabQMP
 from svqtui.lab.source import LabSource, Role
 from svqtui.model import DeviceView
 from svqtui.runtime import Runtime
+from svqtui.sources.qmp.settings import PLUGIN as QMP
 from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
 
 T = TypeVar("T")
 BOOT_TIMEOUT_S = 120.0
@@ -71,9 +73,12 @@ class Lab:
         self.config = lab_config(
             self.layout, shadow=self.options.shadow, stuck_after_s=self.options.stuck_after_s
         )
-        self.vhost = VhostUserSource(self.config.devices)
+        devices = self.config.section(VHOST_USER)
+        self.vhost = VhostUserSource(devices)
         self.guest = GuestWatch(device_key=lambda: self.current.device_key)
-        self.source = LabSource(self.guest, poll_s=self.config.qmp.poll_s, on_tick=self._watch_vm)
+        self.source = LabSource(
+            self.guest, poll_s=self.config.section(QMP).poll_s, on_tick=self._watch_vm
+        )
         self.runtime = Runtime(self.config, sources=[LabInterposers(self.vhost), self.source])
         self.disk = SharedDisk(self.layout)
         self.current: Slot = self.layout.slots[0]

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from svqtui.config import QMPConfig, QMPSocket
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import UnknownDevice
 from svqtui.lab.guest_watch import GuestWatch, status_text
@@ -35,6 +34,7 @@ from svqtui.lab.layout import QMP_POLL_S, Slot
 from svqtui.model import MigrationView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.qmp.session import Timing
+from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from svqtui.sources.qmp.source import QMPSource
 
 NAME = "lab"  # short: the queue table shows "lab@a/vblk0 #0" uncut

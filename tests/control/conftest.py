@@ -10,21 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.config import Config, DemoConfig, QMPConfig
+from svqtui.config import Config
 from svqtui.control.client import ControlClient
 from svqtui.control.server import ControlServer
 from svqtui.control.sockfile import SocketFile
 from svqtui.runtime import Runtime
 from svqtui.sources.base import Source
 from svqtui.sources.demo import DemoSource
+from svqtui.sources.demo.settings import DemoConfig
+from svqtui.sources.qmp.settings import QMPConfig
 
 
 def make_config(socket: Path) -> Config:
     return Config(
         refresh_s=0.2,
-        demo=DemoConfig(enabled=True, seed=7),
-        qmp=QMPConfig(discover=False),
         control_socket=str(socket),
+        sections={"demo": DemoConfig(enabled=True, seed=7), "qmp": QMPConfig(discover=False)},
     )
 
 

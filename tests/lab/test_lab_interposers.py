@@ -9,6 +9,7 @@ from svqtui.lab.interposers import LabInterposers
 from svqtui.lab.layout import LabLayout, lab_config
 from svqtui.runtime import Runtime
 from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
 
 
 def test_idle_slots_are_hidden_but_still_take_actions(tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ def test_idle_slots_are_hidden_but_still_take_actions(tmp_path: Path) -> None:
     is accepted for its next connection."""
     layout = LabLayout(tmp_path)
     config = lab_config(layout)
-    inner = VhostUserSource(config.devices)
+    inner = VhostUserSource(config.section(VHOST_USER))
     with Runtime(config, sources=[LabInterposers(inner)]) as runtime:
         views = inner.collect(runtime.engine.snapshot())
         assert views and all(vm.connected for vm in views)
@@ -34,7 +35,9 @@ def test_a_slot_that_cannot_listen_stays_visible(tmp_path: Path) -> None:
     layout = LabLayout(tmp_path)
     layout.slots[0].listen.write_text("not a socket")
     config = lab_config(layout)
-    with Runtime(config, sources=[LabInterposers(VhostUserSource(config.devices))]) as runtime:
+    with Runtime(
+        config, sources=[LabInterposers(VhostUserSource(config.section(VHOST_USER)))]
+    ) as runtime:
         vms = runtime.monitor.refresh().vms
         assert [vm.name for vm in vms] == ["lab-a"]
         assert "is not a socket" in vms[0].status

@@ -8,6 +8,9 @@ import pytest
 
 from svqtui.errors import LabError
 from svqtui.lab.layout import LabLayout, lab_config
+from svqtui.sources.demo.settings import demo_active
+from svqtui.sources.qmp.settings import PLUGIN as QMP
+from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
 
 
 def test_slots_have_distinct_sockets_and_the_other_slot_is_the_way_back(tmp_path: Path) -> None:
@@ -31,11 +34,11 @@ def test_config_has_both_interposers_no_demo_no_discovery_and_a_short_stuck_thre
     demo VMs and no other QEMUs of the host, and flags a stall within seconds."""
     layout = LabLayout(tmp_path)
     config = lab_config(layout, shadow=True, stuck_after_s=0.7)
-    assert [(d.name, d.listen, d.backend, d.shadow) for d in config.devices] == [
+    assert [(d.name, d.listen, d.backend, d.shadow) for d in config.section(VHOST_USER)] == [
         (s.device, str(s.listen), str(s.backend), True) for s in layout.slots
     ]
-    assert not config.demo_active
-    assert not config.qmp.discover and config.qmp.sockets == ()
+    assert not demo_active(config)
+    assert not config.section(QMP).discover and config.section(QMP).sockets == ()
     assert config.stuck.after_s == 0.7
     assert config.refresh_s <= 1.0
 

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from svqtui.config import VhostUserDevice
 from svqtui.control_loop import ControlLoop
 from svqtui.engine import Engine
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, LogEvent, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.settings import VhostUserDevice
 
 from .vhost_user_frontend import VhostUserFrontend
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import psutil
 
-from svqtui.config import QMPConfig
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import ActionUnsupported, QMPConnectionLost, UnknownDevice
 from svqtui.model import SourceKind, SourceStatus, VMView
@@ -35,6 +34,7 @@ from svqtui.sources import discovery
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.discovery import DiscoveredVM
 from svqtui.sources.qmp.session import Target, Timing, VMSession
+from svqtui.sources.qmp.settings import QMPConfig
 
 ScanFn = Callable[[int | None], list[DiscoveredVM]]
 

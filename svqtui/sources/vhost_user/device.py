@@ -20,7 +20,6 @@ import os
 import socket
 import stat
 
-from svqtui.config import VhostUserDevice
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.model import (
@@ -36,6 +35,7 @@ from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import MappedRegion
+from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
 
 CONNECT_TIMEOUT_S = 5.0

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from svqtui.config import VhostUserDevice
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.errors import ListenError, NotConnected, SourceError, UnknownDevice
 from svqtui.model import DeviceView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.vhost_user.device import DeviceInterposer
+from svqtui.sources.vhost_user.settings import VhostUserDevice
 
 T = TypeVar("T")
 ACTION_TIMEOUT_S = 15.0

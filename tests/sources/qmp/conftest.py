@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from svqtui.config import QMPConfig, QMPSocket
 from svqtui.control_loop import ControlLoop
 from svqtui.eventlog import EventLog
 from svqtui.sources.base import SourceContext
 from svqtui.sources.qmp import QMPSource, Timing
+from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from tests.support.guest import boot_guest, booted_guest, guest_image, storage_daemon
 from tests.support.qemu import QemuLab
 

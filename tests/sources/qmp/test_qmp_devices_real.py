@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.config import Config, DemoConfig, QMPConfig, QMPSocket
+from svqtui.config import Config
 from svqtui.engine import Link
 from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import DeviceRole, DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.runtime import Runtime
+from svqtui.sources.demo.settings import DemoConfig
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
+from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from tests.sources.qmp.conftest import WatchFn
 from tests.sources.qmp.helpers import connected_vm, device, wait_for
 from tests.support.qemu import QemuLab, QemuSpec, vhost_user_blk, virtio_blk_net
@@ -117,14 +119,16 @@ def test_qmp_device_joins_the_interposer_row_by_socket_path(
 
 
 def test_batch_json_of_a_runtime_includes_the_qmp_vm(lab: QemuLab, tmp_path: Path) -> None:
-    """The --once --json data (Snapshot.to_json from a Runtime built from a config
+    """The --once --json data (the JSON document of a Runtime built from a config
     with one QMP socket) holds the VM, its devices and their queues."""
     qmp = lab.path("vm.qmp")
     lab.qemu(QemuSpec(qmp=qmp, name="batch", devices=virtio_blk_net()))
     config = Config(
-        demo=DemoConfig(enabled=False),
-        qmp=QMPConfig(sockets=(QMPSocket(str(qmp)),), discover=False, poll_s=0.2),
         control_socket=str(tmp_path / "control.sock"),
+        sections={
+            "demo": DemoConfig(enabled=False),
+            "qmp": QMPConfig(sockets=(QMPSocket(str(qmp)),), discover=False, poll_s=0.2),
+        },
     )
     with Runtime(config) as runtime:
 

@@ -11,11 +11,13 @@ from support.qsd import StorageDaemon
 from support.vhost_user_frontend import pattern
 from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
-from svqtui.config import Config, QMPConfig, VhostUserDevice
+from svqtui.config import Config
 from svqtui.errors import SourceError, UnknownDevice
 from svqtui.model import ShadowVia, SourceKind
 from svqtui.runtime import Runtime
+from svqtui.sources.qmp.settings import QMPConfig
 from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.settings import VhostUserDevice
 
 
 def test_devices_waiting_for_qemu_are_listed_with_their_socket(rig: InterposerRig) -> None:
@@ -131,8 +133,10 @@ def test_runtime_routes_actions_to_the_interposer(qsd: StorageDaemon, sock_dir: 
     the Runtime reaches the interposed connection."""
     listen = str(sock_dir / "rt.sock")
     config = Config(
-        devices=(VhostUserDevice("rt", listen, qsd.sockets[0]),),
-        qmp=QMPConfig(discover=False),
+        sections={
+            "devices": (VhostUserDevice("rt", listen, qsd.sockets[0]),),
+            "qmp": QMPConfig(discover=False),
+        },
     )
     with Runtime(config) as runtime:
         assert [s.name for s in runtime.sources] == ["vhost-user"]
