@@ -189,7 +189,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             from svqtui.batch import run_log
 
             return run_log(runtime, args.csv, args.count)
-        from svqtui.app import run_console
+        from svqtui.console.app import run_console
 
         return run_console(runtime)
     finally:
@@ -197,7 +197,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _attach(config: Config, path: str) -> int:
-    from svqtui.app import run_console
+    from svqtui.console.app import run_console
     from svqtui.control.attach import RemoteRuntime
 
     remote = RemoteRuntime(config, path)

@@ -1,6 +1,6 @@
 """The console in lab mode: svqtui's console plus the lab's own keys.
 
-``LabApp`` is the ordinary console (svqtui.app.SvqtuiApp) over the lab's
+``LabApp`` is the ordinary console (svqtui.console.app.SvqtuiApp) over the lab's
 runtime, with two more keys, also in the command palette and the help screen,
 that exist only here:
 
@@ -29,17 +29,17 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
+from svqtui.console.feed import lower_thread_priority
+from svqtui.console.keys import KeySpec
+from svqtui.console.selection import Scope, ScopeKind
 from svqtui.errors import SvqtuiError
 from svqtui.lab.layout import SLOT_NAMES
 from svqtui.lab.migration import MigrationResult
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
 from svqtui.runtime import Runtime
-from svqtui.widgets.feed import lower_thread_priority
 from svqtui.widgets.help_screen import HelpScreen, help_table
-from svqtui.widgets.keys import KeySpec
-from svqtui.widgets.selection import Scope, ScopeKind
 
 LAB_KEYS: tuple[KeySpec, ...] = (
     KeySpec(
@@ -216,7 +216,7 @@ class LabApp(SvqtuiApp):
 
 
 def run_lab_console(lab: LabControls) -> int:
-    """Run the lab console until the operator quits (see svqtui.app.run_console)."""
+    """Run the lab console until the operator quits (see svqtui.console.app.run_console)."""
     lower_thread_priority()
     LabApp(lab).run()
     return 0

@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from svqtui.widgets.keys import KEYS, NAVIGATION
+from svqtui.console.keys import KEYS, NAVIGATION
 from svqtui.widgets.queue_table import COLUMNS
 
 

@@ -17,8 +17,9 @@ from textual.binding import Binding
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
-from svqtui.app import SvqtuiApp
 from svqtui.config import Config
+from svqtui.console.app import SvqtuiApp
+from svqtui.console.selection import Scope, ScopeKind
 from svqtui.errors import MigrationFailed
 from svqtui.lab.app import LAB_KEYS, LabApp, LabCommands, LabHelpScreen
 from svqtui.lab.migration import MigrationResult, Mode
@@ -26,7 +27,6 @@ from svqtui.lab.source import VM_KEY
 from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, SourceStatus, VMView
 from svqtui.runtime import Runtime
 from svqtui.sources.base import Source, SourceContext
-from svqtui.widgets.selection import Scope, ScopeKind
 from tests.support.console import started, until
 
 SIZE = (160, 50)

@@ -7,7 +7,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from svqtui.widgets.keys import KEYS, KeySpec
+from svqtui.console.keys import KEYS, KeySpec
 
 
 def command_title(spec: KeySpec) -> str:

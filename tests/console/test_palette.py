@@ -8,9 +8,9 @@ from support.console import until
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
+from svqtui.console.keys import KEYS
 from svqtui.widgets.help_screen import HelpScreen
-from svqtui.widgets.keys import KEYS
 
 NET = "demo:web01/net0"
 SIZE = (160, 50)

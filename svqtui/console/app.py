@@ -1,6 +1,6 @@
 """The Textual console: layout, keys, and applying snapshots to the widgets.
 
-The app only reads snapshots. A feed thread (svqtui.widgets.feed) refreshes
+The app only reads snapshots. A feed thread (svqtui.console.feed) refreshes
 the monitor off the UI's event loop and posts each snapshot here; operator
 actions run in thread workers, and their errors become one log line and a
 notification. The widgets live in svqtui.widgets, one per file.
@@ -24,22 +24,22 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from svqtui.backend import ConsoleBackend
+from svqtui.console.feed import SnapshotFeed, lower_thread_priority
+from svqtui.console.keys import KEYS, NARROW_WIDTH, bindings, fit_footer
+from svqtui.console.palette import SvqtuiCommands
+from svqtui.console.selection import Scope, ScopeKind, SortMode
+from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
 from svqtui.errors import SvqtuiError
 from svqtui.model import DeviceView, QueueRow, Snapshot
-from svqtui.widgets.commands import SvqtuiCommands
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.device_header import DeviceHeader
 from svqtui.widgets.device_tree import DeviceTree
-from svqtui.widgets.feed import SnapshotFeed, lower_thread_priority
 from svqtui.widgets.filter_input import FilterInput
 from svqtui.widgets.help_screen import HelpScreen
-from svqtui.widgets.keys import KEYS, NARROW_WIDTH, bindings, fit_footer
 from svqtui.widgets.log_pane import LogPane
 from svqtui.widgets.queue_detail import QueueDetail
 from svqtui.widgets.queue_table import QueueTable
-from svqtui.widgets.selection import Scope, ScopeKind, SortMode
 from svqtui.widgets.status_bar import StatusBar, ViewState
 
 DELAYS_S = (0.5, 1.0, 2.0, 5.0)
@@ -68,7 +68,7 @@ class SvqtuiApp(App[int]):
     ]
     COMMANDS = App.COMMANDS | {SvqtuiCommands}
 
-    def __init__(self, runtime: ConsoleBackend, *, live: bool = True) -> None:
+    def __init__(self, runtime: ConsoleTarget, *, live: bool = True) -> None:
         """``live=False``: refresh only on start and after actions (tests)."""
         super().__init__()
         self.runtime = runtime
@@ -462,7 +462,7 @@ class SvqtuiApp(App[int]):
         self.push_screen(ConfirmQuit(devices), answered)
 
 
-def run_console(runtime: ConsoleBackend) -> int:
+def run_console(runtime: ConsoleTarget) -> int:
     """Run the console over a started runtime until the operator quits.
 
     The UI thread runs at a lower priority than the engine's (started

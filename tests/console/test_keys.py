@@ -11,13 +11,13 @@ from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
+from svqtui.console.keys import KEYS
 from svqtui.model import MaskState
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.help_screen import HelpScreen, help_table
-from svqtui.widgets.keys import KEYS
 from svqtui.widgets.queue_detail import QueueDetail
 from svqtui.widgets.queue_table import COLUMN_KEYS, COLUMNS
 
