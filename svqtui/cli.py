@@ -210,7 +210,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
             from svqtui.batch import run_log
 
             return run_log(runtime, output_named(_output_name(args)), args.count)
-        from svqtui.app import run_console
+        from svqtui.console.app import run_console
 
         return run_console(runtime)
     finally:
@@ -218,7 +218,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _attach(config: Config, path: str) -> int:
-    from svqtui.app import run_console
+    from svqtui.console.app import run_console
     from svqtui.control.attach import RemoteRuntime
 
     remote = RemoteRuntime(config, path)

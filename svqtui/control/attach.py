@@ -1,7 +1,7 @@
 """``svqtui --attach``: the console as a client of a headless svqtui.
 
 ``RemoteRuntime`` gives the console what a local Runtime gives it (see
-svqtui.backend.ConsoleBackend), over the control socket: snapshots and log
+svqtui.console.target.ConsoleTarget), over the control socket: snapshots and log
 events are fetched every refresh, actions are forwarded. The engine and the
 interposers stay in the headless process, so detaching (quitting) leaves every
 device and its shadow state as it is. A lost connection is shown in the status

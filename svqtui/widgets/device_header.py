@@ -7,8 +7,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from svqtui.console.selection import Scope, ScopeKind
 from svqtui.model import DeviceView, QueueRow, Snapshot, VMView
-from svqtui.widgets.selection import Scope, ScopeKind
 
 
 def migration_text(vm: VMView) -> str:

@@ -15,8 +15,8 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from svqtui.console.selection import Scope
 from svqtui.model import DeviceView, Snapshot, VMView
-from svqtui.widgets.selection import Scope
 
 Structure = tuple[tuple[str, tuple[str, ...]], ...]
 

@@ -1,5 +1,6 @@
 """The `?` help screen: every key, the columns and the masking states, built
-from the same tables as the bindings and the queue table."""
+from the running app's key table (the same as its bindings) and the queue
+table's columns."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from svqtui.widgets.keys import KEYS, NAVIGATION
+from svqtui.console.keys import NAVIGATION, KeyTable, keys_of
 from svqtui.widgets.queue_table import COLUMNS
 
 
-def help_table() -> Table:
+def help_table(keys: KeyTable) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column()
     table.add_row(Text("Keys", style="bold underline"), "")
-    for k in KEYS:
+    for k in keys:
         table.add_row(k.shown, k.help)
     for key, what in NAVIGATION:
         table.add_row(key, what)
@@ -39,7 +40,7 @@ def help_table() -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    """Keys and columns; Esc, q or ? closes it."""
+    """The running app's keys and the columns; Esc, q or ? closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss", "Close"),
@@ -49,8 +50,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body") as body:
-            body.border_title = "svqtui keys (Esc closes)"
-            yield Static(help_table(), id="help-text")
+            body.border_title = f"{self.app.title} keys (Esc closes)"
+            yield Static(help_table(keys_of(self.app)), id="help-text")
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)

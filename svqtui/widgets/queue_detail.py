@@ -17,10 +17,10 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from svqtui.console import format as fmt
+from svqtui.console.keys import fit_footer
 from svqtui.model import DeviceView, LogEvent, QueueRow, Snapshot, VMView
-from svqtui.widgets import format as fmt
 from svqtui.widgets.device_header import device_text, migration_text
-from svqtui.widgets.keys import fit_footer
 
 EVENTS_SHOWN = 20
 PLOT_ROWS = 4

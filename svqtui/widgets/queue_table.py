@@ -23,9 +23,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from svqtui.console import format as fmt
+from svqtui.console.selection import Scope, SortMode, device_vms, in_scope, matches, ordered
 from svqtui.model import QueueRow, Snapshot
-from svqtui.widgets import format as fmt
-from svqtui.widgets.selection import Scope, SortMode, device_vms, in_scope, matches, ordered
 
 SPARK_WIDTH = 10
 CELL_PAD = 1  # blank cells either side of a column

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
+from svqtui.console import format as fmt
+from svqtui.console.selection import SortMode
 from svqtui.model import Snapshot
-from svqtui.widgets import format as fmt
-from svqtui.widgets.selection import SortMode
 
 
 @dataclass(frozen=True, slots=True)

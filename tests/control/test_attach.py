@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.app import SvqtuiApp
 from svqtui.config import load_config
+from svqtui.console.app import SvqtuiApp
 from svqtui.control.attach import RemoteRuntime
 from svqtui.errors import ControlUnreachable
 from svqtui.model import SourceKind

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 from svqtui import eventlog
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS
 
 

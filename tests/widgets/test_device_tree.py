@@ -8,8 +8,8 @@ import dataclasses
 from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
+from svqtui.console.selection import Scope
 from svqtui.widgets.device_tree import DeviceTree
-from svqtui.widgets.selection import Scope
 
 
 class Host(App[None]):

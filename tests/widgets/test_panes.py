@@ -8,11 +8,11 @@ import dataclasses
 from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
+from svqtui.console.selection import Scope, SortMode
 from svqtui.eventlog import EventLog
 from svqtui.model import EngineStatus, MigrationView, SourceKind, SourceStatus
 from svqtui.widgets.device_header import scope_text
 from svqtui.widgets.log_pane import LogPane
-from svqtui.widgets.selection import Scope, SortMode
 from svqtui.widgets.status_bar import ViewState, status_text
 
 

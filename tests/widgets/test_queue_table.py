@@ -8,8 +8,8 @@ from rich.style import Style
 from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
+from svqtui.console.selection import Scope, SortMode
 from svqtui.widgets.queue_table import COLUMN_KEYS, COLUMNS, QueueTable, row_strip
-from svqtui.widgets.selection import Scope, SortMode
 
 
 class Host(App[None]):

@@ -6,7 +6,7 @@ import dataclasses
 
 from support.console import synthetic_snapshot
 
-from svqtui.widgets.selection import (
+from svqtui.console.selection import (
     Scope,
     SortMode,
     device_vms,

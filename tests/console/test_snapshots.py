@@ -17,7 +17,7 @@ import pytest
 from support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 from textual.pilot import Pilot
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS
 
 STALL_STARTS = STALL_EVERY_TICKS - STALL_TICKS

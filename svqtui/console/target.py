@@ -1,8 +1,9 @@
-"""What the console needs from whatever drives it.
+"""What a console drives: the ``ConsoleTarget`` protocol.
 
 A local ``Runtime`` (engine, sources and monitor in this process) and an
 attached ``RemoteRuntime`` (a headless svqtui reached over its control
-socket) both satisfy ``ConsoleBackend``, so the console has one code path.
+socket) both satisfy ``ConsoleTarget``, so the console has one code path.
+Its ``TargetMonitor`` is what the snapshot feed refreshes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from svqtui.eventlog import EventLog
 from svqtui.model import Snapshot
 
 
-class SnapshotSource(Protocol):
+class TargetMonitor(Protocol):
+    """The target's monitor: a snapshot per ``refresh()``, at ``interval_s``."""
+
     interval_s: float
 
     def refresh(self) -> Snapshot: ...
 
 
-class ConsoleBackend(Protocol):
+class ConsoleTarget(Protocol):
+    """A local Runtime or a RemoteRuntime: config, log, monitor and the actions."""
+
     @property
     def config(self) -> Config: ...
 
@@ -29,7 +34,7 @@ class ConsoleBackend(Protocol):
     def log(self) -> EventLog: ...
 
     @property
-    def monitor(self) -> SnapshotSource: ...
+    def monitor(self) -> TargetMonitor: ...
 
     @property
     def owns_devices(self) -> bool:

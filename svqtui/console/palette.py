@@ -1,5 +1,5 @@
-"""The command palette's svqtui commands (Ctrl+P): every key's action by name,
-run exactly as the key would run it."""
+"""The command palette's svqtui commands (Ctrl+P): every key of the running
+app's key table by name, run exactly as the key would run it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from svqtui.widgets.keys import KEYS, KeySpec
+from svqtui.console.keys import KeySpec, keys_of
 
 
 def command_title(spec: KeySpec) -> str:
@@ -15,15 +15,16 @@ def command_title(spec: KeySpec) -> str:
 
 
 class SvqtuiCommands(Provider):
-    """Shadow, mask, inject, reset, filter, sort, pause, delay, help, quit."""
+    """Shadow, mask, inject, reset, filter, sort, pause, delay, help, quit, and
+    whatever keys an app subclass adds to its table."""
 
     async def discover(self) -> Hits:
-        for spec in KEYS:
+        for spec in keys_of(self.app):
             yield DiscoveryHit(command_title(spec), partial(self._run, spec), help=spec.help)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for spec in KEYS:
+        for spec in keys_of(self.app):
             title = command_title(spec)
             score = max(matcher.match(title), matcher.match(spec.help) * 0.8)
             if score > 0:

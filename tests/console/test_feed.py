@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from support.console import synthetic_snapshot
 
+from svqtui.console.feed import SnapshotFeed
 from svqtui.model import Snapshot
-from svqtui.widgets.feed import SnapshotFeed
 
 TIMEOUT_S = 10.0
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from support.console import demo_runtime, started
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
 

@@ -1,9 +1,13 @@
 """The Textual console: layout, keys, and applying snapshots to the widgets.
 
-The app only reads snapshots. A feed thread (svqtui.widgets.feed) refreshes
+The app only reads snapshots. A feed thread (svqtui.console.feed) refreshes
 the monitor off the UI's event loop and posts each snapshot here; operator
 actions run in thread workers, and their errors become one log line and a
 notification. The widgets live in svqtui.widgets, one per file.
+
+The operator keys are the class's ``KEYS`` table (svqtui.console.keys): a
+subclass (the lab's console) extends it, and its bindings, help screen,
+palette and modal check follow.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -24,26 +28,26 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from svqtui.backend import ConsoleBackend
+from svqtui.console.feed import SnapshotFeed, lower_thread_priority
+from svqtui.console.keys import CONSOLE_KEYS, NARROW_WIDTH, KeyTable, fit_footer
+from svqtui.console.palette import SvqtuiCommands
+from svqtui.console.selection import Scope, ScopeKind, SortMode
+from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
 from svqtui.errors import SvqtuiError
 from svqtui.model import DeviceView, QueueRow, Snapshot
-from svqtui.widgets.commands import SvqtuiCommands
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.device_header import DeviceHeader
 from svqtui.widgets.device_tree import DeviceTree
-from svqtui.widgets.feed import SnapshotFeed, lower_thread_priority
 from svqtui.widgets.filter_input import FilterInput
 from svqtui.widgets.help_screen import HelpScreen
-from svqtui.widgets.keys import KEYS, NARROW_WIDTH, bindings, fit_footer
 from svqtui.widgets.log_pane import LogPane
 from svqtui.widgets.queue_detail import QueueDetail
 from svqtui.widgets.queue_table import QueueTable
-from svqtui.widgets.selection import Scope, ScopeKind, SortMode
 from svqtui.widgets.status_bar import StatusBar, ViewState
 
 DELAYS_S = (0.5, 1.0, 2.0, 5.0)
-OPERATOR_ACTIONS = frozenset(k.action for k in KEYS) | {"clear_filter"}
+T = TypeVar("T")
 
 
 def next_delay(current: float) -> float:
@@ -61,14 +65,22 @@ class SvqtuiApp(App[int]):
 
     CSS_PATH = Path(__file__).resolve().parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "svqtui"
+    KEYS: ClassVar[KeyTable] = CONSOLE_KEYS
     BINDINGS: ClassVar[list[BindingType]] = [
-        *bindings(),
+        *CONSOLE_KEYS.bindings(),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
     COMMANDS = App.COMMANDS | {SvqtuiCommands}
 
-    def __init__(self, runtime: ConsoleBackend, *, live: bool = True) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass that extends KEYS gets bindings for its table (Textual
+        # merges BINDINGS when the class is created, hence before super()).
+        if "KEYS" in cls.__dict__:
+            cls.BINDINGS = [*cls.__dict__.get("BINDINGS", []), *cls.KEYS.bindings()]
+        super().__init_subclass__(**kwargs)
+
+    def __init__(self, runtime: ConsoleTarget, *, live: bool = True) -> None:
         """``live=False``: refresh only on start and after actions (tests)."""
         super().__init__()
         self.runtime = runtime
@@ -253,7 +265,8 @@ class SvqtuiApp(App[int]):
         typed in the filter line is text."""
         if action == "filter" and isinstance(self.focused, FilterInput):
             return False
-        if action in OPERATOR_ACTIONS and isinstance(self.screen, ModalScreen):
+        operator = action in self.KEYS.actions or action == "clear_filter"
+        if operator and isinstance(self.screen, ModalScreen):
             return action == "request_quit" and not isinstance(self.screen, ConfirmQuit)
         return True
 
@@ -262,14 +275,16 @@ class SvqtuiApp(App[int]):
     def _act(
         self,
         what: str,
-        fn: Callable[[], None],
+        fn: Callable[[], T],
         device_key: str | None = None,
         queue: int | None = None,
         undo: Callable[[], None] | None = None,
+        done: Callable[[T], None] | None = None,
     ) -> None:
-        """Run ``fn`` in a thread worker; report a failure as one line."""
+        """Run ``fn`` in a thread worker; report a failure as one line, or
+        hand its result to ``done`` on the UI thread."""
         self.run_worker(
-            partial(self._run_action, what, fn, device_key, queue, undo),
+            partial(self._run_action, what, fn, device_key, queue, undo, done),
             thread=True,
             group="actions",
             exit_on_error=False,
@@ -278,19 +293,23 @@ class SvqtuiApp(App[int]):
     def _run_action(
         self,
         what: str,
-        fn: Callable[[], None],
+        fn: Callable[[], T],
         device_key: str | None,
         queue: int | None,
         undo: Callable[[], None] | None,
+        done: Callable[[T], None] | None,
     ) -> None:
         try:
-            fn()
+            result = fn()
         except SvqtuiError as err:
             message = f"{what}: {err}"
         except Exception as err:  # the console reports, it never shows a traceback
             message = f"{what}: unexpected {type(err).__name__}: {err}"
         else:
             self.feed.poke()
+            if done is not None:
+                with contextlib.suppress(RuntimeError):  # the app has already exited
+                    self.call_from_thread(done, result)
             return
         self.runtime.log.error(message, device_key, queue)
         with contextlib.suppress(RuntimeError):  # the app has already exited
@@ -462,7 +481,7 @@ class SvqtuiApp(App[int]):
         self.push_screen(ConfirmQuit(devices), answered)
 
 
-def run_console(runtime: ConsoleBackend) -> int:
+def run_console(runtime: ConsoleTarget) -> int:
     """Run the console over a started runtime until the operator quits.
 
     The UI thread runs at a lower priority than the engine's (started

@@ -8,9 +8,8 @@ from support.console import until
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
-from svqtui.app import SvqtuiApp
+from svqtui.console.app import SvqtuiApp
 from svqtui.widgets.help_screen import HelpScreen
-from svqtui.widgets.keys import KEYS
 
 NET = "demo:web01/net0"
 SIZE = (160, 50)
@@ -41,7 +40,10 @@ async def test_palette_lists_every_key(app: SvqtuiApp) -> None:
         def titles() -> str:
             return " ".join(str(o.prompt) for o in app.screen.query_one(CommandList).options)
 
-        await until(pilot, lambda: all(f"({k.shown})" in titles() for k in KEYS), "every command")
+        def every_key() -> bool:
+            return all(f"({k.shown})" in titles() for k in app.KEYS)
+
+        await until(pilot, every_key, "every command")
         await pilot.press("escape")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from svqtui.console import format as fmt
 from svqtui.model import MaskState
-from svqtui.widgets import format as fmt
 
 
 @pytest.mark.parametrize(

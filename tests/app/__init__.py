@@ -1,1 +1,0 @@
-"""Tests of the Textual console (svqtui/app.py)."""
