@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svqtui.engine._relay import ffi, lib
-from svqtui.errors import (
+from svqtui.engine.errors import (
     EngineFull,
     EngineNotRunning,
     EngineStartError,

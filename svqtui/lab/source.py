@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 from svqtui.config import QMPConfig, QMPSocket
 from svqtui.engine import Link
-from svqtui.errors import UnknownDevice
 from svqtui.lab.guest_watch import GuestWatch, status_text
 from svqtui.lab.layout import QMP_POLL_S, Slot
 from svqtui.model import MigrationView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.session import Timing
 from svqtui.sources.qmp.source import QMPSource
 

@@ -13,7 +13,7 @@ import contextlib
 import threading
 
 from svqtui.engine import End, Link
-from svqtui.errors import UnknownQueue
+from svqtui.engine.errors import UnknownQueue
 
 from .helpers import Rig, drain, readable, signal, wait_until
 

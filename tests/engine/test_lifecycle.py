@@ -7,7 +7,7 @@ import os
 import pytest
 
 from svqtui.engine import End, Engine, Link
-from svqtui.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
+from svqtui.engine.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
 
 from .helpers import Rig, drain, eventfd, wait_until
 

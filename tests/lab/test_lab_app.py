@@ -19,8 +19,8 @@ from textual.pilot import Pilot
 
 from svqtui.app import SvqtuiApp
 from svqtui.config import Config
-from svqtui.errors import MigrationFailed
 from svqtui.lab.app import LAB_KEYS, LabApp, LabCommands, LabHelpScreen
+from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.migration import MigrationResult, Mode
 from svqtui.lab.source import VM_KEY
 from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, SourceStatus, VMView

@@ -7,7 +7,7 @@ connects to the real back-end at ``backend`` and forwards between them
 refused while one is live. When either side goes away the pair is closed and
 listening goes on, so a reconnecting QEMU finds the device again.
 
-Listening, accepting and every change run in the control loop thread;
+Listening, accepting and every change run in the I/O loop thread;
 ``view()`` may be called from any thread and reads only published, frozen
 state plus the engine's lock-free counters and the ring memory.
 """
@@ -22,7 +22,6 @@ import stat
 
 from svqtui.config import VhostUserDevice
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.model import (
     DeviceView,
     MaskState,
@@ -33,6 +32,7 @@ from svqtui.model import (
 )
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
+from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import MappedRegion
 from svqtui.sources.vhost_user.shadow import VringSnapshot
@@ -220,7 +220,7 @@ class DeviceInterposer:
         self.listening = False
         self.status = "stopped"
 
-    # -- actions (coroutines on the control loop) -----------------------------------
+    # -- actions (coroutines on the I/O loop) -----------------------------------
 
     def _live(self) -> Connection:
         if self._conn is None:

@@ -9,10 +9,10 @@ import pytest
 
 from svqtui.config import Config, DemoConfig, QMPConfig, QMPSocket
 from svqtui.engine import Link
-from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
 from svqtui.runtime import Runtime
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
 from tests.sources.qmp.conftest import WatchFn
 from tests.sources.qmp.helpers import connected_vm, device, wait_for
