@@ -48,7 +48,7 @@ def lab(tmp_path: Path) -> Iterator[QemuLab]:
 
 @pytest.fixture
 def io_loop() -> Iterator[IOLoop]:
-    loop = IOLoop("test-control")
+    loop = IOLoop("test-io")
     loop.start()
     try:
         yield loop
