@@ -45,7 +45,11 @@ def wire_error(name: str) -> Callable[[E], E]:
 
     def register(cls: E) -> E:
         other = WIRE_ERRORS.get(name)
-        if other is not None and other.__qualname__ != cls.__qualname__:
+        same = other is not None and (other.__module__, other.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )  # the same class defined again (a module reloaded) keeps its name
+        if other is not None and not same:
             raise WireNameTaken(
                 f"wire error name {name!r} is taken by {other.__module__}.{other.__qualname__}"
             )
