@@ -2,7 +2,7 @@
  *
  * One thread waits on epoll over every link's source; a readable source is
  * drained with one read, its value added to the link's counter, and 1 written
- * to the destination. No masking, no control ring, no timestamps, no seqlock:
+ * to the destination. No masking, no command ring, no timestamps, no seqlock:
  * the benchmark compares svqtui's engine against this floor.
  */
 #define _GNU_SOURCE

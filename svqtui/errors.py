@@ -1,16 +1,100 @@
-"""The exception classes svqtui raises: one precise class per failure kind.
+"""svqtui's error bases, one per layer, and the wire registry of error classes.
 
 Every error carries what failed, where, and what to do, so the console and the
-batch modes can print it as one line (``str(err)``) without a traceback.
+batch modes can print it as one line (``str(err)``) without a traceback. The
+precise (leaf) classes live next to the code that raises them; this module
+holds only the bases::
+
+    SvqtuiError                       svqtui.errors
+    +-- ConfigError                   config.yaml (the layer's only class)
+    +-- EngineError                   svqtui.engine.errors
+    +-- SourceError                   a device source
+    |   +-- ProtocolError             a peer broke vhost-user or QMP
+    |   +-- VhostUserError            svqtui.sources.vhost_user.errors
+    |   +-- QMPError                  svqtui.sources.qmp.errors
+    +-- ActionError                   svqtui.sources.errors (unknown device...)
+    +-- ControlError                  svqtui.control.errors (the control socket)
+    +-- IOLoopError                   svqtui.io_loop (blocking calls onto it)
+    +-- LabError                      svqtui.lab.errors
+
+The control socket carries an error as a wire name and its message. Wire
+names are given once, by ``@wire_error("Name")`` on the class, and never
+change when a class is renamed or moved (they began as the class names, which
+older consoles look up). ``from_wire`` never fails: a name it does not know
+(a newer server's class) decodes to the nearest base it does know, from the
+lineage the server sends along, else to ``SvqtuiError``; the message is kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import ClassVar, Self, TypeVar
 
+E = TypeVar("E", bound="type[SvqtuiError]")
+
+#: Wire name -> class, filled by ``@wire_error`` as modules are imported.
+WIRE_ERRORS: dict[str, type[SvqtuiError]] = {}
+
+
+class WireNameTaken(Exception):
+    """Two error classes claim one wire name (a programming error, at import)."""
+
+
+def wire_error(name: str) -> Callable[[E], E]:
+    """Register an error class under the stable wire name ``name``."""
+
+    def register(cls: E) -> E:
+        other = WIRE_ERRORS.get(name)
+        same = other is not None and (other.__module__, other.__qualname__) == (
+            cls.__module__,
+            cls.__qualname__,
+        )  # the same class defined again (a module reloaded) keeps its name
+        if other is not None and not same:
+            raise WireNameTaken(
+                f"wire error name {name!r} is taken by {other.__module__}.{other.__qualname__}"
+            )
+        WIRE_ERRORS[name] = cls
+        cls.wire_name = name
+        return cls
+
+    return register
+
+
+def wire_lineage(cls: type[SvqtuiError]) -> list[str]:
+    """The wire names of ``cls`` and its registered bases, nearest first."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        name = klass.__dict__.get("wire_name")
+        if isinstance(name, str) and WIRE_ERRORS.get(name) is klass and name not in names:
+            names.append(name)
+    return names
+
+
+def from_wire(name: str, message: str, lineage: Iterable[str] = ()) -> SvqtuiError:
+    """The error a peer sent: the class registered as ``name``, else the first
+    known name of ``lineage`` (the peer's bases, nearest first), else
+    ``SvqtuiError``; always with ``message``."""
+    for candidate in (name, *lineage):
+        cls = WIRE_ERRORS.get(candidate) if isinstance(candidate, str) else None
+        if cls is not None:
+            return cls.from_wire(message)
+    return SvqtuiError(message)
+
+
+@wire_error("SvqtuiError")
 class SvqtuiError(Exception):
     """Base class of every error svqtui reports to an operator."""
 
+    #: The stable name this class travels under (set by ``@wire_error``).
+    wire_name: ClassVar[str]
 
+    @classmethod
+    def from_wire(cls, message: str) -> Self:
+        """This error rebuilt from its one-line message (a control-socket reply)."""
+        return cls(message)
+
+
+@wire_error("ConfigError")
 class ConfigError(SvqtuiError):
     """config.yaml is unreadable, malformed or invalid."""
 
@@ -23,167 +107,47 @@ class ConfigError(SvqtuiError):
         what = f"{key}: {message}" if key else message
         super().__init__(f"{where}: {what}")
 
+    @classmethod
+    def from_wire(cls, message: str) -> Self:
+        """The error with the peer's whole line as its message (path and line
+        are inside that text; they are not sent apart)."""
+        err = cls.__new__(cls)
+        SvqtuiError.__init__(err, message)
+        err.path, err.line, err.key, err.message = "", None, None, message
+        return err
 
+
+@wire_error("EngineError")
 class EngineError(SvqtuiError):
     """The relay engine could not do what was asked."""
 
 
-class EngineStartError(EngineError):
-    """The engine could not be created or its thread did not start."""
-
-
-class EngineNotRunning(EngineError):
-    """A command was sent to an engine whose thread is not running."""
-
-
-class EngineTimeout(EngineError):
-    """The engine thread did not apply a command in time (is it wedged?)."""
-
-
-class EngineFull(EngineError):
-    """Every queue slot of the engine is in use."""
-
-
-class UnknownQueue(EngineError):
-    """A queue slot that is not (or no longer) in the engine."""
-
-
+@wire_error("SourceError")
 class SourceError(SvqtuiError):
     """A device source (demo, vhost-user interposer, QMP) failed."""
 
 
+@wire_error("ProtocolError")
 class ProtocolError(SourceError):
     """A peer sent a message that breaks its protocol (vhost-user, QMP)."""
 
 
+@wire_error("ActionError")
+class ActionError(SvqtuiError):
+    """An action (shadow, mask, kick...) names something that is not there or
+    asks a source for what it cannot do."""
+
+
+@wire_error("ControlError")
 class ControlError(SvqtuiError):
     """A request on the control socket could not be carried out."""
 
 
-class ActionUnsupported(SvqtuiError):
-    """The selected device's source cannot do this (e.g. shadow via QMP without
-    x-vhost-enable-shadow-vq)."""
+@wire_error("IOLoopError")
+class IOLoopError(SvqtuiError):
+    """Work handed to the I/O loop thread did not complete."""
 
 
-class UnknownDevice(SvqtuiError):
-    """No source knows a device or queue by that name."""
-
-
-class ControlProtocolError(ControlError):
-    """A message on the control socket breaks its protocol (not JSON, too long,
-    an unknown command, a missing or mistyped argument), from either side."""
-
-
-class ControlUnreachable(ControlError):
-    """``svqtui ctl`` cannot reach the control socket (no svqtui serving it)."""
-
-
-class ControlSocketInUse(ControlError):
-    """Another svqtui is already serving this control socket."""
-
-
-class QueueOutOfRange(UnknownDevice):
-    """The device exists but has no queue with that index."""
-
-
+@wire_error("LabError")
 class LabError(SvqtuiError):
     """The lab harness (guest image, QEMU guest, qemu-storage-daemon) failed."""
-
-
-class GuestImageError(LabError):
-    """The guest kernel + initramfs could not be built (a Debian package is
-    missing or unusable; the message names the apt package to install)."""
-
-
-class LabToolMissing(LabError):
-    """A program the lab runs (QEMU, qemu-storage-daemon) is not installed."""
-
-
-class LabProcessError(LabError):
-    """A lab process did not start, or died, or left no socket where expected."""
-
-
-class GuestTimeout(LabError):
-    """The guest did not print what was awaited on its serial console in time."""
-
-
-class GuestIOError(LabError):
-    """The guest reported failed I/O (SVQ-IO FAIL) or a setup error (SVQ-ERROR)."""
-
-
-class QMPError(SourceError):
-    """A QMP conversation with one QEMU failed (base of the QMP faults)."""
-
-
-class QMPUnreachable(QMPError):
-    """A QMP socket is missing, refuses connections or never greets."""
-
-
-class QMPConnectionLost(QMPError):
-    """An established QMP connection closed or stopped answering."""
-
-
-class QMPProtocolViolation(QMPError, ProtocolError):
-    """The peer on a QMP socket sent something that is not QMP."""
-
-
-class QMPCommandFailed(QMPError):
-    """QEMU answered a QMP command with an error."""
-
-    def __init__(self, command: str, error_class: str, desc: str) -> None:
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-        super().__init__(f"{command}: {desc} ({error_class})")
-
-
-class VMDisconnected(QMPError):
-    """An action was asked of a VM whose QMP connection is down."""
-
-
-class VhostUserError(SourceError):
-    """The vhost-user interposer could not do what was asked (base class)."""
-
-
-class MessageTooLarge(ProtocolError):
-    """A vhost-user message announced a payload above the protocol's bound."""
-
-
-class TooManyFds(ProtocolError):
-    """A vhost-user message carried more file descriptors than allowed (8)."""
-
-
-class BadHeader(ProtocolError):
-    """A vhost-user header is invalid: wrong version, unknown flag bits or request 0."""
-
-
-class TruncatedMessage(ProtocolError):
-    """A vhost-user peer closed its socket in the middle of a message."""
-
-
-class BadPayload(ProtocolError):
-    """A vhost-user payload (or its fd count) does not fit its request type."""
-
-
-class BackendUnavailable(VhostUserError):
-    """The real vhost-user back-end's socket cannot be reached."""
-
-
-class ListenError(VhostUserError):
-    """The interposer cannot listen on a device's socket path."""
-
-
-class ShadowSwitchError(VhostUserError):
-    """Switching a device's notification fds (shadow on/off) failed."""
-
-
-class NotConnected(VhostUserError):
-    """The interposed device has no front-end connected right now."""
-
-
-class LabBusy(LabError):
-    """A lab action was asked for while another one (e.g. a migration) is running."""
-
-
-class MigrationFailed(LabError):
-    """Migrating the lab VM between its slots failed (the VM stays where it was)."""

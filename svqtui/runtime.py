@@ -1,4 +1,4 @@
-"""The runtime: builds and owns the engine, the control loop, the sources and
+"""The runtime: builds and owns the engine, the I/O loop, the sources and
 the monitor for one svqtui process, and routes operator actions to the source
 that owns a device.
 
@@ -9,13 +9,14 @@ through one Runtime, so they all behave the same.
 from __future__ import annotations
 
 from svqtui.config import Config
-from svqtui.control_loop import ControlLoop
 from svqtui.engine import Engine, Link
-from svqtui.errors import SvqtuiError, UnknownDevice
+from svqtui.errors import SvqtuiError
 from svqtui.eventlog import EventLog
+from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView
 from svqtui.monitor import Monitor
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.registry import build_sources
 
 
@@ -31,7 +32,7 @@ class Runtime:
         self.config = config
         self.log = EventLog()
         self.engine = Engine(config.max_queues)
-        self.loop = ControlLoop()
+        self.loop = IOLoop()
         self.sources = sources if sources is not None else build_sources(config)
         self.monitor = Monitor(
             self.sources,
@@ -44,7 +45,7 @@ class Runtime:
         self._started = False
 
     def start(self) -> None:
-        """Start the engine, the control loop, then every source. A source
+        """Start the engine, the I/O loop, then every source. A source
         that fails to start is logged and left out; the rest go on."""
         self.engine.start()
         self.loop.start()

@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 from svqtui.control.codec import decode_event, decode_snapshot
+from svqtui.control.errors import ControlProtocolError, ControlUnreachable
 from svqtui.control.protocol import MAX_RESPONSE_BYTES, Command, Request, Response, decode_line
-from svqtui.errors import ConfigError, ControlProtocolError, ControlUnreachable, SvqtuiError
+from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.model import LogEvent, Snapshot
 
 EXIT_OK = 0

@@ -20,7 +20,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from svqtui.errors import ControlProtocolError
+from svqtui.control.errors import ControlProtocolError
 from svqtui.model import LogEvent, QueueRow, QueueView, Snapshot, VMView
 
 T = TypeVar("T")

@@ -8,10 +8,14 @@ Request::
 Responses::
 
     {"id": 7, "ok": true, "result": {...}}
-    {"id": 7, "ok": false, "error": {"type": "UnknownDevice", "message": "..."}}
+    {"id": 7, "ok": false, "error": {"type": "UnknownDevice", "message": "...",
+                                     "lineage": ["ActionError", "SvqtuiError"]}}
 
-``error.type`` names a class of svqtui.errors, so a client raises the same
-precise error the server caught; ``error.message`` is the operator's one line.
+``error.type`` is the wire name of the error's class (``@wire_error`` in
+svqtui.errors), so a client raises the same precise error the server caught;
+``error.lineage`` lists the wire names of its bases, nearest first, so a client
+that does not know ``type`` (an older console, a newer server) raises the
+nearest base it knows; ``error.message`` is the operator's one line.
 Commands (``Command``) and their arguments:
 
 ========  =====================  =============================================
@@ -38,8 +42,28 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from svqtui import errors
-from svqtui.errors import ControlError, ControlProtocolError, SvqtuiError
+from svqtui import errors, io_loop
+from svqtui.control import errors as control_errors
+from svqtui.control.errors import ControlProtocolError
+from svqtui.engine import errors as engine_errors
+from svqtui.errors import SvqtuiError, wire_lineage
+from svqtui.lab import errors as lab_errors
+from svqtui.sources import errors as action_errors
+from svqtui.sources.qmp import errors as qmp_errors
+from svqtui.sources.vhost_user import errors as vhost_user_errors
+
+#: Every module whose error classes can cross the socket; importing them
+#: fills the wire registry (svqtui.errors.WIRE_ERRORS) before any decoding.
+WIRE_ERROR_MODULES = (
+    errors,
+    control_errors,
+    engine_errors,
+    action_errors,
+    qmp_errors,
+    vhost_user_errors,
+    lab_errors,
+    io_loop,
+)
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 64 * 1024
@@ -159,16 +183,24 @@ class Response:
     result: Any = None
     error_type: str = ""
     message: str = ""
+    error_lineage: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         if self.ok:
             return _dump({"id": self.id, "ok": True, "result": self.result})
-        error = {"type": self.error_type, "message": self.message}
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if self.error_lineage:
+            error["lineage"] = list(self.error_lineage)
         return _dump({"id": self.id, "ok": False, "error": error})
 
     @classmethod
     def for_error(cls, rid: RequestId, err: SvqtuiError) -> Response:
-        return cls(rid, False, error_type=type(err).__name__, message=str(err))
+        """The reply for ``err``: its nearest registered class's wire name, the
+        wire names of that class's bases, and its text."""
+        names = wire_lineage(type(err))
+        return cls(
+            rid, False, error_type=names[0], message=str(err), error_lineage=tuple(names[1:])
+        )
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> Response:
@@ -178,27 +210,23 @@ class Response:
         error = obj.get("error")
         if ok is not False or not isinstance(error, dict):
             raise ControlProtocolError('response has neither "ok": true nor an "error" object')
+        lineage = error.get("lineage")
         return cls(
             request_id(obj),
             False,
             error_type=str(error.get("type", "")),
             message=str(error.get("message", "")) or "the server gave no reason",
+            error_lineage=tuple(str(n) for n in lineage) if isinstance(lineage, list) else (),
         )
 
     def unwrap(self) -> Any:
-        """The result, or the server's error raised as its svqtui.errors class."""
+        """The result, or the server's error raised as its registered class."""
         if self.ok:
             return self.result
-        raise error_from_wire(self.error_type, self.message)
+        raise error_from_wire(self.error_type, self.message, self.error_lineage)
 
 
-def error_from_wire(type_name: str, message: str) -> SvqtuiError:
-    """The svqtui.errors class named ``type_name`` (ControlError if unknown)."""
-    cls = getattr(errors, type_name, None)
-    if (
-        isinstance(cls, type)
-        and issubclass(cls, SvqtuiError)
-        and cls.__init__ is SvqtuiError.__init__  # a plain (message) constructor
-    ):
-        return cls(message)
-    return ControlError(message)
+def error_from_wire(type_name: str, message: str, lineage: tuple[str, ...] = ()) -> SvqtuiError:
+    """The error class registered as ``type_name``, else the nearest known
+    base of ``lineage``, else ``SvqtuiError``; never fails (``errors.from_wire``)."""
+    return errors.from_wire(type_name, message, lineage)

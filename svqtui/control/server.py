@@ -1,5 +1,5 @@
 """The control socket server: answers svqtui.control.protocol requests on the
-Runtime's control loop.
+Runtime's I/O loop.
 
 The loop only reads request lines and writes replies; everything else (device
 lookup, actions that may wait ~2 s on the engine or a vhost-user round trip,
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import svqtui
 from svqtui.control.codec import encode_event, encode_snapshot
+from svqtui.control.errors import ControlProtocolError
 from svqtui.control.protocol import (
     ACTIONS,
     MAX_REQUEST_BYTES,
@@ -37,14 +38,9 @@ from svqtui.control.protocol import (
     request_id,
 )
 from svqtui.engine import Link
-from svqtui.errors import (
-    ControlError,
-    ControlProtocolError,
-    QueueOutOfRange,
-    SvqtuiError,
-    UnknownDevice,
-)
+from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
+from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
@@ -84,17 +80,17 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
-    # -- lifecycle (called from any thread but the control loop's) -------------
+    # -- lifecycle (called from any thread but the I/O loop's) -------------
 
     def start(self, sock: socket.socket) -> None:
         """Serve the listening socket ``sock`` (from SocketFile.claim)."""
-        self.runtime.loop.run(self._serve(sock))
+        self.runtime.loop.call(self._serve(sock), what="control socket: start serving")
 
     def stop(self) -> None:
         """Stop listening, drop every client, and finish the running actions."""
         if self.runtime.loop.running:
             with contextlib.suppress(Exception):
-                self.runtime.loop.run(self._close())
+                self.runtime.loop.call(self._close(), what="control socket: close")
         self._reads.shutdown(wait=True, cancel_futures=True)
         self._actions.shutdown(wait=True, cancel_futures=True)
 
@@ -114,7 +110,7 @@ class ControlServer:
             await self._server.wait_closed()
             self._server = None
 
-    # -- connections (on the control loop) -------------------------------------
+    # -- connections (on the I/O loop) -------------------------------------
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

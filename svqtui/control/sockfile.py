@@ -18,7 +18,8 @@ import os
 import socket
 import stat
 
-from svqtui.errors import ControlError, ControlSocketInUse
+from svqtui.control.errors import ControlSocketInUse
+from svqtui.errors import ControlError
 
 #: Longest AF_UNIX path Linux accepts (sun_path is 108 bytes with the NUL).
 MAX_UNIX_PATH = 107

@@ -1,8 +1,8 @@
-"""The relay engine's Python face: thread lifecycle, control commands, snapshots.
+"""The relay engine's Python face: thread lifecycle, the command ring, snapshots.
 
 The C loop (relay.c) runs in one dedicated thread with the GIL released. This
 module never reads or writes a relayed eventfd: it submits commands, which the
-engine thread applies in order (serialised control), and copies counters out
+engine thread takes off its command ring and applies in order, and copies counters out
 with the engine's lock-free seqlock reader.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svqtui.engine._relay import ffi, lib
-from svqtui.errors import (
+from svqtui.engine.errors import (
     EngineFull,
     EngineNotRunning,
     EngineStartError,
@@ -150,7 +150,7 @@ def _link_counters(raw: Any, name: str) -> LinkCounters:
 class Engine:
     """One relay engine: a C epoll loop in its own thread, driven by commands.
 
-    Every control method submits a command and, by default, waits until the
+    Every command method submits a command to the command ring and, by default, waits until the
     engine thread has applied it, so when it returns the change is in force
     (and an fd passed out of the engine may be closed). Fds passed in stay
     owned by the caller, who must keep them open until they are replaced or
@@ -232,7 +232,7 @@ class Engine:
         return stats
 
     def health(self) -> EngineHealth:
-        """Thread liveness, loop heartbeat and control backlog."""
+        """Thread liveness, loop heartbeat and command-ring backlog."""
         if self._closed:
             return EngineHealth(False, False, float("inf"), 0, 0, 0, 0)
         stats = self._stats()
@@ -250,7 +250,7 @@ class Engine:
             applied=stats.applied,
         )
 
-    # -- control path --------------------------------------------------------
+    # -- command ring --------------------------------------------------------
 
     def _submit(self, wait: bool, timeout: float, **fields: Any) -> None:
         if self._thread is None:

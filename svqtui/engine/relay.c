@@ -1,7 +1,7 @@
-/* relay.c - svqtui's eventfd relay engine: the hot loop and its control path.
+/* relay.c - svqtui's eventfd relay engine: the hot loop and its command ring.
  *
  * One engine thread calls svq_run(), which waits on epoll over every link's
- * source eventfd plus one control eventfd. A readable source is drained with
+ * source eventfd plus the command ring's wakeup eventfd. A readable source is drained with
  * one nonblocking read and, unless the link is masked, relayed with one write
  * of 1 to the destination. Python never reads or writes a relayed eventfd:
  * it submits commands (svq_submit) and reads counters (svq_snapshot).
@@ -11,7 +11,7 @@
  *     signals the (new) destination once; spurious signals are harmless.
  *  2. Masking: a masked call link latches arrivals as pending; unmask
  *     delivers a pending call exactly once.
- *  3. Serialised control: every change is a command applied by the engine
+ *  3. Serialised commands: every change is a command applied by the engine
  *     thread itself, in submission order, between event batches. There is no
  *     second writer, so "unmask" racing "switch destination" cannot leave a
  *     link pointing anywhere but at the last destination asked for.
@@ -33,19 +33,19 @@
 
 #include "relay.h"
 
-#define CTL_TAG UINT64_MAX
+#define RING_TAG UINT64_MAX
 #define TICK_TAG (UINT64_MAX - 1)
 #define MAX_EVENTS 256
 #define IDLE_WAKEUP_MS 100 /* heartbeat period when nothing happens */
 
 struct svq_engine {
     int epfd;
-    int ctlfd;
+    int ringfd;
     int tickfd; /* periodic timerfd: the idle heartbeat, so epoll_wait needs no timeout */
     uint32_t max_queues;
     struct svq_queue *queues;
 
-    /* Control ring: producers (any thread) append under `lock`; the engine
+    /* Command ring: producers (any thread) append under `lock`; the engine
      * thread takes commands out in order and applies them without the lock. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -302,7 +302,7 @@ struct svq_engine *svq_create(uint32_t max_queues)
 {
     struct svq_engine *e = calloc(1, sizeof(*e));
     pthread_condattr_t attr;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = CTL_TAG};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RING_TAG};
     struct epoll_event tick_ev = {.events = EPOLLIN, .data.u64 = TICK_TAG};
     const struct timespec period = {.tv_sec = 0, .tv_nsec = IDLE_WAKEUP_MS * 1000000L};
     const struct itimerspec tick = {.it_interval = period, .it_value = period};
@@ -312,10 +312,10 @@ struct svq_engine *svq_create(uint32_t max_queues)
     e->max_queues = max_queues;
     e->queues = calloc(max_queues, sizeof(*e->queues));
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
-    e->ctlfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->ringfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!e->queues || e->epfd < 0 || e->ctlfd < 0 || e->tickfd < 0 ||
-        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ctlfd, &ev) < 0 ||
+    if (!e->queues || e->epfd < 0 || e->ringfd < 0 || e->tickfd < 0 ||
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ringfd, &ev) < 0 ||
         timerfd_settime(e->tickfd, 0, &tick, NULL) < 0 ||
         epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->tickfd, &tick_ev) < 0) {
         svq_destroy(e);
@@ -335,8 +335,8 @@ void svq_destroy(struct svq_engine *e)
         return;
     if (e->epfd >= 0)
         close(e->epfd);
-    if (e->ctlfd >= 0)
-        close(e->ctlfd);
+    if (e->ringfd >= 0)
+        close(e->ringfd);
     if (e->tickfd >= 0)
         close(e->tickfd);
     free(e->queues);
@@ -357,7 +357,7 @@ int svq_run(struct svq_engine *e)
     while (!e->stop_requested) {
         int n = epoll_wait(e->epfd, events, MAX_EVENTS, -1);
         int64_t now = now_ns();
-        int control = 0;
+        int ring_woken = 0;
 
         if (n < 0 && errno != EINTR) {
             rc = -errno;
@@ -365,8 +365,8 @@ int svq_run(struct svq_engine *e)
         }
         for (int i = 0; i < n; i++) {
             uint64_t tag = events[i].data.u64;
-            if (tag == CTL_TAG) {
-                control = 1;
+            if (tag == RING_TAG) {
+                ring_woken = 1;
             } else if (tag == TICK_TAG) {
                 uint64_t expirations;
                 (void)!read(e->tickfd, &expirations, sizeof(expirations));
@@ -374,9 +374,9 @@ int svq_run(struct svq_engine *e)
                 relay(e, (uint32_t)(tag >> 1), (int)(tag & 1), now);
             }
         }
-        if (control) {
+        if (ring_woken) {
             uint64_t drained;
-            (void)!read(e->ctlfd, &drained, sizeof(drained));
+            (void)!read(e->ringfd, &drained, sizeof(drained));
             apply_pending_commands(e);
         }
         __atomic_store_n(&e->heartbeat_ns, now, __ATOMIC_RELAXED);
@@ -407,7 +407,7 @@ uint64_t svq_submit(struct svq_engine *e, const struct svq_cmd *cmd)
     seq = ++e->submitted;
     e->ring[(seq - 1) % SVQ_RING_SIZE] = *cmd;
     pthread_mutex_unlock(&e->lock);
-    (void)!write(e->ctlfd, &one, sizeof(one));
+    (void)!write(e->ringfd, &one, sizeof(one));
     return seq;
 }
 

@@ -1,4 +1,4 @@
-/* relay.h - the shared-memory layout and control API of svqtui's relay engine.
+/* relay.h - the shared-memory layout and command-ring API of svqtui's relay engine.
  *
  * This header is read twice: by the C compiler (relay.c, after <stdint.h>) and
  * by cffi's cdef parser (build_relay.py), so it holds only declarations cffi
@@ -24,7 +24,7 @@
 #define SVQ_ERR_WATCH 3
 #define SVQ_ERR_EOF 4
 
-/* Control operations, applied by the engine thread in submission order. */
+/* Command-ring operations, applied by the engine thread in submission order. */
 #define SVQ_OP_ADD 1
 #define SVQ_OP_REMOVE 2
 #define SVQ_OP_SET_FD 3
@@ -72,8 +72,8 @@ struct svq_stats {
     int64_t heartbeat_ns;    /* last time the loop woke up (CLOCK_MONOTONIC) */
     uint64_t loops;          /* epoll_wait returns */
     uint64_t relays;         /* source reads, all queues */
-    uint64_t applied;        /* control commands applied */
-    uint64_t submitted;      /* control commands submitted */
+    uint64_t applied;        /* commands applied off the ring */
+    uint64_t submitted;      /* commands submitted to the ring */
     int32_t running;         /* 1 while svq_run() loops */
     int32_t stopped;         /* 1 once svq_run() has returned */
 };

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from svqtui.errors import GuestIOError, GuestTimeout, LabProcessError
+from svqtui.lab.errors import GuestIOError, GuestTimeout, LabProcessError
 
 PREFIX = "SVQ-"
 

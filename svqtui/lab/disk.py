@@ -19,7 +19,7 @@ import contextlib
 import os
 import signal
 
-from svqtui.errors import LabProcessError
+from svqtui.lab.errors import LabProcessError
 from svqtui.lab.layout import LabLayout
 from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
 from svqtui.lab.storage import QSD_PACKAGE

@@ -33,8 +33,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from svqtui.errors import GuestImageError
 from svqtui.lab.cpio import CpioWriter
+from svqtui.lab.errors import GuestImageError
 from svqtui.lab.guest_init import INIT_SCRIPT, MODULE_DIR, MODULE_LIST_PATH
 
 BUILDER_VERSION = "1"  # bump when the image layout changes without an input changing

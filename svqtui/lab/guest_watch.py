@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from svqtui.errors import GuestIOError, GuestTimeout
 from svqtui.eventlog import EventLog
 from svqtui.lab.console import GuestLine, parse_line
+from svqtui.lab.errors import GuestIOError, GuestTimeout
 
 READ_LIMIT = 1 << 20  # bytes read per poll at most
 

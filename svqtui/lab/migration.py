@@ -41,10 +41,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from svqtui.errors import LabError, MigrationFailed, QMPError, SvqtuiError
+from svqtui.errors import LabError, SvqtuiError
+from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.layout import Slot
 from svqtui.lab.source import Role
 from svqtui.model import MaskState, MigrationView
+from svqtui.sources.qmp.errors import QMPError
 
 if TYPE_CHECKING:
     from svqtui.lab.scenario import Lab

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-from svqtui.errors import LabProcessError, LabToolMissing
+from svqtui.lab.errors import LabProcessError, LabToolMissing
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes, NUL included

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from svqtui.errors import LabProcessError
 from svqtui.lab.console import ConsoleLog, GuestLine, Predicate, nth_io_ok
+from svqtui.lab.errors import LabProcessError
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program

@@ -3,8 +3,8 @@ to a VM it watches (migrate-incoming, migrate, migrate-set-*, quit).
 
 It uses a second QMP socket of that QEMU (a QMP socket serves one client, and
 svqtui's QMP source holds the other) and svqtui's ``QMPConnection`` on the
-runtime's control loop; the methods block the calling thread (the lab's
-thread, never the control loop's) until QEMU answers.
+runtime's I/O loop; the methods block the calling thread (the lab's
+thread, never the I/O loop's) until QEMU answers.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from svqtui.control_loop import ControlLoop
-from svqtui.errors import QMPConnectionLost
+from svqtui.io_loop import IOLoop
 from svqtui.sources.qmp.client import QMPConnection
+from svqtui.sources.qmp.errors import QMPConnectionLost
 
 COMMAND_TIMEOUT_S = 15.0
 
 
 class LabQMP:
-    """A blocking QMP client over the control loop; ``with`` closes it."""
+    """A blocking QMP client over the I/O loop; ``with`` closes it."""
 
     def __init__(
-        self, path: Path, name: str, loop: ControlLoop, *, timeout: float = COMMAND_TIMEOUT_S
+        self, path: Path, name: str, loop: IOLoop, *, timeout: float = COMMAND_TIMEOUT_S
     ) -> None:
         self.path = path
         self.loop = loop

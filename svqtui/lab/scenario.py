@@ -3,7 +3,7 @@ in order, with the actions of the demo (migrate, stall the back-end).
 
 Start order (``Lab.start``): the guest image (built once, cached), the shared
 disk (qemu-storage-daemon with one export per slot), svqtui's runtime (engine,
-control loop, interposers ``lab-a``/``lab-b`` listening, the lab source), then
+I/O loop, interposers ``lab-a``/``lab-b`` listening, the lab source), then
 QEMU on slot ``a`` (TCG: /dev/kvm here cannot run the stock guest kernel, and a
 TCG guest behaves the same everywhere), and the first verified guest I/O.
 ``Lab.close`` stops everything in the reverse order, from any thread, on any
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from svqtui.errors import LabBusy, LabError, LabProcessError, NotConnected, UnknownDevice
+from svqtui.errors import LabError
 from svqtui.lab.disk import SharedDisk
+from svqtui.lab.errors import LabBusy, LabProcessError
 from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.guest_watch import GuestWatch
@@ -42,8 +43,10 @@ from svqtui.lab.qmp import LabQMP
 from svqtui.lab.source import LabSource, Role
 from svqtui.model import DeviceView
 from svqtui.runtime import Runtime
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.settings import PLUGIN as QMP
 from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.errors import NotConnected
 from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
 
 T = TypeVar("T")

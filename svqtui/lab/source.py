@@ -28,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import UnknownDevice
 from svqtui.lab.guest_watch import GuestWatch, status_text
 from svqtui.lab.layout import QMP_POLL_S, Slot
 from svqtui.model import MigrationView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.session import Timing
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from svqtui.sources.qmp.source import QMPSource

@@ -12,7 +12,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from svqtui.errors import LabProcessError
+from svqtui.lab.errors import LabProcessError
 from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
 
 QSD_PACKAGE = "qemu-utils"

@@ -15,22 +15,22 @@ import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from svqtui.errors import ActionUnsupported
 from svqtui.model import SourceStatus, VMView
+from svqtui.sources.errors import ActionUnsupported
 
 if TYPE_CHECKING:
-    from svqtui.control_loop import ControlLoop
     from svqtui.engine import Engine, EngineSnapshot, Link
     from svqtui.eventlog import EventLog
+    from svqtui.io_loop import IOLoop
 
 
 @dataclass(frozen=True, slots=True)
 class SourceContext:
-    """What a running source may use: the shared engine, the control loop
+    """What a running source may use: the shared engine, the I/O loop
     (an asyncio loop in its own thread, never the UI's) and the event log."""
 
     engine: Engine
-    loop: ControlLoop
+    loop: IOLoop
     log: EventLog
 
 

@@ -14,7 +14,7 @@ import pytest
 from svqtui.config import load_config
 from svqtui.console.app import SvqtuiApp
 from svqtui.control.attach import RemoteRuntime
-from svqtui.errors import ControlUnreachable
+from svqtui.control.errors import ControlUnreachable
 from svqtui.model import SourceKind
 from tests.support.console import until
 from tests.support.headless import HeadlessProcess, svqtui

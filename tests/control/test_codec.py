@@ -19,7 +19,7 @@ from svqtui.control.codec import (
     encode_snapshot,
     from_wire,
 )
-from svqtui.errors import ControlProtocolError
+from svqtui.control.errors import ControlProtocolError
 from svqtui.model import (
     DeviceView,
     LogEvent,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from svqtui.control.errors import ControlProtocolError
 from svqtui.control.protocol import (
     Command,
     Request,
@@ -15,14 +16,9 @@ from svqtui.control.protocol import (
     error_from_wire,
     request_id,
 )
-from svqtui.errors import (
-    ActionUnsupported,
-    ControlError,
-    ControlProtocolError,
-    EngineNotRunning,
-    QueueOutOfRange,
-    UnknownDevice,
-)
+from svqtui.engine.errors import EngineNotRunning
+from svqtui.errors import ControlError, SvqtuiError
+from svqtui.sources.errors import ActionUnsupported, QueueOutOfRange, UnknownDevice
 
 
 def test_request_round_trips_as_one_json_line() -> None:
@@ -104,11 +100,25 @@ def test_error_reply_raises_the_same_class_on_the_client() -> None:
         assert type(raised.value) is type(err) and str(raised.value) == str(err)
 
 
-def test_unknown_or_odd_error_types_become_control_errors() -> None:
-    """Error names that are not plain svqtui error classes fall back to ControlError."""
-    assert type(error_from_wire("NoSuchError", "m")) is ControlError
-    assert type(error_from_wire("ConfigError", "m")) is ControlError  # needs path/line args
-    assert type(error_from_wire("ValueError", "m")) is ControlError
+def test_unknown_error_types_become_their_nearest_known_base() -> None:
+    """An error name this side does not know decodes to the first known name of
+    the lineage sent along, else to SvqtuiError, with the message kept."""
+    err = error_from_wire("NoSuchError", "m", ("AlsoUnknown", "ControlError", "SvqtuiError"))
+    assert type(err) is ControlError and str(err) == "m"
+    assert type(error_from_wire("ValueError", "m")) is SvqtuiError
+    assert str(error_from_wire("ValueError", "m")) == "m"
+
+
+def test_an_error_reply_without_lineage_still_decodes() -> None:
+    """A reply from an older server (no "lineage" key) decodes by its type, or
+    to SvqtuiError when the type is unknown."""
+    known = {"ok": False, "error": {"type": "UnknownDevice", "message": "no x"}}
+    with pytest.raises(UnknownDevice, match="no x"):
+        Response.from_wire(known).unwrap()
+    unknown = {"ok": False, "error": {"type": "Gone", "message": "old"}}
+    with pytest.raises(SvqtuiError, match="old") as raised:
+        Response.from_wire(unknown).unwrap()
+    assert type(raised.value) is SvqtuiError
 
 
 def test_malformed_replies_are_protocol_errors() -> None:

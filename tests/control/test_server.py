@@ -17,13 +17,8 @@ from typing import Any
 import pytest
 
 from svqtui.control.protocol import MAX_REQUEST_BYTES
-from svqtui.errors import (
-    ActionUnsupported,
-    ControlError,
-    EngineNotRunning,
-    QueueOutOfRange,
-    UnknownDevice,
-)
+from svqtui.engine.errors import EngineNotRunning
+from svqtui.errors import ControlError
 from svqtui.model import (
     DeviceView,
     MaskState,
@@ -34,6 +29,7 @@ from svqtui.model import (
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.outputs.table import format_table
 from svqtui.sources.demo import DemoSource
+from svqtui.sources.errors import ActionUnsupported, QueueOutOfRange, UnknownDevice
 from tests.support.fake_source import FakeSource
 
 from .conftest import Served, demo_runtime, serve
@@ -253,11 +249,11 @@ def test_an_internal_error_is_one_line_and_the_server_goes_on(
     assert any(e.level == "error" and "a bug" in e.text for e in events)
 
 
-def test_a_slow_action_blocks_neither_reads_nor_the_control_loop(
+def test_a_slow_action_blocks_neither_reads_nor_the_io_loop(
     stand_in: tuple[Served, StandIn],
 ) -> None:
     """While an action waits (an engine command or a vhost-user round trip can
-    take ~2 s), other clients' reads are answered and the control loop, which
+    take ~2 s), other clients' reads are answered and the I/O loop, which
     forwards vhost-user messages, keeps running."""
     served, source = stand_in
     done: list[object] = []
@@ -272,7 +268,7 @@ def test_a_slow_action_blocks_neither_reads_nor_the_control_loop(
         assert source.entered.wait(10)
         with served.client() as c:
             assert c.status()["vms"][0]["name"] == "vm"
-        assert served.runtime.loop.run(asyncio.sleep(0, result="alive"), timeout=5) == "alive"
+        assert served.runtime.loop.call(asyncio.sleep(0, result="alive"), timeout=5) == "alive"
         assert not done
     finally:
         source.release.set()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from svqtui.control.errors import ControlSocketInUse
 from svqtui.control.sockfile import SocketFile, probe
-from svqtui.errors import ControlError, ControlSocketInUse
+from svqtui.errors import ControlError
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ class Rig:
         whose epoll_wait began after the first was applied, hence after
         everything this thread wrote before calling barrier(): a source written
         before is relayed (or latched) by then. Two commands, not one, because
-        a leftover control wakeup could let a single command be taken by an
+        a leftover command-ring wakeup could let a single command be taken by an
         iteration whose epoll_wait returned before it was submitted. (More
         than MAX_EVENTS ready sources at once could spill into a later
         iteration; no test comes near that.)

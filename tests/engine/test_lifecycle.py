@@ -1,4 +1,4 @@
-"""Engine lifecycle: start, health, stop, and the errors of the control API."""
+"""Engine lifecycle: start, health, stop, and the errors of the command-ring API."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 
 from svqtui.engine import End, Engine, Link
-from svqtui.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
+from svqtui.engine.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
 
 from .helpers import Rig, drain, eventfd, wait_until
 
@@ -154,12 +154,12 @@ def test_commands_before_start_raise_not_running() -> None:
 
 
 def test_close_frees_the_engine_fds_and_refuses_later_use() -> None:
-    """close() releases the engine's epoll and control fds at once (not at garbage
+    """close() releases the engine's epoll, command-ring and tick fds at once (not at garbage
     collection) and any later call is EngineNotRunning, never a crash."""
     before = len(os.listdir("/proc/self/fd"))
     engine = Engine(4)
     engine.start()
-    assert len(os.listdir("/proc/self/fd")) == before + 3  # epoll, control, tick
+    assert len(os.listdir("/proc/self/fd")) == before + 3  # epoll, command ring, tick
     engine.close()
     assert len(os.listdir("/proc/self/fd")) == before
     with pytest.raises(EngineNotRunning):

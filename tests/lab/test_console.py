@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import GuestIOError, GuestTimeout, LabProcessError
 from svqtui.lab.console import ConsoleLog, nth_io_ok, parse_line
+from svqtui.lab.errors import GuestIOError, GuestTimeout, LabProcessError
 
 
 def test_parse_io_ok_line() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import GuestImageError
 from svqtui.lab import guest_image
 from svqtui.lab.cpio import read_cpio
+from svqtui.lab.errors import GuestImageError
 from svqtui.lab.guest_image import build_guest_image, find_inputs, image_key
 from svqtui.lab.guest_init import INIT_SCRIPT
 

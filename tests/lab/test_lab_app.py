@@ -23,8 +23,8 @@ from textual.widgets import Static
 from svqtui.config import Config
 from svqtui.console.app import SvqtuiApp
 from svqtui.console.selection import Scope, ScopeKind
-from svqtui.errors import MigrationFailed
 from svqtui.lab.app import LAB_KEYS, LabApp
+from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.migration import MigrationResult, Mode
 from svqtui.lab.source import VM_KEY
 from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, SourceStatus, VMView

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import GuestIOError, GuestTimeout
 from svqtui.eventlog import EventLog
+from svqtui.lab.errors import GuestIOError, GuestTimeout
 from svqtui.lab.guest_watch import GuestState, GuestWatch, status_text
 
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from svqtui.errors import MigrationFailed
+from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.migration import MigrationResult, Mode, incoming_port
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import LabBusy, LabProcessError, SvqtuiError
+from svqtui.errors import SvqtuiError
 from svqtui.lab import scenario
+from svqtui.lab.errors import LabBusy, LabProcessError
 from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import Lab, LabOptions

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from svqtui.errors import LabProcessError, LabToolMissing
+from svqtui.lab.errors import LabProcessError, LabToolMissing
 from svqtui.lab.process import ManagedProcess, find_program
 from tests.support.guest import processes_mentioning
 

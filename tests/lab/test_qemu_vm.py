@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import GuestIOError, LabProcessError
+from svqtui.lab.errors import GuestIOError, LabProcessError
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams, block_pattern
 from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from svqtui.errors import LabProcessError
+from svqtui.lab.errors import LabProcessError
 from svqtui.lab.storage import StorageDaemon
 from tests.support.guest import processes_mentioning
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from svqtui.control_loop import ControlLoop
 from svqtui.engine import Engine, EngineSnapshot, Link
-from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.eventlog import EventLog
+from svqtui.io_loop import IOLoop
 from svqtui.model import MaskState, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS, DemoSource
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 
 NET = "demo:web01/net0"
 BLK = "demo:db01/blk0"
@@ -29,7 +29,7 @@ def engine() -> Iterator[Engine]:
 
 def start(engine: Engine, **kw: object) -> DemoSource:
     demo = DemoSource(**kw)  # type: ignore[arg-type]
-    demo.start(SourceContext(engine, ControlLoop(), EventLog()))
+    demo.start(SourceContext(engine, IOLoop(), EventLog()))
     return demo
 
 
@@ -156,7 +156,7 @@ def test_the_stalling_queue_builds_in_flight_then_recovers(engine: Engine) -> No
 
 def test_stop_releases_engine_queues_and_fds(engine: Engine) -> None:
     """stop() removes every engine queue and closes every eventfd the demo opened."""
-    ctx = SourceContext(engine, ControlLoop(), EventLog())
+    ctx = SourceContext(engine, IOLoop(), EventLog())
     gc.collect()  # earlier tests' garbage must not close fds during the count
     gc.disable()
     try:

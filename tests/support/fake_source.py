@@ -8,9 +8,9 @@ is used everywhere a real one runs here.
 from __future__ import annotations
 
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import UnknownDevice
 from svqtui.model import DeviceView, QueueView, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import UnknownDevice
 
 
 class FakeSource(Source):

@@ -1,4 +1,4 @@
-"""An interposer test rig: a real engine, control loop and event log, a
+"""An interposer test rig: a real engine, I/O loop and event log, a
 VhostUserSource in front of real back-ends, and test front-ends.
 
 Used by tests/sources/vhost_user and benchmarks/interposer.py. Everything it
@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from svqtui.control_loop import ControlLoop
 from svqtui.engine import Engine
 from svqtui.eventlog import EventLog
+from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView, LogEvent, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
@@ -60,12 +60,12 @@ def wait_fds(baseline: dict[int, str], what: str, timeout: float = 10.0) -> None
 
 
 class Context:
-    """A started engine, control loop and event log, like Runtime builds them."""
+    """A started engine, I/O loop and event log, like Runtime builds them."""
 
     def __init__(self, max_queues: int = 256) -> None:
         self.engine = Engine(max_queues)
         self.engine.start()
-        self.loop = ControlLoop()
+        self.loop = IOLoop()
         self.loop.start()
         self.log = EventLog()
         self.ctx = SourceContext(self.engine, self.loop, self.log)

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 
 from svqtui.engine import Engine, EngineSnapshot, Link, QueueCounters
-from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import (
     DeviceView,
     MaskState,
@@ -34,6 +33,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 
 TICK_S = 0.05
 RING_SIZE = 256

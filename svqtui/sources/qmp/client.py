@@ -35,7 +35,7 @@ from qemu.qmp import (
 )
 from qemu.qmp.error import ProtocolError
 
-from svqtui.errors import (
+from svqtui.sources.qmp.errors import (
     QMPCommandFailed,
     QMPConnectionLost,
     QMPError,
@@ -89,7 +89,7 @@ def _describe_connect_failure(path: str, err: BaseException) -> QMPError:
 
 
 class QMPConnection:
-    """A QMP session to one QEMU; every method runs on the control loop."""
+    """A QMP session to one QEMU; every method runs on the I/O loop."""
 
     def __init__(
         self,

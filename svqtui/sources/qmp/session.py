@@ -1,6 +1,6 @@
 """One VM watched over QMP: connect, poll, listen to events, reconnect.
 
-A ``VMSession`` is a task on the control loop (svqtui.control_loop: an asyncio
+A ``VMSession`` is a task on the I/O loop (svqtui.io_loop: an asyncio
 loop in its own thread, not the UI's). It runs there, and not on the
 console's loop, because a frozen or slow console must not stall QMP polling
 (nor the vhost-user forwarding that shares this loop), and because QMP events
@@ -36,16 +36,10 @@ from typing import Any
 import psutil
 from qemu.qmp import EventListener
 
-from svqtui.errors import (
-    ActionUnsupported,
-    QMPCommandFailed,
-    QMPError,
-    UnknownDevice,
-    VMDisconnected,
-)
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, MigrationView, ShadowVia, SourceKind, VMView
 from svqtui.sources.discovery import QemuCommandLine
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.client import QMPConnection
 from svqtui.sources.qmp.devices import (
     CMD_ELEMENT,
@@ -66,6 +60,7 @@ from svqtui.sources.qmp.devices import (
     socket_path_from_addr,
     socket_path_from_filename,
 )
+from svqtui.sources.qmp.errors import QMPCommandFailed, QMPError, VMDisconnected
 from svqtui.sources.qmp.migration import EVENTS, event_line, is_running, migration_view
 
 MIN_QUEUE_BUDGET = 4
@@ -98,7 +93,7 @@ class Target:
 
 
 class VMSession:
-    """The QMP view of one VM, kept current by a task on the control loop."""
+    """The QMP view of one VM, kept current by a task on the I/O loop."""
 
     def __init__(
         self,
@@ -150,7 +145,7 @@ class VMSession:
             label=self._label(),
         )
 
-    # -- life cycle (control loop only) -----------------------------------------
+    # -- life cycle (I/O loop only) -----------------------------------------
 
     def start(self) -> None:
         self._wake = asyncio.Event()

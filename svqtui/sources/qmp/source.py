@@ -5,7 +5,7 @@ of config.yaml ``qmp.sockets``, plus those that discovery finds on QEMU
 command lines when ``qmp.discover`` is on), the rediscovery task (a process
 scan every ``rediscover_s`` seconds, in a worker thread, never on
 ``collect()``), and the routing of actions from other threads onto the
-control loop.
+I/O loop.
 
 Life of a row: a configured socket stays listed, disconnected while its QEMU
 is down; a discovered VM whose process has gone from the process table for
@@ -22,17 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import psutil
 
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import ActionUnsupported, QMPConnectionLost, UnknownDevice
+from svqtui.io_loop import IOLoop
 from svqtui.model import SourceKind, SourceStatus, VMView
 from svqtui.sources import discovery
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.discovery import DiscoveredVM
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
+from svqtui.sources.qmp.errors import QMPConnectionLost
 from svqtui.sources.qmp.session import Target, Timing, VMSession
 from svqtui.sources.qmp.settings import QMPConfig
 
@@ -106,7 +107,7 @@ class QMPSource(Source):
         if ctx is None or not ctx.loop.running:
             return
         with contextlib.suppress(Exception):
-            ctx.loop.run(self._shutdown(), timeout=15.0)
+            ctx.loop.call(self._shutdown(), 15.0, what="qmp: shut down the sessions")
 
     def collect(self, engine: EngineSnapshot) -> list[VMView]:
         return self._views()
@@ -129,7 +130,9 @@ class QMPSource(Source):
 
     def set_shadow(self, device_key: str, on: bool) -> None:
         session, ident = self._find(device_key)
-        self._run(session.set_shadow(ident, on))
+        loop = self._loop()
+        what = f"qmp: shadow {'on' if on else 'off'} for {device_key}"
+        loop.call(session.set_shadow(ident, on), self._action_timeout_s(), what=what)
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
         self._find(device_key)
@@ -157,25 +160,16 @@ class QMPSource(Source):
                     return session, dev.name
         raise UnknownDevice(f"qmp: no device {device_key!r} (is its VM connected?)")
 
-    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run an action on the control loop and wait for it (from another thread)."""
-        ctx = self._ctx
-        if ctx is None:
+    def _loop(self) -> IOLoop:
+        if self._ctx is None:
             raise QMPConnectionLost("qmp: the source is not running")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is ctx.loop.loop:
-            coro.close()
-            raise RuntimeError("QMPSource actions must not be called from the control loop")
-        timeout = self._timing.command_timeout_s * 2 + 5.0
-        try:
-            ctx.loop.run(coro, timeout=timeout)
-        except TimeoutError:
-            raise QMPConnectionLost(f"qmp: no result within {timeout:g}s") from None
+        return self._ctx.loop
 
-    # -- the control loop side ---------------------------------------------------------
+    def _action_timeout_s(self) -> float:
+        """How long an action may take: its QMP commands, and a reconnect."""
+        return self._timing.command_timeout_s * 2 + 5.0
+
+    # -- the I/O loop side ---------------------------------------------------------
 
     async def _start_in_loop(self) -> None:
         for session in self._sessions.values():

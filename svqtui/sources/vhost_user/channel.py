@@ -1,4 +1,4 @@
-"""One vhost-user socket on the control loop: framed reads, fd passing, queued writes.
+"""One vhost-user socket on the I/O loop: framed reads, fd passing, queued writes.
 
 A ``Channel`` owns a nonblocking unix stream socket and reads it with the
 asyncio loop's reader callbacks (asyncio streams cannot pass fds). Each read
@@ -17,8 +17,9 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from svqtui.errors import ProtocolError, TooManyFds
+from svqtui.errors import ProtocolError
 from svqtui.sources.vhost_user.codec import Decoder, Message, close_fds
+from svqtui.sources.vhost_user.errors import TooManyFds
 
 SCM_MAX_FD = 253  # the kernel's limit of fds per SCM_RIGHTS message
 ANCILLARY_SPACE = socket.CMSG_SPACE(SCM_MAX_FD * array.array("i").itemsize)

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from svqtui.errors import (
+from svqtui.sources.vhost_user.errors import (
     BadHeader,
     BadPayload,
     MessageTooLarge,

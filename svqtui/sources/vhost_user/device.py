@@ -7,7 +7,7 @@ connects to the real back-end at ``backend`` and forwards between them
 refused while one is live. When either side goes away the pair is closed and
 listening goes on, so a reconnecting QEMU finds the device again.
 
-Listening, accepting and every change run in the control loop thread;
+Listening, accepting and every change run in the I/O loop thread;
 ``view()`` may be called from any thread and reads only published, frozen
 state plus the engine's lock-free counters and the ring memory.
 """
@@ -21,7 +21,6 @@ import socket
 import stat
 
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.model import (
     DeviceRole,
     DeviceView,
@@ -33,6 +32,7 @@ from svqtui.model import (
 )
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
+from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import MappedRegion
 from svqtui.sources.vhost_user.settings import VhostUserDevice
@@ -221,7 +221,7 @@ class DeviceInterposer:
         self.listening = False
         self.status = "stopped"
 
-    # -- actions (coroutines on the control loop) -----------------------------------
+    # -- actions (coroutines on the I/O loop) -----------------------------------
 
     def _live(self) -> Connection:
         if self._conn is None:

@@ -37,7 +37,7 @@ and after the ack signals it once so a kick taken during the switch is not
 lost. Calls need no such order (writers may be many). Only eventfds are ever
 given to the engine; any other fd QEMU sends is passed through unchanged.
 
-Everything here runs in the control loop thread.
+Everything here runs in the I/O loop thread.
 """
 
 from __future__ import annotations
@@ -50,17 +50,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from svqtui.engine import Engine, Link
-from svqtui.errors import (
-    ActionUnsupported,
-    BadHeader,
-    BadPayload,
-    EngineError,
-    NotConnected,
-    ProtocolError,
-    QueueOutOfRange,
-    ShadowSwitchError,
-)
+from svqtui.errors import EngineError, ProtocolError
 from svqtui.eventlog import EventLog
+from svqtui.sources.errors import ActionUnsupported, QueueOutOfRange
 from svqtui.sources.vhost_user.channel import Channel
 from svqtui.sources.vhost_user.codec import (
     ALWAYS_REPLIED,
@@ -83,6 +75,7 @@ from svqtui.sources.vhost_user.codec import (
     unpack_u64,
     unpack_vring_file,
 )
+from svqtui.sources.vhost_user.errors import BadHeader, BadPayload, NotConnected, ShadowSwitchError
 from svqtui.sources.vhost_user.fdident import describe
 from svqtui.sources.vhost_user.rings import GuestMemory, MappedRegion
 from svqtui.sources.vhost_user.shadow import Holder, Vring, VringSnapshot
@@ -569,7 +562,7 @@ class Connection:
         self._own.append((request, fut))
         return fut
 
-    # -- operator actions (coroutines on the control loop) ------------------------
+    # -- operator actions (coroutines on the I/O loop) ------------------------
 
     def _check_open(self) -> None:
         if self.closed:

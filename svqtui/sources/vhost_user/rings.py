@@ -66,7 +66,7 @@ def map_region(region: MemoryRegion, fd: int) -> MappedRegion:
 class GuestMemory:
     """The front-end's memory table as this connection currently knows it.
 
-    Changed only by the control loop thread; ``regions`` is an immutable
+    Changed only by the I/O loop thread; ``regions`` is an immutable
     tuple that other threads may read at any time.
     """
 

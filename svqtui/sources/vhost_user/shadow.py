@@ -22,7 +22,7 @@ later, so its fds are never closed (closing would let the fd number be reused
 for another file the engine might then write to); they are kept open in
 ``QUARANTINE`` for the life of the process.
 
-Only the control loop thread touches a ``Vring``; ``snapshot()`` freezes it
+Only the I/O loop thread touches a ``Vring``; ``snapshot()`` freezes it
 for other threads.
 """
 
@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from svqtui.engine import End, Engine, Link
-from svqtui.errors import EngineTimeout
+from svqtui.engine.errors import EngineTimeout
 from svqtui.sources.vhost_user.codec import VringAddr, close_fds
 from svqtui.sources.vhost_user.fdident import describe, eventfd_id, is_eventfd, new_eventfd
 from svqtui.sources.vhost_user.rings import SplitRing

@@ -1,26 +1,24 @@
 """The vhost-user source: the configured interposed devices behind the Source interface.
 
-``start()`` listens on every device's socket from the control loop thread;
+``start()`` listens on every device's socket from the I/O loop thread;
 ``collect()`` reads published state without blocking; actions are called from
 other threads (a UI worker, the control socket) and run as coroutines on the
-control loop, so every change to a connection is serialised in that thread.
+I/O loop, so every change to a connection is serialised in that thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 from svqtui.engine import EngineSnapshot, Link
-from svqtui.errors import ListenError, NotConnected, SourceError, UnknownDevice
+from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.vhost_user.device import DeviceInterposer
+from svqtui.sources.vhost_user.errors import ListenError, NotConnected
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 
-T = TypeVar("T")
 ACTION_TIMEOUT_S = 15.0
 
 
@@ -43,7 +41,7 @@ class VhostUserSource(Source):
             device = DeviceInterposer(config, ctx)
             self._devices[device.key] = device
             try:
-                ctx.loop.run(device.listen())
+                ctx.loop.call(device.listen(), what=f"{self.name}: listen for {device.key}")
             except ListenError as err:
                 ctx.log.error(f"{self.name}: {err}", device_key=device.key)
 
@@ -53,7 +51,7 @@ class VhostUserSource(Source):
             return
         for device in self._devices.values():
             if ctx.loop.running:
-                ctx.loop.run(device.close())
+                ctx.loop.call(device.close(), what=f"{self.name}: close {device.key}")
 
     def collect(self, engine: EngineSnapshot) -> list[VMView]:
         if self._ctx is None:
@@ -93,32 +91,31 @@ class VhostUserSource(Source):
             raise UnknownDevice(f"{self.name}: no interposed device {device_key!r}")
         return device
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        ctx = self._ctx
-        if ctx is None:
-            coro.close()
+    def _loop(self) -> IOLoop:
+        if self._ctx is None:
             raise NotConnected(f"{self.name}: the source is not started")
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is ctx.loop.loop or threading.current_thread().name == "svqtui-control":
-            coro.close()
-            raise SourceError(f"{self.name}: actions must not be called from the control loop")
-        return ctx.loop.run(coro, timeout=ACTION_TIMEOUT_S)
+        return self._ctx.loop
 
     def set_shadow(self, device_key: str, on: bool) -> None:
-        self._run(self._device(device_key).set_shadow(on))
+        loop = self._loop()
+        what = f"{self.name}: shadow {'on' if on else 'off'} for {device_key}"
+        loop.call(self._device(device_key).set_shadow(on), ACTION_TIMEOUT_S, what=what)
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
-        self._run(self._device(device_key).set_masked(queue, masked))
+        loop = self._loop()
+        what = f"{self.name}: {'mask' if masked else 'unmask'} {device_key} queue {queue}"
+        loop.call(self._device(device_key).set_masked(queue, masked), ACTION_TIMEOUT_S, what=what)
 
     def inject(self, device_key: str, queue: int, link: Link) -> None:
-        self._run(self._device(device_key).inject(queue, link))
+        loop = self._loop()
+        what = f"{self.name}: inject a {link.name.lower()} into {device_key} queue {queue}"
+        loop.call(self._device(device_key).inject(queue, link), ACTION_TIMEOUT_S, what=what)
 
     def reset(self, device_key: str | None = None) -> None:
         if self._ctx is None:
             return
         keys = [device_key] if device_key is not None else list(self._devices)
         for key in keys:
-            self._run(self._device(key).reset())
+            loop = self._loop()
+            what = f"{self.name}: reset the counters of {key}"
+            loop.call(self._device(key).reset(), ACTION_TIMEOUT_S, what=what)

@@ -1,5 +1,5 @@
 """Fixtures for the QMP source tests: a QEMU launcher that always kills what it
-started, a running control loop, an event log, and ``qmp_watch``, which starts
+started, a running I/O loop, an event log, and ``qmp_watch``, which starts
 a ``QMPSource`` on given sockets and stops it after the test.
 
 ``qmp_watch`` is also the hook for tests with a booted guest (the lab's
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from svqtui.control_loop import ControlLoop
 from svqtui.eventlog import EventLog
+from svqtui.io_loop import IOLoop
 from svqtui.sources.base import SourceContext
 from svqtui.sources.qmp import QMPSource, Timing
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
@@ -47,8 +47,8 @@ def lab(tmp_path: Path) -> Iterator[QemuLab]:
 
 
 @pytest.fixture
-def control_loop() -> Iterator[ControlLoop]:
-    loop = ControlLoop("test-control")
+def io_loop() -> Iterator[IOLoop]:
+    loop = IOLoop("test-io")
     loop.start()
     try:
         yield loop
@@ -65,7 +65,7 @@ WatchFn = Callable[..., QMPSource]
 
 
 @pytest.fixture
-def qmp_watch(control_loop: ControlLoop, event_log: EventLog) -> Iterator[WatchFn]:
+def qmp_watch(io_loop: IOLoop, event_log: EventLog) -> Iterator[WatchFn]:
     """Start a QMPSource on the given sockets (``discover`` off unless a ``scan``
     limited to the test's own processes is given); stopped after the test."""
     started: list[QMPSource] = []
@@ -83,7 +83,7 @@ def qmp_watch(control_loop: ControlLoop, event_log: EventLog) -> Iterator[WatchF
             extra["scan"] = scan
         source = QMPSource(config, timing=timing, **extra)
         # The QMP source never touches the relay engine: no engine is started here.
-        source.start(SourceContext(None, control_loop, event_log))  # type: ignore[arg-type]
+        source.start(SourceContext(None, io_loop, event_log))  # type: ignore[arg-type]
         started.append(source)
         return source
 

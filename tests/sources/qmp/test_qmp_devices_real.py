@@ -9,12 +9,12 @@ import pytest
 
 from svqtui.config import Config
 from svqtui.engine import Link
-from svqtui.errors import ActionUnsupported, UnknownDevice
 from svqtui.model import DeviceRole, DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.runtime import Runtime
 from svqtui.sources.demo.settings import DemoConfig
+from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from tests.sources.qmp.conftest import WatchFn

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from svqtui.errors import ActionUnsupported
 from svqtui.eventlog import EventLog
 from svqtui.model import ShadowVia, VMView
+from svqtui.sources.errors import ActionUnsupported
 from svqtui.sources.qmp import Timing
 from svqtui.sources.qmp.devices import (
     CMD_ELEMENT,

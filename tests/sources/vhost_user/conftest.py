@@ -1,5 +1,5 @@
 """Fixtures for the vhost-user interposer tests: real qemu-storage-daemon
-back-ends, a real engine and control loop, and the interposer between them.
+back-ends, a real engine and I/O loop, and the interposer between them.
 Every process, socket and fd they create is released at teardown."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def qsd(sock_dir: Path) -> Iterator[StorageDaemon]:
 
 @pytest.fixture
 def context() -> Iterator[Context]:
-    """A started engine, control loop and event log."""
+    """A started engine, I/O loop and event log."""
     ctx = Context()
     try:
         yield ctx

@@ -10,14 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svqtui.errors import (
-    BadHeader,
-    BadPayload,
-    MessageTooLarge,
-    ProtocolError,
-    TooManyFds,
-    TruncatedMessage,
-)
+from svqtui.errors import ProtocolError
 from svqtui.sources.vhost_user import codec
 from svqtui.sources.vhost_user.codec import (
     MAX_FDS,
@@ -31,6 +24,13 @@ from svqtui.sources.vhost_user.codec import (
     Message,
     VringAddr,
     VringState,
+)
+from svqtui.sources.vhost_user.errors import (
+    BadHeader,
+    BadPayload,
+    MessageTooLarge,
+    TooManyFds,
+    TruncatedMessage,
 )
 
 u32 = st.integers(0, 2**32 - 1)

@@ -17,10 +17,10 @@ from support.vhost_user_frontend import (
 )
 from support.vhost_user_rig import InterposerRig, wait_for
 
-from svqtui.errors import ListenError
 from svqtui.model import MaskState
 from svqtui.sources.vhost_user.codec import ProtocolFeature
 from svqtui.sources.vhost_user.device import claim_socket_path
+from svqtui.sources.vhost_user.errors import ListenError
 from svqtui.sources.vhost_user.fdident import eventfd_id
 
 

@@ -21,9 +21,11 @@ from support.vhost_user_frontend import (
 from support.vhost_user_rig import Context, InterposerRig, wait_for
 
 from svqtui.engine import Link
-from svqtui.errors import ActionUnsupported, EngineFull, NotConnected
+from svqtui.engine.errors import EngineFull
 from svqtui.model import MaskState
+from svqtui.sources.errors import ActionUnsupported
 from svqtui.sources.vhost_user.codec import FrontendRequest, ProtocolFeature, pack_vring_file
+from svqtui.sources.vhost_user.errors import NotConnected
 from svqtui.sources.vhost_user.fdident import eventfd_id
 
 R = FrontendRequest
@@ -274,7 +276,7 @@ def test_a_call_fd_that_is_not_an_eventfd_is_never_given_to_the_engine(
 def test_unmask_racing_shadow_off_never_strands_a_held_call(rig: InterposerRig) -> None:
     """The reviewers' race: with a call held by the operator's mask, an unmask
     and a shadow stop are fired from two threads at once, 30 times. Whatever
-    order the control loop applies them in, the held completion reaches the
+    order the I/O loop applies them in, the held completion reaches the
     guest notifier and the back-end ends up on QEMU's own call fd."""
     fe = rig.ready_frontend().start()
     for round_ in range(30):

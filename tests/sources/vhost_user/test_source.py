@@ -12,9 +12,10 @@ from support.vhost_user_frontend import pattern
 from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 from svqtui.config import Config
-from svqtui.errors import SourceError, UnknownDevice
+from svqtui.io_loop import IOLoopReentry
 from svqtui.model import ShadowVia, SourceKind
 from svqtui.runtime import Runtime
+from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.settings import QMPConfig
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.settings import VhostUserDevice
@@ -80,17 +81,17 @@ def test_shadow_chosen_while_disconnected_applies_from_the_next_connect(
     wait_for(lambda: rig.queue(0).kicks == fe.queues[0].kicks_sent, "exact kick count")
 
 
-def test_actions_are_refused_on_the_control_loop_and_for_unknown_devices(
+def test_actions_are_refused_on_the_io_loop_and_for_unknown_devices(
     rig: InterposerRig,
 ) -> None:
-    """Calling an action from the control loop itself (which would deadlock)
+    """Calling an action from the I/O loop itself (which would deadlock)
     and naming a device the source does not have are clear errors."""
 
     async def from_the_loop() -> None:
         rig.source.set_shadow(rig.key(), True)
 
-    with pytest.raises(SourceError, match="must not be called from the control loop"):
-        rig.context.loop.run(from_the_loop())
+    with pytest.raises(IOLoopReentry, match="from the I/O loop thread itself"):
+        rig.context.loop.call(from_the_loop())
     with pytest.raises(UnknownDevice, match="no interposed device 'vu:nope'"):
         rig.source.set_shadow("vu:nope", True)
     assert rig.source.owns("vu:blk0") and not rig.source.owns("demo:x")

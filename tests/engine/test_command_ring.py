@@ -1,4 +1,4 @@
-"""Rule 3, serialised control: concurrent control threads cannot interleave badly.
+"""Rule 3, the command ring: concurrent commanding threads cannot interleave badly.
 
 Every change (mask, unmask, new fd, add, remove) is a command the engine
 thread applies itself, one at a time, in submission order. These tests try to
@@ -13,7 +13,7 @@ import contextlib
 import threading
 
 from svqtui.engine import End, Link
-from svqtui.errors import UnknownQueue
+from svqtui.engine.errors import UnknownQueue
 
 from .helpers import Rig, drain, readable, signal, wait_until
 

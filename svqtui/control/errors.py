@@ -1,0 +1,21 @@
+"""The control socket's errors (base: ``svqtui.errors.ControlError``)."""
+
+from __future__ import annotations
+
+from svqtui.errors import ControlError, wire_error
+
+
+@wire_error("ControlProtocolError")
+class ControlProtocolError(ControlError):
+    """A message on the control socket breaks its protocol (not JSON, too long,
+    an unknown command, a missing or mistyped argument), from either side."""
+
+
+@wire_error("ControlUnreachable")
+class ControlUnreachable(ControlError):
+    """``svqtui ctl`` cannot reach the control socket (no svqtui serving it)."""
+
+
+@wire_error("ControlSocketInUse")
+class ControlSocketInUse(ControlError):
+    """Another svqtui is already serving this control socket."""

@@ -1,0 +1,30 @@
+"""The relay engine's errors (base: ``svqtui.errors.EngineError``)."""
+
+from __future__ import annotations
+
+from svqtui.errors import EngineError, wire_error
+
+
+@wire_error("EngineStartError")
+class EngineStartError(EngineError):
+    """The engine could not be created or its thread did not start."""
+
+
+@wire_error("EngineNotRunning")
+class EngineNotRunning(EngineError):
+    """A command was sent to an engine whose thread is not running."""
+
+
+@wire_error("EngineTimeout")
+class EngineTimeout(EngineError):
+    """The engine thread did not apply a command in time (is it wedged?)."""
+
+
+@wire_error("EngineFull")
+class EngineFull(EngineError):
+    """Every queue slot of the engine is in use."""
+
+
+@wire_error("UnknownQueue")
+class UnknownQueue(EngineError):
+    """A queue slot that is not (or no longer) in the engine."""
