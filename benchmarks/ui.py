@@ -235,8 +235,8 @@ def _thread_cpu(native_id: int | None) -> float:
 def child(queues: int, seconds: float, hz: float, out: str) -> int:
     from svqtui.config import Config
     from svqtui.console.app import SvqtuiApp
-    from svqtui.console.feed import lower_thread_priority
     from svqtui.runtime import Runtime
+    from svqtui.thread_priority import lower_thread_priority
 
     runtime = Runtime(
         Config(refresh_s=1.0 / hz, max_queues=64), sources=[_synthetic_source(queues)]

@@ -33,6 +33,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import Source
+from svqtui.thread_priority import lower_thread_priority
 
 FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
 STOP_TIMEOUT_S = 5.0
@@ -238,6 +239,7 @@ class Monitor:
         return self._seq
 
     def _run(self) -> None:
+        lower_thread_priority()  # a refresh must never delay a relayed notification
         next_t = time.monotonic()
         first = True
         while not self._stop.is_set():

@@ -1,7 +1,7 @@
 """The Textual console: layout, keys, and applying snapshots to the widgets.
 
-The app only reads snapshots. A feed thread (svqtui.console.feed) refreshes
-the monitor off the UI's event loop and posts each snapshot here; operator
+The app only reads snapshots: it subscribes to its target's monitor, whose
+own refresh clock (off the UI's event loop) posts each snapshot here; operator
 actions run in thread workers, and their errors become one log line and a
 notification. The widgets live in svqtui.widgets, one per file.
 
@@ -28,7 +28,6 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from svqtui.console.feed import SnapshotFeed, lower_thread_priority
 from svqtui.console.keys import CONSOLE_KEYS, NARROW_WIDTH, KeyTable, fit_footer
 from svqtui.console.palette import SvqtuiCommands
 from svqtui.console.selection import Scope, ScopeKind, SortMode
@@ -36,6 +35,7 @@ from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
 from svqtui.errors import SvqtuiError
 from svqtui.model import DeviceView, QueueRow, Snapshot
+from svqtui.thread_priority import lower_thread_priority
 from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.device_header import DeviceHeader
 from svqtui.widgets.device_tree import DeviceTree
@@ -95,13 +95,8 @@ class SvqtuiApp(App[int]):
         self._next: Snapshot | None = None
         self._posted = False
         self._handoff = threading.Lock()
-        self.feed = SnapshotFeed(
-            runtime.monitor.refresh,
-            self._deliver,
-            self._feed_failed,
-            runtime.config.refresh_s,
-            periodic=live,
-        )
+        self.live = live
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- layout ------------------------------------------------------------------
 
@@ -134,16 +129,35 @@ class SvqtuiApp(App[int]):
 
     @property
     def view_state(self) -> ViewState:
-        return ViewState(self.feed.interval_s, self.paused, self.sort_mode, self.filter_text)
+        return ViewState(
+            self.runtime.monitor.interval_s, self.paused, self.sort_mode, self.filter_text
+        )
 
     def on_mount(self) -> None:
         self.table.focus()
         self.log_pane.pull()
         self.status_bar.show(None, self.view_state)
-        self.feed.start()
+        monitor = self.runtime.monitor
+        self._unsubscribe = monitor.subscribe(self._deliver)
+        if self.live:
+            monitor.start()  # idempotent: a local Runtime has started it already
+        if monitor.running and monitor.latest is not None:
+            self._deliver(monitor.latest)  # the newest at once; the clock brings the next
+        else:
+            self.refresh_soon()
 
     def on_unmount(self) -> None:
-        self.feed.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+
+    def refresh_soon(self) -> None:
+        """Ask the monitor for an early snapshot (after an action, a resume).
+        An unclocked monitor (tests) refreshes in the caller: do it off the UI."""
+        monitor = self.runtime.monitor
+        if monitor.running:
+            monitor.refresh_soon()
+        else:
+            self.run_worker(monitor.refresh_soon, thread=True, group="refresh")
 
     def on_resize(self, event: Resize) -> None:
         self.screen.set_class(event.size.width < NARROW_WIDTH, "-narrow")
@@ -153,16 +167,13 @@ class SvqtuiApp(App[int]):
     # -- snapshots -----------------------------------------------------------------
 
     def _deliver(self, snap: Snapshot) -> None:
-        """Feed thread: keep the newest snapshot; post at most one message."""
+        """Monitor thread: keep the newest snapshot; post at most one message."""
         with self._handoff:
             self._next = snap
             if self._posted:
                 return
             self._posted = True
         self.post_message(SnapshotReady())
-
-    def _feed_failed(self, err: Exception) -> None:
-        self.runtime.log.error(f"console: cannot refresh the snapshot: {err}")
 
     def on_snapshot_ready(self, _: SnapshotReady) -> None:
         with self._handoff:
@@ -306,7 +317,7 @@ class SvqtuiApp(App[int]):
         except Exception as err:  # the console reports, it never shows a traceback
             message = f"{what}: unexpected {type(err).__name__}: {err}"
         else:
-            self.feed.poke()
+            self.refresh_soon()
             if done is not None:
                 with contextlib.suppress(RuntimeError):  # the app has already exited
                     self.call_from_thread(done, result)
@@ -431,15 +442,13 @@ class SvqtuiApp(App[int]):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
-        self.feed.paused = self.paused
         if not self.paused:
-            self.feed.poke()
+            self.refresh_soon()
         self.status_bar.show(self.snapshot, self.view_state)
 
     def action_delay(self) -> None:
-        delay = next_delay(self.feed.interval_s)
-        self.runtime.monitor.interval_s = delay
-        self.feed.set_interval(delay)
+        delay = next_delay(self.runtime.monitor.interval_s)
+        self.runtime.monitor.set_interval(delay)
         self.status_bar.show(self.snapshot, self.view_state)
 
     def action_help(self) -> None:

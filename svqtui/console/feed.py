@@ -1,34 +1,24 @@
-"""The snapshot feed: a plain thread that calls ``monitor.refresh()`` every
-refresh interval and hands each snapshot to the console, so a slow source or
-engine snapshot never stalls rendering, and the UI never blocks a source.
+"""The snapshot feed: a plain thread that calls a ``refresh()`` every
+interval and hands each result on. It is the refresh clock of an attached
+console's remote monitor (svqtui.control.attach), which fetches snapshots
+from a headless svqtui; a local console subscribes to its Monitor instead,
+which has a clock of its own (docs/design.md#data-flow).
 
-The feed never waits for the UI: delivering is a non-blocking callback (the
-app coalesces: if it is behind, it renders only the newest snapshot).
+The feed never waits for its consumer: delivering is a non-blocking callback
+(the console coalesces: if it is behind, it renders only the newest snapshot).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 
 from svqtui.model import Snapshot
+from svqtui.thread_priority import lower_thread_priority
 
 STOP_TIMEOUT_S = 5.0
 FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
-UI_NICE = 10  # how much lower than the engine the console's threads run
-
-
-def lower_thread_priority(by: int = UI_NICE) -> None:
-    """Make the calling thread (only it: Linux nice is per thread) yield the
-    CPU to the relay engine and the sources: on a busy host a render must
-    never delay a relayed notification. Best effort."""
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
-    except (OSError, AttributeError):
-        pass
 
 
 class SnapshotFeed:
@@ -65,6 +55,10 @@ class SnapshotFeed:
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S)
             self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
 
     def poke(self) -> None:
         """Refresh now (after an action, a delay change, a resume)."""

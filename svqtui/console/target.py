@@ -3,11 +3,12 @@
 A local ``Runtime`` (engine, sources and monitor in this process) and an
 attached ``RemoteRuntime`` (a headless svqtui reached over its control
 socket) both satisfy ``ConsoleTarget``, so the console has one code path.
-Its ``TargetMonitor`` is what the snapshot feed refreshes.
+Its ``TargetMonitor`` publishes the snapshots the console shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from svqtui.config import Config
@@ -17,11 +18,24 @@ from svqtui.model import Snapshot
 
 
 class TargetMonitor(Protocol):
-    """The target's monitor: a snapshot per ``refresh()``, at ``interval_s``."""
+    """The target's monitor (a local Monitor or an attached RemoteMonitor):
+    it refreshes on its own clock; the console subscribes to its snapshots."""
 
     interval_s: float
+    latest: Snapshot | None
 
-    def refresh(self) -> Snapshot: ...
+    @property
+    def running(self) -> bool:
+        """Whether its refresh clock runs (tests drive an unclocked one)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]: ...
+
+    def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None: ...
+
+    def set_interval(self, seconds: float) -> None: ...
 
 
 class ConsoleTarget(Protocol):

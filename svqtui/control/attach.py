@@ -10,11 +10,14 @@ bar and the log, and retried every refresh.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 
 from svqtui.config import Config
+from svqtui.console.feed import SnapshotFeed
 from svqtui.control.client import ControlClient
 from svqtui.engine import Link
 from svqtui.errors import ControlError
@@ -23,7 +26,9 @@ from svqtui.model import EngineStatus, Snapshot, SourceKind, SourceStatus
 
 
 class RemoteMonitor:
-    """Snapshots and log events from the headless svqtui, one request each."""
+    """Snapshots and log events from the headless svqtui, one request each,
+    on a refresh clock of its own (a SnapshotFeed thread) with the local
+    Monitor's interface: subscribe, refresh_soon, set_interval, latest."""
 
     def __init__(self, path: str, log: EventLog, interval_s: float) -> None:
         self.path = path
@@ -33,6 +38,48 @@ class RemoteMonitor:
         self._events_seq = 0
         self._last: Snapshot | None = None
         self._connected = True
+        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._feed = SnapshotFeed(self.refresh, self._publish, self._failed, interval_s)
+        self.latest: Snapshot | None = None
+
+    # -- the Monitor interface the console uses ---------------------------------
+
+    def start(self) -> None:
+        self._feed.start()
+
+    @property
+    def running(self) -> bool:
+        return self._feed.running
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
+        """Fetch again now (after an action)."""
+        if not self._feed.running:
+            snap = self.refresh()
+            self._publish(snap)
+            return snap
+        self._feed.poke()
+        return None
+
+    def set_interval(self, seconds: float) -> None:
+        self.interval_s = seconds
+        self._feed.set_interval(seconds)
+
+    def _publish(self, snap: Snapshot) -> None:
+        self.latest = snap
+        for callback in list(self._subscribers):
+            callback(snap)
+
+    def _failed(self, err: Exception) -> None:
+        self.log.error(f"attach: cannot refresh the snapshot: {err}")
 
     def refresh(self) -> Snapshot:
         try:
@@ -84,6 +131,7 @@ class RemoteMonitor:
         )
 
     def close(self) -> None:
+        self._feed.stop()
         self._client.close()
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import ClassVar, Protocol
 
 from svqtui.console.app import SvqtuiApp
-from svqtui.console.feed import lower_thread_priority
 from svqtui.console.keys import KeySpec, KeyTable
 from svqtui.console.selection import Scope, ScopeKind
 from svqtui.lab.layout import SLOT_NAMES
@@ -30,6 +29,7 @@ from svqtui.lab.migration import MigrationResult
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
 from svqtui.runtime import Runtime
+from svqtui.thread_priority import lower_thread_priority
 
 LAB_KEYS: tuple[KeySpec, ...] = (
     KeySpec(

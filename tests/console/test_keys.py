@@ -202,7 +202,7 @@ async def test_d_cycles_the_refresh_delay(app: SvqtuiApp, runtime: Runtime) -> N
             await pilot.press("d")
             assert f"every {expected:g}s" in app.status_bar.text
             assert runtime.monitor.interval_s == expected
-            assert app.feed.interval_s == expected
+            assert app.runtime.monitor.interval_s == expected
         await until(pilot, lambda: app.snapshot.interval_s == 0.5, "a snapshot at 0.5 s")
 
 

@@ -83,7 +83,13 @@ PINNED_NAMES = frozenset(
 
 #: Error classes that never cross the control socket (a reply would carry
 #: their nearest registered base): the lab check script's own failure.
-LOCAL_ONLY = frozenset({"svqtui.lab.check.CheckFailed"})
+LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
+    {
+        "svqtui.lab.check.CheckFailed",
+        "svqtui.batch.MonitorStalled",
+        "svqtui.outputs.base.UnknownOutput",
+    }
+)
 
 REGISTERED = sorted(WIRE_ERRORS.items())
 messages = st.text(min_size=1, max_size=200)

@@ -27,41 +27,28 @@ from svqtui.lab.app import LAB_KEYS, LabApp
 from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.migration import MigrationResult, Mode
 from svqtui.lab.source import VM_KEY
-from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, SourceStatus, VMView
+from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, VMView
 from svqtui.runtime import Runtime
-from svqtui.sources.base import Source, SourceContext
 from svqtui.widgets.help_screen import HelpScreen
 from tests.support.console import started, until
+from tests.support.fake_source import FakeSource
 
 SIZE = (160, 50)
 
 
-class SlotSource(Source):
-    """Reports the lab VM with the interposer device of its current slot."""
-
-    kind = SourceKind.QMP
-    name = "lab"
+class SlotSource(FakeSource):
+    """The shared fake source reporting the lab VM with the interposer device
+    of its current slot."""
 
     def __init__(self) -> None:
+        super().__init__("lab", kind=SourceKind.QMP)
         self.slot = "a"
 
-    def start(self, ctx: SourceContext) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def collect(self) -> list[VMView]:
+    def _views(self) -> list[VMView]:
         key = f"vu:lab-{self.slot}"
         queue = QueueView(0, kicks=1, calls=1, mask=MaskState.UNMASKED, shadow=True)
         dev = DeviceView(key, "vblk0", "vhost-user-blk", SourceKind.VHOST_USER, queues=(queue,))
         return [VMView(VM_KEY, f"lab@{self.slot}", SourceKind.QMP, devices=(dev,))]
-
-    def status(self) -> SourceStatus:
-        return SourceStatus(self.name, self.kind, True)
-
-    def reset(self, device_key: str | None = None) -> None:
-        pass
 
 
 class FakeLab:

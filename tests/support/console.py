@@ -97,9 +97,10 @@ def started(runtime: Runtime) -> Iterator[Runtime]:
         runtime.stop()
 
 
-def demo_runtime(source: DemoSource, refresh_s: float = 0.2) -> Runtime:
-    """A runtime over one demo source (not started)."""
-    return Runtime(Config(refresh_s=refresh_s, max_queues=64), sources=[source])
+def demo_runtime(source: DemoSource, refresh_s: float = 0.2, clock: bool = True) -> Runtime:
+    """A runtime over one demo source (not started); ``clock=False``: its
+    monitor refreshes only when asked."""
+    return Runtime(Config(refresh_s=refresh_s, max_queues=64), sources=[source], clock=clock)
 
 
 def frozen_runtime(seed: int = 7) -> tuple[Runtime, FrozenAgeDemo]:
@@ -107,7 +108,7 @@ def frozen_runtime(seed: int = 7) -> tuple[Runtime, FrozenAgeDemo]:
     Call ``prime`` after starting it."""
     clock = StepClock()
     demo = FrozenAgeDemo(clock, seed)
-    runtime = demo_runtime(demo, refresh_s=1.0)
+    runtime = demo_runtime(demo, refresh_s=1.0, clock=False)
     runtime.monitor = Monitor(
         runtime.sources,
         runtime.engine,
