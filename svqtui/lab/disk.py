@@ -21,8 +21,9 @@ import signal
 
 from svqtui.errors import LabProcessError
 from svqtui.lab.layout import LabLayout
-from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, find_program
 from svqtui.lab.storage import QSD_PACKAGE
+from svqtui.unix_socket import check_path
 
 DISK_MB = 64
 NUM_QUEUES = 2
@@ -81,7 +82,7 @@ class SharedDisk(StartStop):
         """Create the image if missing, start the daemon, wait for every export's socket."""
         binary = find_program("qemu-storage-daemon", QSD_PACKAGE)
         for slot in self.layout.slots:
-            check_socket_path(slot.backend, "vhost-user-blk export")
+            check_path(slot.backend, "vhost-user-blk export")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(slot.backend)  # a stale socket would look like a ready daemon
         if not self.image.exists():

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from svqtui.config import Config, DemoConfig, QMPConfig, StuckConfig, VhostUserDevice
 from svqtui.errors import LabError
+from svqtui.unix_socket import check_path, fits
 
 VM_NAME = "svq-lab"
 SLOT_NAMES = ("a", "b")
 STUCK_AFTER_S = 1.5
 REFRESH_S = 0.5
 QMP_POLL_S = 0.5
-SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for the longest name
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ class LabLayout:
         directory cannot be made or its paths are too long for sockets."""
         if workdir is None:
             base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-            if len(base) + 40 > SOCKET_PATH_MAX or not os.access(base, os.W_OK):
+            if not fits(os.path.join(base, "x" * 48)) or not os.access(base, os.W_OK):
                 base = tempfile.gettempdir()
             try:
                 path = Path(tempfile.mkdtemp(prefix="svqtui-lab-", dir=base))
@@ -147,10 +147,7 @@ class LabLayout:
         """``LabError`` if a socket path is too long or would break QEMU's option syntax."""
         for slot in self.slots:
             for path in (slot.listen, slot.backend, slot.control_qmp, slot.svqtui_qmp):
-                if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-                    raise LabError(
-                        f"socket path {path} is too long for a unix socket: use a shorter --workdir"
-                    )
+                check_path(path, "lab", "use a shorter --workdir")
         if "," in str(self.workdir):
             raise LabError(f"{self.workdir}: QEMU option values cannot contain ','")
 

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from svqtui.errors import LabProcessError
-from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, find_program
+from svqtui.unix_socket import check_path
 
 QSD_PACKAGE = "qemu-utils"
 
@@ -68,7 +69,7 @@ class StorageDaemon(StartStop):
 
     def start(self) -> None:
         """Create the image if missing, start the daemon, wait for its socket."""
-        check_socket_path(self.socket, "vhost-user-blk export")
+        check_path(self.socket, "vhost-user-blk export")
         binary = find_program("qemu-storage-daemon", QSD_PACKAGE)
         for path in (self.image, self.socket):
             if "," in str(path):

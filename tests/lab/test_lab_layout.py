@@ -8,6 +8,7 @@ import pytest
 
 from svqtui.errors import LabError
 from svqtui.lab.layout import LabLayout, lab_config
+from svqtui.unix_socket import SocketPathTooLong
 
 
 def test_slots_have_distinct_sockets_and_the_other_slot_is_the_way_back(tmp_path: Path) -> None:
@@ -54,8 +55,9 @@ def test_create_makes_a_temporary_directory_or_uses_the_given_one(tmp_path: Path
 
 def test_too_long_or_comma_paths_are_refused_with_what_to_do(tmp_path: Path) -> None:
     """A work directory whose socket paths do not fit sun_path, or that QEMU's option
-    syntax would split (a comma), is one LabError naming the fix."""
-    with pytest.raises(LabError, match="too long for a unix socket: use a shorter --workdir"):
+    syntax would split (a comma), is refused
+    with one precise error naming the fix."""
+    with pytest.raises(SocketPathTooLong, match=r"AF_UNIX limit\): use a shorter --workdir"):
         LabLayout.create(tmp_path / ("x" * 90))
     with pytest.raises(LabError, match="cannot contain ','"):
         LabLayout.create(Path("/tmp/a,b"))
