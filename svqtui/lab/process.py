@@ -158,6 +158,17 @@ class ManagedProcess(StartStop):
         _LIVE.discard(self)
         return popen.returncode
 
+    def kill(self) -> int | None:
+        """SIGKILL the process group at once (a crash, not a shutdown); the exit code."""
+        popen = self._popen
+        if popen is None:
+            return None
+        if popen.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            popen.wait()
+        _LIVE.discard(self)
+        return popen.returncode
+
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self._popen is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):

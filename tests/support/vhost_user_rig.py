@@ -21,8 +21,7 @@ from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, LogEvent, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
-
-from .vhost_user_frontend import VhostUserFrontend
+from tests.support.vhost_user_frontend import VhostUserFrontend
 
 
 def wait_for(
@@ -91,12 +90,12 @@ class InterposerRig:
         self,
         context: Context,
         sock_dir: Path,
-        backends: Sequence[str],
+        backends: Sequence[str | Path],
         shadow: bool = False,
     ) -> None:
         self.context = context
         self.devices = [
-            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), backend, shadow)
+            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), str(backend), shadow)
             for i, backend in enumerate(backends)
         ]
         self.source = VhostUserSource(self.devices)

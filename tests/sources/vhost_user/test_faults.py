@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import VhostUserFrontend, pattern
-from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 from svqtui.sources.vhost_user.codec import (
     MAX_PAYLOAD,
@@ -27,6 +24,9 @@ from svqtui.sources.vhost_user.codec import (
     pack_u64,
     pack_vring_file,
 )
+from tests.support.qsd import StorageDaemon, vhost_user_blk_daemon
+from tests.support.vhost_user_frontend import VhostUserFrontend, pattern
+from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 R = FrontendRequest
 
@@ -243,7 +243,8 @@ def test_fuzzed_garbage_closes_only_its_pair(
     verified I/O throughout, the interposer keeps listening, and no fd leaks."""
     other_dir = sock_dir / "other"
     other_dir.mkdir()
-    other_qsd = StorageDaemon(other_dir, exports=1).start()
+    other_qsd = vhost_user_blk_daemon(other_dir, exports=1)
+    other_qsd.start()
     rig = InterposerRig(context, sock_dir, [qsd.sockets[0], other_qsd.sockets[0]])
     stop = threading.Event()
     failures: list[BaseException] = []
