@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.headless import HeadlessProcess, svqtui
 
 from svqtui.control.client import ctl_main
+from tests.support.headless import HeadlessProcess, svqtui
 
 NET = "web01/net0"
 

@@ -35,8 +35,7 @@ from svqtui.model import (
 )
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.demo import DemoSource
-
-from .conftest import Served, demo_runtime, serve
+from tests.support.control import Served, demo_runtime, serve
 
 NET = "demo:web01/net0"
 
@@ -325,6 +324,7 @@ def connect_as_nobody(path: str) -> str:
     return out
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_other_users_are_kept_out() -> None:
     """The socket is 0600 so another user cannot connect; and even if its mode is

@@ -14,8 +14,7 @@ import threading
 
 from svqtui.engine import End, Link
 from svqtui.errors import UnknownQueue
-
-from .helpers import Rig, drain, readable, signal, wait_until
+from tests.support.engine import Rig, drain, readable, signal, wait_until
 
 ROUNDS = 10_000
 

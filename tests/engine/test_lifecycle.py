@@ -8,8 +8,7 @@ import pytest
 
 from svqtui.engine import End, Engine, Link
 from svqtui.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
-
-from .helpers import Rig, drain, eventfd, wait_until
+from tests.support.engine import Rig, drain, eventfd, wait_until
 
 
 def test_health_alive_from_start_to_stop() -> None:

@@ -11,9 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.lab import lab_processes, lab_workdir
-
-__all__ = ["lab_workdir"]
+from tests.support.lab import lab_processes
 
 CHECK_TIMEOUT_S = 300.0
 STEPS = (

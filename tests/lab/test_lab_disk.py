@@ -11,9 +11,7 @@ import psutil
 
 from svqtui.lab.disk import SharedDisk
 from svqtui.lab.layout import LabLayout
-from tests.support.lab import lab_processes, lab_workdir
-
-__all__ = ["lab_workdir"]
+from tests.support.lab import lab_processes
 
 
 def wait_status(pid: int, wanted: str, timeout: float = 30.0) -> str:

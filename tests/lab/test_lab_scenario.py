@@ -21,9 +21,7 @@ from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import Lab, LabOptions
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
-from tests.support.lab import lab_processes, lab_workdir
-
-__all__ = ["lab_workdir"]
+from tests.support.lab import lab_processes
 
 WAIT_S = 60.0
 

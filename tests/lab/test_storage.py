@@ -12,6 +12,8 @@ from svqtui.errors import LabProcessError
 from svqtui.lab.storage import StorageDaemon
 from tests.support.guest import processes_mentioning
 
+pytestmark = pytest.mark.qemu  # every test runs a real qemu-storage-daemon
+
 
 def test_daemon_listens_on_its_socket_and_is_gone_after_stop(tmp_path: Path) -> None:
     """The image is created at its size, the export socket accepts a connection while

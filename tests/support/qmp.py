@@ -1,4 +1,4 @@
-"""Small helpers for the QMP tests: waiting on conditions, finding rows, reading the log."""
+"""Small helpers for the QMP tests: the test timing, finding rows, reading the log."""
 
 from __future__ import annotations
 
@@ -8,10 +8,22 @@ from typing import TypeVar
 
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, VMView
-from svqtui.sources.qmp import QMPSource
+from svqtui.sources.qmp import QMPSource, Timing
 
 T = TypeVar("T")
 TIMEOUT_S = 45.0  # generous: a shared, noisy 2-core machine
+
+# Fast but not frantic: reconnects within about a second while tests wait.
+TEST_TIMING = Timing(
+    poll_s=0.2,
+    connect_timeout_s=3.0,
+    command_timeout_s=10.0,
+    backoff_first_s=0.2,
+    backoff_cap_s=1.0,
+)
+
+#: The ``qmp_watch`` fixture: start a QMPSource on the given sockets.
+WatchFn = Callable[..., QMPSource]
 
 
 def wait_for(

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.console import synthetic_snapshot
 
 from svqtui.model import Snapshot
 from svqtui.widgets.feed import SnapshotFeed
+from tests.support.console import synthetic_snapshot
 
 TIMEOUT_S = 10.0
 

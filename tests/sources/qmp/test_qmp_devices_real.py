@@ -14,9 +14,8 @@ from svqtui.model import DeviceView, ShadowVia, SourceKind, VMView
 from svqtui.monitor import join_views
 from svqtui.runtime import Runtime
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import connected_vm, device, wait_for
 from tests.support.qemu import QemuLab, QemuSpec, vhost_user_blk, virtio_blk_net
+from tests.support.qmp import WatchFn, connected_vm, device, wait_for
 
 
 def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch: WatchFn) -> None:

@@ -15,9 +15,8 @@ import pytest
 from svqtui.eventlog import EventLog
 from svqtui.sources import discovery
 from svqtui.sources.discovery import DiscoveredVM, is_qemu_system, parse_cmdline, split_opts
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import connected_vm, log_lines, rows, vm, wait_for
 from tests.support.qemu import QemuLab, QemuSpec, virtio_blk_net
+from tests.support.qmp import WatchFn, connected_vm, log_lines, rows, vm, wait_for
 
 Q = "qemu-system-x86_64"
 

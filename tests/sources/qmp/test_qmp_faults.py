@@ -16,10 +16,9 @@ import pytest
 
 from svqtui.eventlog import EventLog
 from svqtui.sources.qmp import Timing
-from tests.sources.qmp.conftest import TEST_TIMING, WatchFn
-from tests.sources.qmp.fake_qmp import FakeQMP
-from tests.sources.qmp.helpers import connected_vm, log_lines, rows, vm, wait_for
+from tests.support.fake_qmp import FakeQMP
 from tests.support.qemu import QemuLab, QemuSpec, virtio_blk_net
+from tests.support.qmp import TEST_TIMING, WatchFn, connected_vm, log_lines, rows, vm, wait_for
 
 FAST_GIVE_UP = Timing(
     poll_s=0.2, connect_timeout_s=0.5, command_timeout_s=5.0, backoff_first_s=0.2, backoff_cap_s=1.0

@@ -15,8 +15,7 @@ from svqtui.lab.qemu_vm import QemuVM
 from svqtui.model import VMView
 from svqtui.sources.qmp import Timing
 from svqtui.sources.qmp.devices import DETAIL_EVERY, SOURCE_ELEMENT
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import device, rows, vm, wait_for
+from tests.support.qmp import WatchFn, device, rows, vm, wait_for
 
 FAST = Timing(poll_s=0.1, connect_timeout_s=5.0, command_timeout_s=10.0)
 IO_TIMEOUT_S = 60.0

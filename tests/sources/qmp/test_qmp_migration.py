@@ -9,9 +9,8 @@ from pathlib import Path
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from svqtui.eventlog import EventLog
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import TIMEOUT_S, connected_vm, log_lines, vm
 from tests.support.qemu import QemuLab, QemuSpec, free_tcp_port, virtio_blk_net
+from tests.support.qmp import TIMEOUT_S, WatchFn, connected_vm, log_lines, vm
 
 # About 600 KB to send (ROMs; the rest is zero pages): at 250 KB/s the
 # migration stays active for seconds, many times the 0.2 s poll interval.

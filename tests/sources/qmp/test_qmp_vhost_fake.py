@@ -27,9 +27,8 @@ from svqtui.sources.qmp.devices import (
     SOURCE_ELEMENT,
     SOURCE_STATUS,
 )
-from tests.sources.qmp.conftest import TEST_TIMING, WatchFn
-from tests.sources.qmp.fake_qmp import BASE_COMMANDS, FakeQMP
-from tests.sources.qmp.helpers import device, log_lines, vm, wait_for
+from tests.support.fake_qmp import BASE_COMMANDS, FakeQMP
+from tests.support.qmp import TEST_TIMING, WatchFn, device, log_lines, vm, wait_for
 
 VIRTIO_COMMANDS = (
     "x-query-virtio",

@@ -8,20 +8,20 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import (
-    VIRTIO_BLK_T_IN,
-    WANTED_PROTOCOL,
-    VhostUserFrontend,
-    pattern,
-)
-from support.vhost_user_rig import InterposerRig, wait_for
 
 from svqtui.errors import ListenError
 from svqtui.model import MaskState
 from svqtui.sources.vhost_user.codec import ProtocolFeature
 from svqtui.sources.vhost_user.device import claim_socket_path
 from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import (
+    VIRTIO_BLK_T_IN,
+    WANTED_PROTOCOL,
+    VhostUserFrontend,
+    pattern,
+)
+from tests.support.vhost_user_rig import InterposerRig, wait_for
 
 
 def test_pass_mode_io_is_forwarded_and_verified(rig: InterposerRig) -> None:

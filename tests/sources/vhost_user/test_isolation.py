@@ -8,10 +8,9 @@ import struct
 import threading
 import time
 
-from support.vhost_user_frontend import pattern
-from support.vhost_user_rig import InterposerRig, wait_for
-
 from svqtui.sources.vhost_user.codec import FrontendRequest
+from tests.support.vhost_user_frontend import pattern
+from tests.support.vhost_user_rig import InterposerRig, wait_for
 
 R = FrontendRequest
 FREEZE_S = 2.0

@@ -8,8 +8,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import (
+
+from svqtui.engine import Link
+from svqtui.errors import ActionUnsupported, EngineFull, NotConnected
+from svqtui.model import MaskState
+from svqtui.sources.vhost_user.codec import FrontendRequest, ProtocolFeature, pack_vring_file
+from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import (
     BLOCK,
     SECTOR,
     VIRTIO_BLK_T_IN,
@@ -18,13 +24,7 @@ from support.vhost_user_frontend import (
     VhostUserFrontend,
     pattern,
 )
-from support.vhost_user_rig import Context, InterposerRig, wait_for
-
-from svqtui.engine import Link
-from svqtui.errors import ActionUnsupported, EngineFull, NotConnected
-from svqtui.model import MaskState
-from svqtui.sources.vhost_user.codec import FrontendRequest, ProtocolFeature, pack_vring_file
-from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.vhost_user_rig import Context, InterposerRig, wait_for
 
 R = FrontendRequest
 SECTORS = BLOCK // SECTOR  # sectors per 4 KiB block

@@ -7,15 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import pattern
-from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 from svqtui.config import Config, QMPConfig, VhostUserDevice
 from svqtui.errors import SourceError, UnknownDevice
 from svqtui.model import ShadowVia, SourceKind
 from svqtui.runtime import Runtime
 from svqtui.sources.vhost_user import VhostUserSource
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import pattern
+from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 
 def test_devices_waiting_for_qemu_are_listed_with_their_socket(rig: InterposerRig) -> None:
