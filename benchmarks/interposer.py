@@ -200,7 +200,7 @@ def measure(plan: Plan, event_idx: bool, progress: bool) -> dict[str, Any]:
             try:
                 for rnd in range(plan.rounds):
                     for mode in MODES[rnd % 3 :] + MODES[: rnd % 3]:
-                        path = qsd.sockets[0] if mode == "direct" else rig.devices[0].listen
+                        path = str(qsd.sockets[0]) if mode == "direct" else rig.devices[0].listen
                         fe = connect(path, event_idx)
                         try:
                             if mode != "direct":

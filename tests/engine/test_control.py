@@ -14,7 +14,8 @@ import threading
 
 from svqtui.engine import End, Link
 from svqtui.errors import UnknownQueue
-from tests.support.engine import Rig, drain, readable, signal, wait_until
+from tests.support.engine import Rig, drain, readable, signal
+from tests.support.wait import wait_until
 
 ROUNDS = 10_000
 

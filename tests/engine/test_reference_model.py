@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from svqtui.engine import End, Engine, Link
-from tests.support.engine import Rig, drain, signal, wait_until
+from tests.support.engine import Rig, drain, signal
+from tests.support.wait import wait_until
 
 LINKS = st.sampled_from([Link.KICK, Link.CALL])
 

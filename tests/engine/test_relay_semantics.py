@@ -12,7 +12,8 @@ import time
 import pytest
 
 from svqtui.engine import End, Link
-from tests.support.engine import Rig, drain, readable, signal, wait_until
+from tests.support.engine import Rig, drain, readable, signal
+from tests.support.wait import wait_until
 
 LINKS = [Link.KICK, Link.CALL]
 

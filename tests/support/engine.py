@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import select
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,21 +40,6 @@ def readable(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def wait_until(
-    pred: Callable[[], object], timeout: float = WAIT_TIMEOUT_S, what: str = "condition"
-) -> None:
-    """Poll `pred` until it is true; fail after a generous timeout.
-
-    Used instead of sleeps and timing assertions: a fast machine passes at
-    once, a slow or noisy one just polls longer.
-    """
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.0005)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,24 +23,6 @@ TEST_TIMING = Timing(
 
 #: The ``qmp_watch`` fixture: start a QMPSource on the given sockets.
 WatchFn = Callable[..., QMPSource]
-
-
-def wait_for(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float = TIMEOUT_S,
-    describe: Callable[[], object] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail saying ``what`` and the state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = describe() if describe is not None else None
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; state: {state}")
-        time.sleep(0.05)
 
 
 def vm(source: QMPSource, name: str) -> VMView | None:

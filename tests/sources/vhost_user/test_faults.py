@@ -26,7 +26,8 @@ from svqtui.sources.vhost_user.codec import (
 )
 from tests.support.qsd import StorageDaemon, vhost_user_blk_daemon
 from tests.support.vhost_user_frontend import VhostUserFrontend, pattern
-from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
+from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds
+from tests.support.wait import wait_until
 
 R = FrontendRequest
 
@@ -283,15 +284,15 @@ def test_fuzzed_garbage_closes_only_its_pair(
                 pass  # the interposer may close the pair mid-way
             finally:
                 sock.close()
-            wait_for(
+            wait_until(
                 lambda: connections_ended(context, rig.key()) > ended,
-                "the fuzzed connection to end",
+                what="the fuzzed connection to end",
             )
             assert not failures, failures
 
         fuzz()
         before = rounds[0]
-        wait_for(lambda: failures or rounds[0] > before + 1, "more I/O on the other device")
+        wait_until(lambda: failures or rounds[0] > before + 1, what="more I/O on the other device")
         stop.set()
         worker.join(30)
         assert not failures, failures
@@ -320,7 +321,7 @@ def test_unreachable_back_end_drops_qemu_with_the_reason(context: Context, sock_
             sock.connect(rig.devices[0].listen)
             wait_eof(sock)
             sock.close()
-        wait_for(lambda: len(context.events(rig.key(), "error")) == 3, "three error lines")
+        wait_until(lambda: len(context.events(rig.key(), "error")) == 3, what="three error lines")
         status = rig.device().status
         assert (
             status == f"disconnected: back-end unreachable at {missing}: No such file or directory"
