@@ -1,4 +1,5 @@
-"""Helpers for the engine tests: real eventfds, polling waits and a command barrier.
+"""Helpers for the engine tests: real eventfds and a command barrier (waits:
+tests.support.wait).
 
 Nothing here is a mock: every fd is a real eventfd (or a real pipe/file where a
 test wants a bad one) and every engine is a real Engine with its C thread.
@@ -13,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from svqtui.engine import Engine
-
-WAIT_TIMEOUT_S = 5.0
 
 
 def eventfd() -> int:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, VMView
 from svqtui.sources.qmp import QMPSource, Timing
 
-T = TypeVar("T")
 TIMEOUT_S = 45.0  # generous: a shared, noisy 2-core machine
 
 # Fast but not frantic: reconnects within about a second while tests wait.
