@@ -51,6 +51,21 @@ def test_stop_kills_a_process_that_ignores_sigterm_and_its_children(tmp_path: Pa
     assert all(_wait_gone(c.pid) for c in children)
 
 
+def test_kill_is_an_immediate_sigkill_of_the_group(tmp_path: Path) -> None:
+    """kill() does not wait for SIGTERM to be handled: the group gets SIGKILL at
+    once (a crash, as tests of a vanishing QEMU need), children included."""
+    marker = str(tmp_path / "marker")
+    script = f"trap 'touch {marker}.term' TERM; sleep 1000 & echo ready > {marker}; wait"
+    proc = ManagedProcess("crasher", ["sh", "-c", script, marker], tmp_path / "err")
+    proc.start()
+    proc.wait_for_path(Path(marker), 30.0)
+    children = psutil.Process(proc.pid).children()
+    assert proc.kill() == -signal.SIGKILL
+    assert not proc.running and not Path(marker + ".term").exists()
+    assert all(_wait_gone(c.pid) for c in children)
+    assert proc.kill() == -signal.SIGKILL  # idempotent
+
+
 def test_process_exiting_before_its_socket_reports_its_output(tmp_path: Path) -> None:
     """A child dying before creating its socket: LabProcessError with its exit code
     and what it printed."""

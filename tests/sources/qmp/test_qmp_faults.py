@@ -3,7 +3,7 @@ row that keeps retrying, other VMs keep working, a dead QEMU's row turns
 disconnected and a restarted one is picked up again.
 
 The broken peers (garbage, hang-up mid-command, silence, an older QEMU) are
-fake servers (fake_qmp.py): a real QEMU here cannot behave that way.
+fake servers (tests/support/fake_qmp.py): a real QEMU here cannot behave that way.
 """
 
 from __future__ import annotations
