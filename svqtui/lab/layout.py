@@ -31,6 +31,8 @@ SLOT_NAMES = ("a", "b")
 STUCK_AFTER_S = 1.5
 REFRESH_S = 0.5
 QMP_POLL_S = 0.5
+# A temporary lab directory and its longest socket name: what a base directory must fit.
+ROOM = "svqtui-lab-xxxxxxxx/" + "x" * 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +123,11 @@ class LabLayout:
     def create(cls, workdir: Path | None = None) -> LabLayout:
         """Use ``workdir`` (created if missing), or a fresh temporary directory with
         socket paths short enough for unix sockets. Raises ``LabError`` when the
-        directory cannot be made or its paths are too long for sockets."""
+        directory cannot be made, ``SocketPathTooLong`` when its paths are too long
+        for sockets."""
         if workdir is None:
             base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-            if not fits(os.path.join(base, "x" * 48)) or not os.access(base, os.W_OK):
+            if not fits(os.path.join(base, ROOM)) or not os.access(base, os.W_OK):
                 base = tempfile.gettempdir()
             try:
                 path = Path(tempfile.mkdtemp(prefix="svqtui-lab-", dir=base))
@@ -144,7 +147,8 @@ class LabLayout:
         return layout
 
     def check_paths(self) -> None:
-        """``LabError`` if a socket path is too long or would break QEMU's option syntax."""
+        """``SocketPathTooLong`` if a socket path does not fit a unix socket address,
+        ``LabError`` if it would break QEMU's option syntax."""
         for slot in self.slots:
             for path in (slot.listen, slot.backend, slot.control_qmp, slot.svqtui_qmp):
                 check_path(path, "lab", "use a shorter --workdir")
