@@ -46,16 +46,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from support.qsd import StorageDaemon  # noqa: E402
-from support.vhost_user_frontend import (  # noqa: E402
+from tests.support.qsd import vhost_user_blk_daemon  # noqa: E402
+from tests.support.vhost_user_frontend import (  # noqa: E402
     BLOCK,
     SECTOR,
     VIRTIO_BLK_T_IN,
     VhostUserFrontend,
 )
-from support.vhost_user_rig import Context, InterposerRig  # noqa: E402
+from tests.support.vhost_user_rig import Context, InterposerRig  # noqa: E402
 
 MODES = ("direct", "pass", "shadow")
 DEPTHS = (1, 32)
@@ -191,16 +191,16 @@ def measure(plan: Plan, event_idx: bool, progress: bool) -> dict[str, Any]:
     context = Context()
     cells: list[Cell] = []
     try:
-        with StorageDaemon(workdir, exports=1) as qsd:
+        with vhost_user_blk_daemon(workdir, exports=1) as qsd:
             rig = InterposerRig(context, workdir, qsd.sockets)
-            assert qsd.proc is not None
+            assert qsd.pid is not None
             engine_thread = next(t for t in threading.enumerate() if t.name == "svqtui-engine")
             assert engine_thread.native_id is not None
-            meters = CpuMeters(qsd.proc.pid, engine_thread.native_id)
+            meters = CpuMeters(qsd.pid, engine_thread.native_id)
             try:
                 for rnd in range(plan.rounds):
                     for mode in MODES[rnd % 3 :] + MODES[: rnd % 3]:
-                        path = qsd.sockets[0] if mode == "direct" else rig.devices[0].listen
+                        path = str(qsd.sockets[0]) if mode == "direct" else rig.devices[0].listen
                         fe = connect(path, event_idx)
                         try:
                             if mode != "direct":

@@ -19,9 +19,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from svqtui.control.server import ControlServer
-from svqtui.control.sockfile import MAX_UNIX_PATH, SocketFile, path_fits
+from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
 from svqtui.model import LogEvent
+from svqtui.unix_socket import SocketPathTooLong, check_path
 
 if TYPE_CHECKING:
     from svqtui.runtime import Runtime
@@ -67,11 +68,10 @@ def _say(message: str) -> None:
 def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
     """Run ``runtime`` (not yet started) headless until SIGTERM/SIGINT."""
     path = runtime.config.control_path
-    if not path_fits(path):
-        _say(
-            f"bad configuration: {runtime.config.path}: control.socket: {path} is longer "
-            f"than {MAX_UNIX_PATH} bytes (the AF_UNIX limit): choose a shorter path"
-        )
+    try:
+        check_path(path, "control", "choose a shorter path")
+    except SocketPathTooLong as err:
+        _say(f"bad configuration: {runtime.config.path}: control.socket: {err}")
         return EXIT_CONFIG
     stop = threading.Event()
 

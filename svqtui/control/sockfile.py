@@ -20,15 +20,10 @@ import stat
 
 from svqtui.control.errors import ControlSocketInUse
 from svqtui.errors import ControlError
+from svqtui.unix_socket import check_path, fits
 
-#: Longest AF_UNIX path Linux accepts (sun_path is 108 bytes with the NUL).
-MAX_UNIX_PATH = 107
 SOCKET_MODE = 0o600
 DIR_MODE = 0o700
-
-
-def path_fits(path: str) -> bool:
-    return len(os.fsencode(path)) <= MAX_UNIX_PATH
 
 
 def probe(path: str, timeout: float = 1.0) -> bool:
@@ -55,13 +50,10 @@ class SocketFile:
         """Lock PATH, replace a stale socket, and return a listening socket.
 
         Raises ``ControlSocketInUse`` when another svqtui (or anything else)
-        serves PATH, ``ControlError`` when PATH cannot be used.
+        serves PATH, ``SocketPathTooLong`` when PATH is too long for a unix
+        socket, ``ControlError`` when PATH cannot be used otherwise.
         """
-        if not path_fits(self.path):
-            raise ControlError(
-                f"control socket path {self.path} is longer than {MAX_UNIX_PATH} bytes "
-                "(the AF_UNIX limit): set control.socket in the config to a shorter path"
-            )
+        check_path(self.path, "control", "set control.socket in the config to a shorter path")
         parent = os.path.dirname(self.path)
         try:
             os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
@@ -134,7 +126,7 @@ class SocketFile:
         parent, name = os.path.split(self.path)
         tmp = os.path.join(parent, f".{name}.{os.getpid()}")
         try:
-            if path_fits(tmp):
+            if fits(tmp):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 sock.bind(tmp)

@@ -20,7 +20,7 @@ One concern a module:
 - ``interposers``: the lab's vhost-user source (idle slot hidden);
 - ``source``: the lab VM as one row that follows it (``LabSource``);
 - ``scenario``: start and stop everything in order (``Lab``), actions;
-- ``migration``: migrate the VM to its other slot;
+- ``migration``: the QEMU side of migrating the VM to its other slot, and its figures;
 - ``check``: ``svqtui lab --check``, the unattended script;
 - ``app``: the console in lab mode (keys M and S);
 - ``cli``: ``svqtui lab`` argument parsing, signals and exit codes.

@@ -27,13 +27,15 @@ from svqtui.errors import LabError
 from svqtui.sources.demo.settings import DemoConfig
 from svqtui.sources.qmp.settings import QMPConfig
 from svqtui.sources.vhost_user.settings import VhostUserDevice
+from svqtui.unix_socket import check_path, fits
 
 VM_NAME = "svq-lab"
 SLOT_NAMES = ("a", "b")
 STUCK_AFTER_S = 1.5
 REFRESH_S = 0.5
 QMP_POLL_S = 0.5
-SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for the longest name
+# A temporary lab directory and its longest socket name: what a base directory must fit.
+ROOM = "svqtui-lab-xxxxxxxx/" + "x" * 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +126,11 @@ class LabLayout:
     def create(cls, workdir: Path | None = None) -> LabLayout:
         """Use ``workdir`` (created if missing), or a fresh temporary directory with
         socket paths short enough for unix sockets. Raises ``LabError`` when the
-        directory cannot be made or its paths are too long for sockets."""
+        directory cannot be made, ``SocketPathTooLong`` when its paths are too long
+        for sockets."""
         if workdir is None:
             base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-            if len(base) + 40 > SOCKET_PATH_MAX or not os.access(base, os.W_OK):
+            if not fits(os.path.join(base, ROOM)) or not os.access(base, os.W_OK):
                 base = tempfile.gettempdir()
             try:
                 path = Path(tempfile.mkdtemp(prefix="svqtui-lab-", dir=base))
@@ -147,13 +150,11 @@ class LabLayout:
         return layout
 
     def check_paths(self) -> None:
-        """``LabError`` if a socket path is too long or would break QEMU's option syntax."""
+        """``SocketPathTooLong`` if a socket path does not fit a unix socket address,
+        ``LabError`` if it would break QEMU's option syntax."""
         for slot in self.slots:
             for path in (slot.listen, slot.backend, slot.control_qmp, slot.svqtui_qmp):
-                if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-                    raise LabError(
-                        f"socket path {path} is too long for a unix socket: use a shorter --workdir"
-                    )
+                check_path(path, "lab", "use a shorter --workdir")
         if "," in str(self.workdir):
             raise LabError(f"{self.workdir}: QEMU option values cannot contain ','")
 

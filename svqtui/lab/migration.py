@@ -1,6 +1,7 @@
 """Live-migrate the lab VM to its other slot, over TCP on loopback.
 
-One migration (``migrate(lab)``, on the lab thread):
+One migration (``Lab.migrate``, svqtui.lab.scenario, on the lab thread; this
+module owns the QEMU side, ``run_migration``, and the result's figures):
 
 1. the source's shadow mode is carried over: the destination's interposer
    device gets the same mode *before* its QEMU connects, so the destination's
@@ -33,23 +34,16 @@ was; ``MigrationFailed`` says why (QEMU's error-desc).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from svqtui.errors import LabError, SvqtuiError
+from svqtui.errors import LabError
 from svqtui.lab.errors import MigrationFailed
-from svqtui.lab.layout import Slot
-from svqtui.lab.source import Role
-from svqtui.model import MaskState, MigrationView
-from svqtui.sources.qmp.errors import QMPError
-
-if TYPE_CHECKING:
-    from svqtui.lab.scenario import Lab
+from svqtui.lab.qmp import LabQMP
+from svqtui.model import MigrationView
 
 
 class Mode(enum.StrEnum):
@@ -80,6 +74,30 @@ class MigrationResult:
     transferred: int | None  # bytes of RAM sent
     wall_s: float  # the whole step: destination start to source quit
     verified_at_switch: int  # guest I/O verified before the migration
+
+    @classmethod
+    def from_reply(
+        cls,
+        reply: Mapping[str, Any],
+        names: tuple[str, str],
+        *,
+        shadow: bool,
+        mode: Mode,
+        verified_at_switch: int,
+    ) -> MigrationResult:
+        """The figures of the source's final query-migrate ``reply`` (``wall_s`` 0)."""
+        return cls(
+            source=names[0],
+            destination=names[1],
+            shadow=shadow,
+            mode=mode,
+            total_ms=_int(reply, "total-time"),
+            downtime_ms=_int(reply, "downtime"),
+            setup_ms=_int(reply, "setup-time"),
+            transferred=_int(reply, "ram", "transferred"),
+            wall_s=0.0,
+            verified_at_switch=verified_at_switch,
+        )
 
     def summary(self) -> str:
         mib = f"{self.transferred / 2**20:.0f} MiB" if self.transferred is not None else "? MiB"
@@ -132,70 +150,23 @@ def _int(reply: Mapping[str, Any], *path: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def migrate(lab: Lab) -> MigrationResult:
-    """Migrate the lab VM from its current slot to the other one (lab thread)."""
-    if lab.stalled:
-        raise MigrationFailed("the back-end is stalled: resume it (S) before migrating")
-    src = lab.current
-    dst = lab.layout.other(src)
-    began = time.monotonic()
-    device = lab.device_view(src)
-    shadow = device.shadow
-    for q in device.queues:
-        if q.shadow and q.mask in (MaskState.MASKED, MaskState.PENDING):
-            lab.runtime.set_masked(src.device_key, q.index, False)
-            lab.log(f"lab: unmasked {src.device} queue {q.index} before migrating", level="warning")
-    lab.runtime.set_shadow(dst.device_key, shadow)
-    verified = lab.guest.poll().verified
-    lab.log(
-        f"lab: migrating the VM from slot {src.name} to {dst.name} "
-        f"(shadow {'on' if shadow else 'off'}, {verified} I/O verified so far)"
-    )
-    try:
-        lab.start_vm(dst, incoming=True)
-        lab.source.attach(dst, Role.INCOMING)
-        reply = _run(lab, dst, src, lab.options.migration)
-    except BaseException as err:
-        lab.stop_vm(dst)
-        if lab.options.migration is Mode.PAUSED:
-            with contextlib.suppress(SvqtuiError):
-                lab.qmp(src).execute("cont")  # the guest stays where it was, running
-        if isinstance(err, QMPError):
-            raise MigrationFailed(f"migration {src.name} -> {dst.name} failed: {err}") from None
-        raise
-    lab.source.set_role(dst, Role.CURRENT)
-    lab.source.set_role(src, Role.OUTGOING)
-    lab.current = dst
-    lab.guest.follow(dst.serial_log)
-    result = MigrationResult(
-        source=src.name,
-        destination=dst.name,
-        shadow=shadow,
-        mode=lab.options.migration,
-        total_ms=_int(reply, "total-time"),
-        downtime_ms=_int(reply, "downtime"),
-        setup_ms=_int(reply, "setup-time"),
-        transferred=_int(reply, "ram", "transferred"),
-        wall_s=0.0,
-        verified_at_switch=verified,
-    )
-    lab.source.last_migration = result.view()
-    lab.stop_vm(src)
-    result = dataclasses.replace(result, wall_s=time.monotonic() - began)
-    lab.migrations.append(result)
-    lab.log(f"lab: migrated {result.summary()}; QEMU on slot {src.name} quit")
-    return result
-
-
-def _run(lab: Lab, dst_slot: Slot, src_slot: Slot, mode: Mode) -> Mapping[str, Any]:
-    """Steps 2-4 up to a running destination; the source's final query-migrate
+def run_migration(
+    src: LabQMP,
+    dst: LabQMP,
+    names: tuple[str, str],
+    mode: Mode,
+    alive: Callable[[], bool],
+) -> Mapping[str, Any]:
+    """Steps 2-3 up to a running destination (``names``: the source's and the
+    destination's slot names, for errors; ``alive`` turning False gives up);
+    the source's final query-migrate
     (in PAUSED mode with ``downtime`` replaced by the time the guest was stopped)."""
-    dst, src = lab.qmp(dst_slot), lab.qmp(src_slot)
     for qmp in (dst, src):
         qmp.execute(
             "migrate-set-capabilities",
             {"capabilities": [{"capability": "events", "state": True}]},
         )
+    route = f"{names[0]} -> {names[1]}"
     dst.execute("migrate-incoming", {"uri": "tcp:127.0.0.1:0"})
     port = incoming_port(dst.execute("query-migrate"))
     src.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
@@ -217,13 +188,13 @@ def _run(lab: Lab, dst_slot: Slot, src_slot: Slot, mode: Mode) -> Mapping[str, A
             break
         if status in FAILED:
             why = reply.get("error-desc", "no reason given")
-            raise MigrationFailed(f"migration {src_slot.name} -> {dst_slot.name} {status}: {why}")
-        if not lab.alive():
+            raise MigrationFailed(f"migration {route} {status}: {why}")
+        if not alive():
             raise LabError("the lab is stopping")
         if time.monotonic() > deadline:
             src.execute("migrate_cancel")
             raise MigrationFailed(
-                f"migration {src_slot.name} -> {dst_slot.name} did not finish within "
+                f"migration {route} did not finish within "
                 f"{MIGRATE_TIMEOUT_S:g}s (status {status}); cancelled"
             )
         time.sleep(POLL_S)
@@ -239,9 +210,9 @@ def _run(lab: Lab, dst_slot: Slot, src_slot: Slot, mode: Mode) -> Mapping[str, A
                 paused_ms = round((time.monotonic() - stopped) * 1000)
                 return {**reply, "downtime": paused_ms}
             return reply
-        if not lab.alive() or time.monotonic() > deadline:
+        if not alive() or time.monotonic() > deadline:
             raise MigrationFailed(
-                f"the destination on slot {dst_slot.name} did not start running after the "
+                f"the destination on slot {names[1]} did not start running after the "
                 f"migration (status {state.get('status') if isinstance(state, Mapping) else '?'})"
             )
         time.sleep(POLL_S)

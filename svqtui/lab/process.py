@@ -28,7 +28,6 @@ from typing import Self
 from svqtui.lab.errors import LabProcessError, LabToolMissing
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
-UNIX_PATH_MAX = 107  # sun_path is 108 bytes, NUL included
 
 
 def find_program(name: str, apt_package: str) -> str:
@@ -37,15 +36,6 @@ def find_program(name: str, apt_package: str) -> str:
     if path is None:
         raise LabToolMissing(f"{name} not found on PATH: install it: apt-get install {apt_package}")
     return path
-
-
-def check_socket_path(path: Path, what: str) -> None:
-    """``LabProcessError`` if ``path`` is too long for a unix socket address."""
-    if len(os.fsencode(path)) > UNIX_PATH_MAX:
-        raise LabProcessError(
-            f"{what} socket path {path} is longer than {UNIX_PATH_MAX} bytes: "
-            "use a shorter directory"
-        )
 
 
 class StartStop:
@@ -165,6 +155,17 @@ class ManagedProcess(StartStop):
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 popen.wait()
+        _LIVE.discard(self)
+        return popen.returncode
+
+    def kill(self) -> int | None:
+        """SIGKILL the process group at once (a crash, not a shutdown); the exit code."""
+        popen = self._popen
+        if popen is None:
+            return None
+        if popen.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            popen.wait()
         _LIVE.discard(self)
         return popen.returncode
 

@@ -23,7 +23,8 @@ from svqtui.lab.console import ConsoleLog, GuestLine, Predicate, nth_io_ok
 from svqtui.lab.errors import LabProcessError
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams
-from svqtui.lab.process import ManagedProcess, StartStop, check_socket_path, find_program
+from svqtui.lab.process import ManagedProcess, StartStop, find_program
+from svqtui.unix_socket import check_path
 
 QEMU_BINARY = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
@@ -172,9 +173,9 @@ class QemuVM(StartStop):
         """Start QEMU and wait until its QMP socket is listening."""
         spec = self.spec
         binary = find_program(QEMU_BINARY, QEMU_PACKAGE)
-        check_socket_path(spec.qmp_socket, "QMP")
+        check_path(spec.qmp_socket, "QMP")
         for disk in spec.disks:
-            check_socket_path(disk.socket, "vhost-user")
+            check_path(disk.socket, "vhost-user")
         for path in (spec.serial_log, spec.qmp_socket, spec.kernel, spec.initrd):
             if "," in str(path):
                 raise LabProcessError(f"{path}: QEMU option values cannot contain ','")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import shutil
 import threading
 import time
@@ -29,21 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from svqtui.errors import LabError
+from svqtui.errors import LabError, SvqtuiError
 from svqtui.lab.disk import SharedDisk
-from svqtui.lab.errors import LabBusy, LabProcessError
+from svqtui.lab.errors import LabBusy, LabProcessError, MigrationFailed
 from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.guest_watch import GuestWatch
 from svqtui.lab.interposers import LabInterposers
 from svqtui.lab.layout import STUCK_AFTER_S, LabLayout, Slot, lab_config
-from svqtui.lab.migration import CRASH_HINT, MigrationResult, Mode, migrate
+from svqtui.lab.migration import CRASH_HINT, MigrationResult, Mode, run_migration
 from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
 from svqtui.lab.qmp import LabQMP
 from svqtui.lab.source import LabSource, Role
-from svqtui.model import DeviceView
+from svqtui.model import DeviceView, MaskState
 from svqtui.runtime import Runtime
 from svqtui.sources.errors import UnknownDevice
+from svqtui.sources.qmp.errors import QMPError
 from svqtui.sources.qmp.settings import PLUGIN as QMP
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.errors import NotConnected
@@ -287,7 +289,56 @@ class Lab:
 
     def migrate(self) -> MigrationResult:
         """Migrate the VM to the other slot and wait (see svqtui.lab.migration)."""
-        return self.call(lambda: migrate(self))
+        return self.call(self._migrate)
+
+    def _migrate(self) -> MigrationResult:
+        """One migration from the current slot to the other one (lab thread)."""
+        if self.stalled:
+            raise MigrationFailed("the back-end is stalled: resume it (S) before migrating")
+        src = self.current
+        dst = self.layout.other(src)
+        names = (src.name, dst.name)
+        mode = self.options.migration
+        began = time.monotonic()
+        device = self.device_view(src)
+        shadow = device.shadow
+        for q in device.queues:
+            if q.shadow and q.mask in (MaskState.MASKED, MaskState.PENDING):
+                self.runtime.set_masked(src.device_key, q.index, False)
+                self.log(
+                    f"lab: unmasked {src.device} queue {q.index} before migrating", level="warning"
+                )
+        self.runtime.set_shadow(dst.device_key, shadow)
+        verified = self.guest.poll().verified
+        self.log(
+            f"lab: migrating the VM from slot {src.name} to {dst.name} "
+            f"(shadow {'on' if shadow else 'off'}, {verified} I/O verified so far)"
+        )
+        try:
+            self.start_vm(dst, incoming=True)
+            self.source.attach(dst, Role.INCOMING)
+            reply = run_migration(self.qmp(src), self.qmp(dst), names, mode, self.alive)
+        except BaseException as err:
+            self.stop_vm(dst)
+            if mode is Mode.PAUSED:
+                with contextlib.suppress(SvqtuiError):
+                    self.qmp(src).execute("cont")  # the guest stays where it was, running
+            if isinstance(err, QMPError):
+                raise MigrationFailed(f"migration {src.name} -> {dst.name} failed: {err}") from None
+            raise
+        self.source.set_role(dst, Role.CURRENT)
+        self.source.set_role(src, Role.OUTGOING)
+        self.current = dst
+        self.guest.follow(dst.serial_log)
+        result = MigrationResult.from_reply(
+            reply, names, shadow=shadow, mode=mode, verified_at_switch=verified
+        )
+        self.source.last_migration = result.view()
+        self.stop_vm(src)
+        result = dataclasses.replace(result, wall_s=time.monotonic() - began)
+        self.migrations.append(result)
+        self.log(f"lab: migrated {result.summary()}; QEMU on slot {src.name} quit")
+        return result
 
     # -- the back-end stall --------------------------------------------------------------
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support.console import demo_runtime, started
 
 from svqtui.console.app import SvqtuiApp
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
+from tests.support.console import demo_runtime, started
 
 
 @pytest.fixture

@@ -4,23 +4,16 @@ demand, pauses, and survives a failing refresh."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.console import synthetic_snapshot
 
 from svqtui.console.feed import SnapshotFeed
 from svqtui.model import Snapshot
+from tests.support.console import synthetic_snapshot
+from tests.support.wait import wait_until
 
 TIMEOUT_S = 10.0
-
-
-def wait_for(pred: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 class Recorder:
@@ -58,7 +51,7 @@ def make_feed() -> Iterator[Callable[..., tuple[SnapshotFeed, Recorder]]]:
 def test_periodic_feed_refreshes_in_its_own_thread(make_feed: Callable[..., tuple]) -> None:
     """Snapshots keep coming, produced by the feed thread (not the caller's)."""
     feed, rec = make_feed()
-    wait_for(lambda: len(rec.snaps) >= 5, "five snapshots")
+    wait_until(lambda: len(rec.snaps) >= 5, what="five snapshots")
     assert rec.threads == {"svqtui-feed"}
     assert feed.refreshes >= 5
 
@@ -66,9 +59,9 @@ def test_periodic_feed_refreshes_in_its_own_thread(make_feed: Callable[..., tupl
 def test_on_demand_feed_refreshes_when_poked(make_feed: Callable[..., tuple]) -> None:
     """Non-periodic: one refresh at start, then one per poke."""
     feed, rec = make_feed(periodic=False)
-    wait_for(lambda: len(rec.snaps) == 1, "the first snapshot")
+    wait_until(lambda: len(rec.snaps) == 1, what="the first snapshot")
     feed.poke()
-    wait_for(lambda: len(rec.snaps) == 2, "the poked snapshot")
+    wait_until(lambda: len(rec.snaps) == 2, what="the poked snapshot")
     feed.stop()
     assert rec.calls == 2
 
@@ -76,7 +69,7 @@ def test_on_demand_feed_refreshes_when_poked(make_feed: Callable[..., tuple]) ->
 def test_paused_feed_does_not_refresh(make_feed: Callable[..., tuple]) -> None:
     """While paused, pokes do not refresh; resuming does."""
     feed, rec = make_feed(periodic=False)
-    wait_for(lambda: len(rec.snaps) == 1, "the first snapshot")
+    wait_until(lambda: len(rec.snaps) == 1, what="the first snapshot")
     feed.paused = True
     feed.poke()
     feed.poke()
@@ -89,6 +82,6 @@ def test_a_failing_refresh_is_reported_once_and_the_feed_goes_on(
 ) -> None:
     """Three failures give one error report; then snapshots flow again."""
     _, rec = make_feed(fail_first=3)
-    wait_for(lambda: len(rec.snaps) >= 2, "snapshots after the failures")
+    wait_until(lambda: len(rec.snaps) >= 2, what="snapshots after the failures")
     assert len(rec.errors) == 1
     assert "source exploded" in str(rec.errors[0])

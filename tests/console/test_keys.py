@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from support.console import RealDemo, demo_runtime, started, until
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -20,6 +19,7 @@ from svqtui.widgets.confirm_quit import ConfirmQuit
 from svqtui.widgets.help_screen import HelpScreen
 from svqtui.widgets.queue_detail import QueueDetail
 from svqtui.widgets.queue_table import COLUMN_KEYS, COLUMNS
+from tests.support.console import RealDemo, demo_runtime, started, until
 
 NET = "demo:web01/net0"
 BLK = "demo:db01/blk0"

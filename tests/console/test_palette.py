@@ -4,12 +4,12 @@ one does what the key does."""
 from __future__ import annotations
 
 import pytest
-from support.console import until
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
 from svqtui.console.app import SvqtuiApp
 from svqtui.widgets.help_screen import HelpScreen
+from tests.support.console import until
 
 NET = "demo:web01/net0"
 SIZE = (160, 50)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from support.console import synthetic_snapshot
-
 from svqtui.console.selection import (
     Scope,
     SortMode,
@@ -14,6 +12,7 @@ from svqtui.console.selection import (
     matches,
     ordered,
 )
+from tests.support.console import synthetic_snapshot
 
 
 def test_scope_picks_all_a_vm_or_a_device() -> None:

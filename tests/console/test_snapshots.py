@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 from textual.pilot import Pilot
 
 from svqtui.console.app import SvqtuiApp
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS
+from tests.support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 
 STALL_STARTS = STALL_EVERY_TICKS - STALL_TICKS
 

@@ -7,15 +7,15 @@ import json
 import os
 import socket
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.headless import HeadlessProcess, svqtui
 
 from svqtui.control.client import ctl_main
+from tests.support.headless import HeadlessProcess, svqtui
+from tests.support.wait import wait_until
 
 NET = "web01/net0"
 
@@ -61,13 +61,6 @@ def device(doc: dict[str, Any], vm: str, name: str) -> dict[str, Any]:
     raise KeyError(f"{vm}/{name}")
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_status_json_has_vms_devices_queues(headless: HeadlessProcess) -> None:
     """`status --json` is the --once --json shape: VMs -> devices -> queues with
     kick/call counters, mask and shadow state; the demo's counters move."""
@@ -79,9 +72,9 @@ def test_status_json_has_vms_devices_queues(headless: HeadlessProcess) -> None:
         assert {"index", "kicks", "calls", "mask", "shadow", "kicks_per_s"} <= set(q)
         assert q["shadow"] is True and q["mask"] in ("UNMASKED", "MASKED", "PENDING")
     assert doc["engine"]["alive"] is True
-    wait_for(
-        "the demo's kicks to be counted",
+    wait_until(
         lambda: sum(q["kicks"] for q in device(status(headless), "web01", "net0")["queues"]) > 0,
+        what="the demo's kicks to be counted",
     )
 
 
@@ -144,12 +137,12 @@ def test_reset_zeroes_counters(headless: HeadlessProcess) -> None:
         with headless.client() as c:
             return sum(q["kicks"] for q in device(c.status(), vm, name)["queues"])
 
-    wait_for("net0 counters to grow", lambda: kicks("web01", "net0") > 400)
+    wait_until(lambda: kicks("web01", "net0") > 400, what="net0 counters to grow")
     before_net, before_blk = kicks("web01", "net0"), kicks("db01", "blk0")
     ok(headless, "reset", NET)
     assert kicks("web01", "net0") < before_net / 2
     assert kicks("db01", "blk0") >= before_blk  # another device is left alone
-    wait_for("blk0 counters to grow", lambda: kicks("db01", "blk0") > 200)
+    wait_until(lambda: kicks("db01", "blk0") > 200, what="blk0 counters to grow")
     before_blk = kicks("db01", "blk0")
     ok(headless, "reset")
     assert kicks("db01", "blk0") < before_blk / 2
@@ -234,5 +227,5 @@ def test_events_and_stderr_log(headless: HeadlessProcess) -> None:
     assert "control: kick net0 queue 6" in ok(headless, "events")
     lines = [json.loads(line) for line in ok(headless, "events", "--json").splitlines()]
     assert any(e["text"] == "control: kick net0 queue 6" for e in lines)
-    wait_for("the stderr log line", lambda: "control: kick net0 queue 6" in headless.stderr)
+    wait_until(lambda: "control: kick net0 queue 6" in headless.stderr, what="the stderr log line")
     assert "headless: serving " + headless.socket_path in headless.stderr

@@ -8,7 +8,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.headless import HeadlessProcess, svqtui, write_config
+
+from tests.support.headless import HeadlessProcess, svqtui, write_config
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

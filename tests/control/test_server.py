@@ -30,9 +30,8 @@ from svqtui.outputs.json_doc import snapshot_document
 from svqtui.outputs.table import format_table
 from svqtui.sources.demo import DemoSource
 from svqtui.sources.errors import ActionUnsupported, QueueOutOfRange, UnknownDevice
+from tests.support.control import Served, demo_runtime, serve
 from tests.support.fake_source import FakeSource
-
-from .conftest import Served, demo_runtime, serve
 
 NET = "demo:web01/net0"
 
@@ -309,6 +308,7 @@ def connect_as_nobody(path: str) -> str:
     return out
 
 
+@pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_other_users_are_kept_out() -> None:
     """The socket is 0600 so another user cannot connect; and even if its mode is

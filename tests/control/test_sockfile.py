@@ -13,6 +13,7 @@ import pytest
 from svqtui.control.errors import ControlSocketInUse
 from svqtui.control.sockfile import SocketFile, probe
 from svqtui.errors import ControlError
+from svqtui.unix_socket import SocketPathTooLong
 
 
 @pytest.fixture
@@ -115,6 +116,6 @@ def test_release_does_not_remove_someone_elses_socket(
 def test_too_long_path_is_one_clear_error(tmp_path: Path) -> None:
     """A path over the AF_UNIX limit is refused before anything is created."""
     path = tmp_path / ("x" * 120) / "c.sock"
-    with pytest.raises(ControlError, match="longer than 107 bytes"):
+    with pytest.raises(SocketPathTooLong, match="longer than 107 bytes"):
         SocketFile(str(path)).claim()
     assert not path.parent.exists()

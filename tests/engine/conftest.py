@@ -7,8 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from svqtui.engine import Engine
-
-from .helpers import Rig
+from tests.support.engine import Rig
 
 
 @pytest.fixture

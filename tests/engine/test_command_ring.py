@@ -14,8 +14,8 @@ import threading
 
 from svqtui.engine import End, Link
 from svqtui.engine.errors import UnknownQueue
-
-from .helpers import Rig, drain, readable, signal, wait_until
+from tests.support.engine import Rig, drain, readable, signal
+from tests.support.wait import wait_until
 
 ROUNDS = 10_000
 

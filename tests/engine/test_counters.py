@@ -7,8 +7,7 @@ import threading
 import time
 
 from svqtui.engine import End, Engine, Link
-
-from .helpers import Hammer, Rig, drain, eventfd, signal
+from tests.support.engine import Hammer, Rig, drain, eventfd, signal
 
 
 def test_reset_zeroes_counters_and_keeps_state(rig: Rig) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from svqtui.engine import End, Link
-
-from .helpers import Rig, drain, signal, wait_until
+from tests.support.engine import Rig, drain, signal
+from tests.support.wait import wait_until
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from .helpers import Rig, drain, eventfd, wait_until
+from tests.support.engine import Rig, drain, eventfd
+from tests.support.wait import wait_until
 
 if hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled():
     pytest.skip("free-threaded interpreter: there is no GIL to hold", allow_module_level=True)

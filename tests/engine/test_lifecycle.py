@@ -8,8 +8,8 @@ import pytest
 
 from svqtui.engine import End, Engine, Link
 from svqtui.engine.errors import EngineFull, EngineNotRunning, EngineStartError, UnknownQueue
-
-from .helpers import Rig, drain, eventfd, wait_until
+from tests.support.engine import Rig, drain, eventfd
+from tests.support.wait import wait_until
 
 
 def test_health_alive_from_start_to_stop() -> None:

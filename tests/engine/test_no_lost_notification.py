@@ -13,8 +13,7 @@ write landing in the gap between apply and check is far from guaranteed.
 from __future__ import annotations
 
 from svqtui.engine import End, Link
-
-from .helpers import Hammer, Rig, drain, readable
+from tests.support.engine import Hammer, Rig, drain, readable
 
 SWITCHES = 10_000
 

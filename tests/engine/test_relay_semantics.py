@@ -12,8 +12,8 @@ import time
 import pytest
 
 from svqtui.engine import End, Link
-
-from .helpers import Rig, drain, readable, signal, wait_until
+from tests.support.engine import Rig, drain, readable, signal
+from tests.support.wait import wait_until
 
 LINKS = [Link.KICK, Link.CALL]
 

@@ -19,6 +19,7 @@ from svqtui.lab.guest_init import INIT_SCRIPT
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.qemu  # builds the guest image from the host's kernel and busybox
 def test_build_then_cache_hit(tmp_path: Path) -> None:
     """A first build writes the image; a second one with the same inputs is a cache
     hit that returns the same files untouched; a damaged entry is rebuilt."""
@@ -36,6 +37,7 @@ def test_build_then_cache_hit(tmp_path: Path) -> None:
     assert not third.cache_hit and third.initrd.is_file()
 
 
+@pytest.mark.qemu  # builds the guest image from the host's kernel and busybox
 def test_initramfs_has_init_busybox_console_and_modules_in_load_order(tmp_path: Path) -> None:
     """The cpio holds /init (the guest program), a static busybox, /dev/console, and
     every virtio module, uncompressed, listed with dependencies before dependents."""
@@ -63,6 +65,7 @@ def test_initramfs_has_init_busybox_console_and_modules_in_load_order(tmp_path: 
         assert entries[f"lib/modules/{name}"].data[:4] == b"\x7fELF"  # decompressed
 
 
+@pytest.mark.qemu  # builds the guest image from the host's kernel and busybox
 def test_changed_input_changes_key_and_rebuilds(tmp_path: Path) -> None:
     """A different busybox binary gives a different key, so the image is rebuilt."""
     inputs = find_inputs()
@@ -111,6 +114,7 @@ def test_missing_module_is_reported(tmp_path: Path) -> None:
         find_inputs(boot=boot, modules_root=tmp_path / "modules")
 
 
+@pytest.mark.qemu  # builds the guest image from the host's kernel and busybox
 def test_cli_builds_and_reports_errors_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +129,7 @@ def test_cli_builds_and_reports_errors_in_one_line(
     assert err.count("\n") == 1 and err.startswith("build-guest: ") and "apt-get install" in err
 
 
+@pytest.mark.qemu  # builds the guest image from the host's kernel and busybox
 def test_scripts_build_guest_runs(tmp_path: Path) -> None:
     """scripts/build-guest is a working wrapper around the builder."""
     env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}

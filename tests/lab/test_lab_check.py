@@ -8,12 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.lab import lab_processes, lab_workdir
-
-__all__ = ["lab_workdir"]
+from tests.support.lab import lab_processes
+from tests.support.wait import wait_until
 
 CHECK_TIMEOUT_S = 300.0
 STEPS = (
@@ -97,7 +95,9 @@ def test_sigterm_mid_run_stops_every_lab_process(lab_workdir: Path) -> None:
             proc.wait()
     assert proc.returncode == 1, out + err
     assert "FAIL lab check: interrupted" in out
-    deadline = time.monotonic() + 30
-    while lab_processes(lab_workdir) and time.monotonic() < deadline:
-        time.sleep(0.1)  # the lab waited for them: this only covers process-table lag
-    assert lab_processes(lab_workdir) == []
+    # the lab waited for them: this only covers process-table lag
+    wait_until(
+        lambda: lab_processes(lab_workdir) == [],
+        what="no lab process left",
+        describe=lambda: lab_processes(lab_workdir),
+    )

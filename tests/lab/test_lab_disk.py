@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import psutil
 
 from svqtui.lab.disk import SharedDisk
 from svqtui.lab.layout import LabLayout
-from tests.support.lab import lab_processes, lab_workdir
+from tests.support.lab import lab_processes
+from tests.support.wait import wait_until
 
-__all__ = ["lab_workdir"]
 
-
-def wait_status(pid: int, wanted: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = psutil.Process(pid).status()
-        if status == wanted or time.monotonic() > deadline:
-            return status
-        time.sleep(0.02)
+def status_is(pid: int, wanted: str) -> bool:
+    return psutil.Process(pid).status() == wanted
 
 
 def test_one_daemon_exports_the_same_node_on_both_slots(lab_workdir: Path) -> None:
@@ -50,9 +43,10 @@ def test_stall_freezes_the_daemon_and_stop_works_while_stalled(lab_workdir: Path
         assert disk.pid is not None
         disk.stall()
         assert disk.stalled
-        assert wait_status(disk.pid, psutil.STATUS_STOPPED) == psutil.STATUS_STOPPED
+        pid = disk.pid
+        wait_until(lambda: status_is(pid, psutil.STATUS_STOPPED), what="the daemon stopped (T)")
         disk.resume()
-        assert wait_status(disk.pid, psutil.STATUS_SLEEPING) != psutil.STATUS_STOPPED
+        wait_until(lambda: not status_is(pid, psutil.STATUS_STOPPED), what="the daemon resumed")
         disk.stall()
         code = disk.stop()
     assert not disk.running and not disk.stalled

@@ -11,6 +11,7 @@ from svqtui.lab.layout import LabLayout, lab_config
 from svqtui.sources.demo.settings import demo_active
 from svqtui.sources.qmp.settings import PLUGIN as QMP
 from svqtui.sources.vhost_user.settings import PLUGIN as VHOST_USER
+from svqtui.unix_socket import SocketPathTooLong
 
 
 def test_slots_have_distinct_sockets_and_the_other_slot_is_the_way_back(tmp_path: Path) -> None:
@@ -57,8 +58,9 @@ def test_create_makes_a_temporary_directory_or_uses_the_given_one(tmp_path: Path
 
 def test_too_long_or_comma_paths_are_refused_with_what_to_do(tmp_path: Path) -> None:
     """A work directory whose socket paths do not fit sun_path, or that QEMU's option
-    syntax would split (a comma), is one LabError naming the fix."""
-    with pytest.raises(LabError, match="too long for a unix socket: use a shorter --workdir"):
+    syntax would split (a comma), is refused
+    with one precise error naming the fix."""
+    with pytest.raises(SocketPathTooLong, match=r"AF_UNIX limit\): use a shorter --workdir"):
         LabLayout.create(tmp_path / ("x" * 90))
     with pytest.raises(LabError, match="cannot contain ','"):
         LabLayout.create(Path("/tmp/a,b"))

@@ -22,22 +22,20 @@ from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import Lab, LabOptions
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
-from tests.support.lab import lab_processes, lab_workdir
-
-__all__ = ["lab_workdir"]
+from tests.support.lab import lab_processes
+from tests.support.wait import wait_until
 
 WAIT_S = 60.0
 
 
 def wait_snapshot(lab: Lab, what: str, predicate: Callable[[Snapshot], bool]) -> Snapshot:
     """Refresh the monitor until ``predicate`` holds (generous timeout)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
+
+    def holds() -> Snapshot | None:
         snap = lab.runtime.monitor.refresh()
-        if predicate(snap):
-            return snap
-        assert time.monotonic() < deadline, f"no {what} within {WAIT_S}s"
-        time.sleep(0.2)
+        return snap if predicate(snap) else None
+
+    return wait_until(holds, WAIT_S, interval=0.2, what=what)
 
 
 def goes_on_or_skip_known_tcg_crash(lab: Lab) -> None:
@@ -154,10 +152,12 @@ def test_a_qemu_dying_on_its_own_is_one_error_line(lab_workdir: Path) -> None:
         def errors() -> list[str]:
             return [e.text for e in lab.runtime.log.since(0)[1] if e.level == "error"]
 
-        deadline = time.monotonic() + WAIT_S
-        while not any("lab: the guest's QEMU" in t for t in errors()):
-            assert time.monotonic() < deadline, f"no error line; errors: {errors()}"
-            time.sleep(0.1)
+        wait_until(
+            lambda: any("lab: the guest's QEMU" in t for t in errors()),
+            WAIT_S,
+            what="the error line",
+            describe=errors,
+        )
         lines = [t for t in errors() if "lab: the guest's QEMU" in t]
         assert len(lines) == 1
         assert "on slot a exited (code -9); guest console: SVQ-" in lines[0]

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -15,20 +14,21 @@ import pytest
 from svqtui.lab.errors import LabProcessError, LabToolMissing
 from svqtui.lab.process import ManagedProcess, find_program
 from tests.support.guest import processes_mentioning
+from tests.support.wait import wait_until
 
 GONE_TIMEOUT_S = 30.0
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _wait_gone(pid: int) -> bool:
-    deadline = time.monotonic() + GONE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    wait_until(lambda: _gone(pid), GONE_TIMEOUT_S, what=f"process {pid} to be gone")
+    return True
 
 
 def test_missing_program_names_the_package() -> None:
@@ -49,6 +49,21 @@ def test_stop_kills_a_process_that_ignores_sigterm_and_its_children(tmp_path: Pa
     assert proc.stop(timeout=0.3) == -signal.SIGKILL
     assert not proc.running
     assert all(_wait_gone(c.pid) for c in children)
+
+
+def test_kill_is_an_immediate_sigkill_of_the_group(tmp_path: Path) -> None:
+    """kill() does not wait for SIGTERM to be handled: the group gets SIGKILL at
+    once (a crash, as tests of a vanishing QEMU need), children included."""
+    marker = str(tmp_path / "marker")
+    script = f"trap 'touch {marker}.term' TERM; sleep 1000 & echo ready > {marker}; wait"
+    proc = ManagedProcess("crasher", ["sh", "-c", script, marker], tmp_path / "err")
+    proc.start()
+    proc.wait_for_path(Path(marker), 30.0)
+    children = psutil.Process(proc.pid).children()
+    assert proc.kill() == -signal.SIGKILL
+    assert not proc.running and not Path(marker + ".term").exists()
+    assert all(_wait_gone(c.pid) for c in children)
+    assert proc.kill() == -signal.SIGKILL  # idempotent
 
 
 def test_process_exiting_before_its_socket_reports_its_output(tmp_path: Path) -> None:
@@ -75,10 +90,11 @@ def test_children_die_with_a_killed_harness(tmp_path: Path) -> None:
         assert harness.stdout is not None
         child = int(harness.stdout.readline())
         # the signal is armed by setpriv just before it execs the program
-        deadline = time.monotonic() + GONE_TIMEOUT_S
-        while psutil.Process(child).cmdline()[:1] != ["sleep"]:
-            assert time.monotonic() < deadline, "the child never exec'd sleep"
-            time.sleep(0.01)
+        wait_until(
+            lambda: psutil.Process(child).cmdline()[:1] == ["sleep"],
+            GONE_TIMEOUT_S,
+            what="the child to exec sleep",
+        )
         os.kill(harness.pid, signal.SIGKILL)
         harness.wait()
         assert _wait_gone(child)

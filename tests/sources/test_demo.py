@@ -16,6 +16,7 @@ from svqtui.model import MaskState, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS, DemoSource
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
+from tests.support.wait import wait_until
 
 NET = "demo:web01/net0"
 BLK = "demo:db01/blk0"
@@ -107,10 +108,7 @@ def test_operator_hold_latches_and_release_delivers_once(engine: Engine) -> None
             break
     assert queues(demo, BLK)[0].mask is MaskState.MASKED
     os.eventfd_write(q.shadow_call, 1)  # the device calls while held
-    deadline = time.monotonic() + 5
-    while queues(demo, BLK)[0].mask is not MaskState.PENDING:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    wait_until(lambda: queues(demo, BLK)[0].mask is MaskState.PENDING, what="the call held")
     with pytest.raises(BlockingIOError):
         os.eventfd_read(q.guest_call)  # nothing reached the guest
     demo.set_masked(BLK, 0, False)

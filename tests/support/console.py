@@ -9,7 +9,6 @@ CLOCK_MONOTONIC times that no screenshot could reproduce.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -31,6 +30,7 @@ from svqtui.model import (
 from svqtui.monitor import Monitor
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
+from tests.support.wait import wait_until_async
 
 WAIT_TIMEOUT_S = 15.0
 FROZEN_WALL = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -143,11 +143,7 @@ async def until(
     timeout: float = WAIT_TIMEOUT_S,
 ) -> None:
     """Let the app run until ``pred()`` holds; fail after a generous timeout."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.02)
+    await wait_until_async(pred, pilot.pause, timeout, what=what)
 
 
 def synthetic_snapshot(

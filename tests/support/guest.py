@@ -1,10 +1,6 @@
 """Pytest fixtures for a real booted lab guest doing verified I/O on a vhost-user-blk disk.
 
-Import the fixtures into your test folder's conftest.py:
-
-    from tests.support.guest import boot_guest, booted_guest, guest_image, storage_daemon
-
-    __all__ = ["boot_guest", "booted_guest", "guest_image", "storage_daemon"]
+The root tests/conftest.py provides them to every test (marked ``qemu``):
 
 - ``guest_image`` (session): the kernel + initramfs, built once into the user's
   cache (~/.cache/svqtui/guest/) and reused while its inputs are unchanged.
@@ -37,6 +33,7 @@ from svqtui.lab.guest_image import GuestImage, build_guest_image
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk
 from svqtui.lab.storage import StorageDaemon
+from tests.support.markers import QEMU, needs
 
 BOOT_TIMEOUT_S = 120.0  # boot to first verified I/O takes ~3 s here; generous for loaded CI
 
@@ -57,12 +54,14 @@ class BootGuest(Protocol):
 
 
 @pytest.fixture(scope="session")
+@needs(QEMU)
 def guest_image() -> GuestImage:
     """The lab guest image, from the user's cache (built on first use)."""
     return build_guest_image()
 
 
 @pytest.fixture
+@needs(QEMU)
 def storage_daemon(tmp_path: Path) -> Iterator[StorageDaemon]:
     """qemu-storage-daemon: a 64 MiB raw image exported as vhost-user-blk (2 queues)."""
     daemon = StorageDaemon(tmp_path / "disk.img", tmp_path / "qsd.sock")
@@ -71,6 +70,7 @@ def storage_daemon(tmp_path: Path) -> Iterator[StorageDaemon]:
 
 
 @pytest.fixture
+@needs(QEMU)
 def boot_guest(guest_image: GuestImage, tmp_path: Path) -> Iterator[BootGuest]:
     """A function that boots lab guests on a vhost-user-blk socket; all stopped at teardown."""
     vms: list[QemuVM] = []
@@ -102,6 +102,7 @@ def boot_guest(guest_image: GuestImage, tmp_path: Path) -> Iterator[BootGuest]:
 
 
 @pytest.fixture
+@needs(QEMU)
 def booted_guest(storage_daemon: StorageDaemon, boot_guest: BootGuest) -> QemuVM:
     """A guest doing verified I/O on qemu-storage-daemon directly (no interposer)."""
     # boot_guest is requested after storage_daemon so its guests stop first

@@ -1,9 +1,7 @@
 """Helpers for tests of ``svqtui lab``: a short work directory (unix socket paths
 must fit in 108 bytes, pytest's tmp_path can be long) and the lab's processes.
 
-    from tests.support.lab import lab_workdir
-
-    __all__ = ["lab_workdir"]  # in a conftest.py or a test module
+``lab_workdir`` is a fixture of the root tests/conftest.py (marked ``qemu``).
 """
 
 from __future__ import annotations
@@ -16,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.guest import processes_mentioning
+from tests.support.markers import QEMU, needs
 
 
 @pytest.fixture
+@needs(QEMU)
 def lab_workdir() -> Iterator[Path]:
     """A fresh short directory in /tmp for a lab's sockets, logs and disk; removed
     after the test, once no process mentioning it is left (killed if one is)."""

@@ -1,47 +1,33 @@
-"""Start guestless QEMUs (and qemu-storage-daemon) with a QMP socket for tests,
-and always kill them.
+"""Guestless QEMUs (and qemu-storage-daemon) with a QMP socket for tests, always stopped.
 
-``QemuLab`` is a per-test launcher: ``lab.qemu(spec)`` starts
-qemu-system-x86_64 (TCG, no guest: paused at -S or sitting in firmware) and
-waits for its QMP socket; ``lab.storage_daemon(...)`` starts a vhost-user-blk
-export; ``lab.close()`` (the fixture finalizer) kills every process it
-started, in its own process group, and an atexit hook kills leftovers if a
-test run is interrupted. ``QemuSpec`` builds the command line; two specs with
-the same devices make a migration pair (``incoming=``).
+``QemuLab`` is a per-test launcher over the lab's process classes:
+``lab.qemu(spec)`` starts qemu-system-x86_64 (TCG, no guest: paused at -S or
+sitting in firmware) as a ``svqtui.lab.process.ManagedProcess`` and waits for
+its QMP socket; ``lab.storage_daemon(...)`` starts a
+``svqtui.lab.storage.StorageDaemon``; ``lab.close()`` (the fixture finalizer)
+stops every process it started (the lab classes' atexit hook kills leftovers
+if a test run is interrupted). ``QemuSpec`` builds the command line; two
+specs with the same devices make a migration pair (``incoming=``).
 
-Hook for tests with a booted guest (moving ring indices, vhost started):
-``QemuSpec(kernel=..., initrd=..., append=...)`` boots a kernel instead of
-sitting in firmware; the QMP tests' ``qmp_watch`` fixture
-(tests/sources/qmp/conftest.py) attaches a ``QMPSource`` to any QMP socket,
-e.g. the lab guest's (svqtui.lab).
+For a booted guest, use the lab's ``QemuVM`` through the fixtures of
+tests.support.guest; the QMP tests' ``qmp_watch`` fixture
+(tests/sources/qmp/conftest.py) attaches a ``QMPSource`` to any QMP socket.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import os
-import shutil
-import signal
 import socket
-import stat
-import subprocess
-import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-QEMU = "qemu-system-x86_64"
-QSD = "qemu-storage-daemon"
+from svqtui.lab.process import ManagedProcess, find_program
+from svqtui.lab.qemu_vm import QEMU_BINARY, QEMU_PACKAGE
+from svqtui.lab.storage import StorageDaemon
+from svqtui.unix_socket import check_path
+
 START_TIMEOUT_S = 30.0
-UNIX_PATH_MAX = 107
-
-_LIVE: weakref.WeakSet[Proc] = weakref.WeakSet()
-
-
-def have_qemu() -> bool:
-    return shutil.which(QEMU) is not None and shutil.which(QSD) is not None
 
 
 def free_tcp_port() -> int:
@@ -87,15 +73,11 @@ class QemuSpec:
     paused: bool = True  # -S: vCPUs never run
     incoming: str | None = None  # e.g. "tcp:127.0.0.1:PORT" for a migration target
     qmp_style: str = "qmp"  # "qmp" (-qmp unix:...), "mon" (-chardev + -mon) or "none"
-    # Hook for a booted guest (another engineer's image): boot this kernel.
-    kernel: Path | None = None
-    initrd: Path | None = None
-    append: str | None = None
     extra: Sequence[str] = field(default_factory=list)
 
-    def argv(self) -> list[str]:
+    def argv(self, binary: str = QEMU_BINARY) -> list[str]:
         machine = "q35,accel=tcg"
-        args = [QEMU, "-name", f"guest={self.name},debug-threads=on", "-nodefaults"]
+        args = [binary, "-name", f"guest={self.name},debug-threads=on", "-nodefaults"]
         args += ["-display", "none", "-m", f"{self.memory_mb}M"]
         if self.shared_memory:
             machine += ",memory-backend=mem"
@@ -112,114 +94,44 @@ class QemuSpec:
             args.append("-S")
         if self.incoming:
             args += ["-incoming", self.incoming]
-        if self.kernel is not None:
-            args += ["-kernel", str(self.kernel)]
-            if self.initrd is not None:
-                args += ["-initrd", str(self.initrd)]
-            if self.append is not None:
-                args += ["-append", self.append]
         return [*args, *self.devices, *self.extra]
 
 
-class Proc:
-    """A child in its own process group, killed by ``kill()`` (idempotent)."""
-
-    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log = log
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-        _LIVE.add(self)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        try:
-            return self.log.read_text(errors="replace").strip()
-        except OSError:
-            return ""
-
-    def wait_socket(self, path: Path, timeout: float = START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISSOCK(path.stat().st_mode):
-                    return
-            if not self.alive:
-                raise RuntimeError(f"{self.name} exited before creating {path}: {self.output()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not create {path} within {timeout:g}s")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(10)
-        _LIVE.discard(self)
-
-
 class QemuLab:
-    """Starts QEMUs and storage daemons for one test; ``close()`` kills them all."""
+    """Starts QEMUs and storage daemons for one test; ``close()`` stops them all."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.procs: list[Proc] = []
+        self.procs: list[ManagedProcess | StorageDaemon] = []
 
     def path(self, name: str) -> Path:
+        """A socket path in the test's directory (``SocketPathTooLong`` if it cannot be)."""
         p = self.dir / name
-        if len(os.fsencode(p)) > UNIX_PATH_MAX:
-            raise RuntimeError(f"socket path too long for a unix socket: {p}")
+        check_path(p, "test")
         return p
 
-    def qemu(self, spec: QemuSpec) -> Proc:
+    def qemu(self, spec: QemuSpec) -> ManagedProcess:
+        """Start QEMU for ``spec`` and wait for its QMP socket (if it has one)."""
         with contextlib.suppress(FileNotFoundError):
             spec.qmp.unlink()
-        proc = Proc(f"qemu {spec.name}", spec.argv(), self.dir / f"{spec.name}.log")
+        binary = find_program(QEMU_BINARY, QEMU_PACKAGE)
+        proc = ManagedProcess(f"qemu {spec.name}", spec.argv(binary), self.dir / f"{spec.name}.log")
         self.procs.append(proc)
+        proc.start()
         if spec.qmp_style != "none":
-            proc.wait_socket(spec.qmp)
+            proc.wait_for_path(spec.qmp, START_TIMEOUT_S, socket=True)
         return proc
 
-    def storage_daemon(self, sock: Path, num_queues: int = 2, size_mb: int = 16) -> Proc:
+    def storage_daemon(self, sock: Path, num_queues: int = 2, size_mb: int = 16) -> StorageDaemon:
+        """qemu-storage-daemon exporting a fresh image as vhost-user-blk on ``sock``."""
         image = self.dir / f"{sock.stem}.img"
-        with image.open("wb") as f:
-            f.truncate(size_mb * 1024 * 1024)
-        argv = [
-            QSD,
-            "--blockdev",
-            f"driver=file,node-name=file0,filename={image}",
-            "--blockdev",
-            "driver=raw,node-name=disk0,file=file0",
-            "--export",
-            f"type=vhost-user-blk,id=exp0,addr.type=unix,addr.path={sock},"
-            f"node-name=disk0,writable=on,num-queues={num_queues}",
-        ]
-        proc = Proc(f"qsd {sock.name}", argv, self.dir / f"{sock.stem}.qsd.log")
-        self.procs.append(proc)
-        proc.wait_socket(sock)
-        return proc
+        image.unlink(missing_ok=True)
+        daemon = StorageDaemon(image, sock, num_queues=num_queues, size_mb=size_mb)
+        self.procs.append(daemon)
+        daemon.start()
+        return daemon
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            proc.kill()
+            proc.stop()
         self.procs.clear()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for proc in list(_LIVE):
-        proc.kill()

@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 from svqtui import eventlog
 from svqtui.console.app import SvqtuiApp
 from svqtui.sources.demo import STALL_EVERY_TICKS, STALL_TICKS
+from tests.support.console import FROZEN_WALL, frozen_runtime, prime, started, until
 
 
 class _FrozenTime:

@@ -138,7 +138,7 @@ class VhostUserFrontend:
 
     def __init__(
         self,
-        path: str,
+        path: str | os.PathLike[str],
         queues: int = 2,
         queue_size: int = 256,
         mem_size: int = 4 << 20,
@@ -148,7 +148,7 @@ class VhostUserFrontend:
         event_idx: bool = False,
     ) -> None:
         assert queues * QUEUE_AREA <= DATA_BASE and DATA_BASE + queues * DATA_AREA <= mem_size
-        self.path = path
+        self.path = os.fspath(path)
         self.timeout = timeout
         self.need_reply = set(need_reply)
         self.wanted_protocol = protocol

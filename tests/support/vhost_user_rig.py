@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from svqtui.engine import Engine
@@ -21,19 +21,8 @@ from svqtui.model import DeviceView, LogEvent, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.settings import VhostUserDevice
-
-from .vhost_user_frontend import VhostUserFrontend
-
-
-def wait_for(
-    cond: Callable[[], object], what: str, timeout: float = 10.0, interval: float = 0.002
-) -> None:
-    """Poll ``cond`` until it is true; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+from tests.support.vhost_user_frontend import VhostUserFrontend
+from tests.support.wait import wait_until
 
 
 def open_fds() -> dict[int, str]:
@@ -51,7 +40,7 @@ def wait_fds(baseline: dict[int, str], what: str, timeout: float = 10.0) -> None
     """Wait until this process's open fds are ``baseline`` again; on timeout
     fail with the fds that differ."""
     try:
-        wait_for(lambda: open_fds() == baseline, what, timeout)
+        wait_until(lambda: open_fds() == baseline, timeout, what=what)
     except AssertionError:
         now = open_fds()
         extra = {fd: now[fd] for fd in now.keys() - baseline.keys()}
@@ -91,12 +80,12 @@ class InterposerRig:
         self,
         context: Context,
         sock_dir: Path,
-        backends: Sequence[str],
+        backends: Sequence[str | Path],
         shadow: bool = False,
     ) -> None:
         self.context = context
         self.devices = [
-            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), backend, shadow)
+            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), str(backend), shadow)
             for i, backend in enumerate(backends)
         ]
         self.source = VhostUserSource(self.devices)
@@ -151,9 +140,9 @@ class InterposerRig:
         raise KeyError(q)
 
     def wait_connected(self, i: int = 0, connected: bool = True) -> None:
-        wait_for(
+        wait_until(
             lambda: self.device(i).connected == connected,
-            f"{self.key(i)} {'connected' if connected else 'disconnected'}",
+            what=f"{self.key(i)} {'connected' if connected else 'disconnected'}",
         )
 
     def close(self) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
 from svqtui.console.selection import Scope
 from svqtui.widgets.device_tree import DeviceTree
+from tests.support.console import synthetic_snapshot
 
 
 class Host(App[None]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
 from svqtui.console.selection import Scope, SortMode
@@ -14,6 +13,7 @@ from svqtui.model import EngineStatus, MigrationView, SourceKind, SourceStatus
 from svqtui.widgets.device_header import scope_text
 from svqtui.widgets.log_pane import LogPane
 from svqtui.widgets.status_bar import ViewState, status_text
+from tests.support.console import synthetic_snapshot
 
 
 def test_status_bar_reports_engine_sources_delay_pause_filter() -> None:

@@ -5,11 +5,11 @@ the sort says so, the cursor following its queue."""
 from __future__ import annotations
 
 from rich.style import Style
-from support.console import synthetic_snapshot
 from textual.app import App, ComposeResult
 
 from svqtui.console.selection import Scope, SortMode
 from svqtui.widgets.queue_table import COLUMN_KEYS, COLUMNS, QueueTable, row_strip
+from tests.support.console import synthetic_snapshot
 
 
 class Host(App[None]):

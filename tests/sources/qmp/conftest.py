@@ -2,8 +2,8 @@
 started, a running I/O loop, an event log, and ``qmp_watch``, which starts
 a ``QMPSource`` on given sockets and stops it after the test.
 
-``qmp_watch`` is also the hook for tests with a booted guest (the lab's
-``booted_guest``/``boot_guest`` fixtures are imported here): point it at the
+``qmp_watch`` is also the hook for tests with a booted guest (the root
+conftest's ``booted_guest``/``boot_guest`` fixtures): point it at the
 guest QEMU's QMP socket (``vm.spec.qmp_socket``) and read ring indices and
 vhost state from ``collect()``.
 """
@@ -21,24 +21,15 @@ from svqtui.io_loop import IOLoop
 from svqtui.sources.base import SourceContext
 from svqtui.sources.qmp import QMPSource, Timing
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
-from tests.support.guest import boot_guest, booted_guest, guest_image, storage_daemon
+from tests.support.markers import QEMU, needs
 from tests.support.qemu import QemuLab
-
-# The lab's booted-guest fixtures (tests.support.guest), for tests on a running vhost device.
-__all__ = ["boot_guest", "booted_guest", "guest_image", "storage_daemon"]
-
-# Fast but not frantic: reconnects within about a second while tests wait.
-TEST_TIMING = Timing(
-    poll_s=0.2,
-    connect_timeout_s=3.0,
-    command_timeout_s=10.0,
-    backoff_first_s=0.2,
-    backoff_cap_s=1.0,
-)
+from tests.support.qmp import TEST_TIMING, WatchFn
 
 
 @pytest.fixture
+@needs(QEMU)
 def lab(tmp_path: Path) -> Iterator[QemuLab]:
+    """A launcher for guestless QEMUs and storage daemons; all stopped after the test."""
     launcher = QemuLab(tmp_path)
     try:
         yield launcher
@@ -48,6 +39,7 @@ def lab(tmp_path: Path) -> Iterator[QemuLab]:
 
 @pytest.fixture
 def io_loop() -> Iterator[IOLoop]:
+    """A started I/O loop, stopped after the test."""
     loop = IOLoop("test-io")
     loop.start()
     try:
@@ -58,10 +50,8 @@ def io_loop() -> Iterator[IOLoop]:
 
 @pytest.fixture
 def event_log() -> EventLog:
+    """An empty event log."""
     return EventLog()
-
-
-WatchFn = Callable[..., QMPSource]
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from svqtui.sources.demo.settings import DemoConfig
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.devices import NOTE_COUNTS, NOTE_MASK, SOURCE_STATUS
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import connected_vm, device, wait_for
 from tests.support.qemu import QemuLab, QemuSpec, vhost_user_blk, virtio_blk_net
+from tests.support.qmp import WatchFn, connected_vm, device
+from tests.support.wait import wait_until
 
 
 def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch: WatchFn) -> None:
@@ -38,7 +38,7 @@ def test_virtio_blk_and_net_are_listed_with_their_queues(lab: QemuLab, qmp_watch
         polled = all(q.ring_source == SOURCE_STATUS for q in blk.queues)
         return row if polled and row.cpu_percent is not None else None
 
-    row = wait_for(ready, "the VM with polled queues", describe=source.collect)
+    row = wait_until(ready, what="the VM with polled queues", describe=source.collect)
     assert row.pid == proc.pid and row.rss_bytes and row.rss_bytes > 0
     assert row.source == SourceKind.QMP and row.label == "qmp"
     assert row.status.startswith("prelaunch")
@@ -67,7 +67,9 @@ def test_vhost_user_blk_shows_vhost_state_and_socket_path(lab: QemuLab, qmp_watc
     spec = QemuSpec(qmp=qmp, name="vhost", shared_memory=True, devices=vhost_user_blk(sock))
     lab.qemu(spec)
     source = qmp_watch(qmp)
-    row = wait_for(lambda: connected_vm(source, "vhost"), "the vhost VM", describe=source.collect)
+    row = wait_until(
+        lambda: connected_vm(source, "vhost"), what="the vhost VM", describe=source.collect
+    )
     vub = device(row, "vub0")
     assert vub.kind == "vhost-user-blk"
     assert vub.socket_path == str(sock)
@@ -99,7 +101,7 @@ def test_qmp_device_joins_the_interposer_row_by_socket_path(
     lab.storage_daemon(sock)
     lab.qemu(QemuSpec(qmp=qmp, name="joined", shared_memory=True, devices=vhost_user_blk(sock)))
     source = qmp_watch(qmp)
-    row = wait_for(lambda: connected_vm(source, "joined"), "the VM", describe=source.collect)
+    row = wait_until(lambda: connected_vm(source, "joined"), what="the VM", describe=source.collect)
     interposed = DeviceView(
         key="vu:disk",
         name="disk",
@@ -139,7 +141,7 @@ def test_batch_json_of_a_runtime_includes_the_qmp_vm(lab: QemuLab, tmp_path: Pat
                 return vms[0]
             return None
 
-        vm = wait_for(batch, "the VM in the JSON snapshot")
+        vm = wait_until(batch, what="the VM in the JSON snapshot")
     devices = {d["name"]: d for d in vm["devices"]}  # type: ignore[index,union-attr]
     assert devices["net0"]["kind"] == "virtio-net" and len(devices["net0"]["queues"]) == 3
     assert devices["blk0"]["source"] == "qmp" and devices["blk0"]["queues"][0]["kicks"] is None

@@ -15,9 +15,9 @@ import pytest
 from svqtui.eventlog import EventLog
 from svqtui.sources import discovery
 from svqtui.sources.discovery import DiscoveredVM, is_qemu_system, parse_cmdline, split_opts
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import connected_vm, log_lines, rows, vm, wait_for
 from tests.support.qemu import QemuLab, QemuSpec, virtio_blk_net
+from tests.support.qmp import WatchFn, connected_vm, log_lines, rows, vm
+from tests.support.wait import wait_until
 
 Q = "qemu-system-x86_64"
 
@@ -169,13 +169,15 @@ def test_discovered_vms_are_watched_listed_and_dropped_when_gone(
     mine = {with_qmp.pid, without.pid}
     source = qmp_watch(scan=_only(lambda: mine), rediscover_s=0.3, drop_after_s=1.0)
 
-    row = wait_for(
-        lambda: connected_vm(source, "disco"), "the discovered VM", describe=lambda: rows(source)
+    row = wait_until(
+        lambda: connected_vm(source, "disco"),
+        what="the discovered VM",
+        describe=lambda: rows(source),
     )
     assert row.label == "discovered" and row.pid == with_qmp.pid
     assert {d.name for d in row.devices} == {"blk0", "net0"}
-    mute = wait_for(
-        lambda: vm(source, "mute"), "the QEMU without QMP", describe=lambda: rows(source)
+    mute = wait_until(
+        lambda: vm(source, "mute"), what="the QEMU without QMP", describe=lambda: rows(source)
     )
     assert not mute.connected and mute.pid == without.pid
     assert mute.status.startswith("no QMP unix socket on its command line; add -qmp unix:")
@@ -186,11 +188,13 @@ def test_discovered_vms_are_watched_listed_and_dropped_when_gone(
         r = vm(source, "disco")
         return r is not None and not r.connected
 
-    wait_for(
-        disconnected, "the dead QEMU's row to turn disconnected", describe=lambda: rows(source)
+    wait_until(
+        disconnected, what="the dead QEMU's row to turn disconnected", describe=lambda: rows(source)
     )
-    wait_for(
-        lambda: vm(source, "disco") is None, "the row to be dropped", describe=lambda: rows(source)
+    wait_until(
+        lambda: vm(source, "disco") is None,
+        what="the row to be dropped",
+        describe=lambda: rows(source),
     )
     assert vm(source, "mute") is not None
     assert any("disco: QEMU process gone; row dropped" in line for line in log_lines(event_log))

@@ -3,7 +3,7 @@ row that keeps retrying, other VMs keep working, a dead QEMU's row turns
 disconnected and a restarted one is picked up again.
 
 The broken peers (garbage, hang-up mid-command, silence, an older QEMU) are
-fake servers (fake_qmp.py): a real QEMU here cannot behave that way.
+fake servers (tests/support/fake_qmp.py): a real QEMU here cannot behave that way.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 from svqtui.engine import EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.sources.qmp import Timing
-from tests.sources.qmp.conftest import TEST_TIMING, WatchFn
-from tests.sources.qmp.fake_qmp import FakeQMP
-from tests.sources.qmp.helpers import connected_vm, log_lines, rows, vm, wait_for
+from tests.support.fake_qmp import FakeQMP
 from tests.support.qemu import QemuLab, QemuSpec, virtio_blk_net
+from tests.support.qmp import TEST_TIMING, WatchFn, connected_vm, log_lines, rows, vm
+from tests.support.wait import wait_until
 
 FAST_GIVE_UP = Timing(
     poll_s=0.2, connect_timeout_s=0.5, command_timeout_s=5.0, backoff_first_s=0.2, backoff_cap_s=1.0
@@ -81,7 +81,7 @@ def test_broken_socket_gives_one_line_and_a_retrying_disconnected_row(
         row = vm(source, "broken")
         return row is not None and row.status.endswith("retrying in 1s")
 
-    wait_for(backed_off, "the backoff to reach its cap", describe=lambda: rows(source))
+    wait_until(backed_off, what="the backoff to reach its cap", describe=lambda: rows(source))
     row = vm(source, "broken")
     assert row is not None and not row.connected and not row.devices
     assert row.status.startswith(f"disconnected: {reason}"), row.status
@@ -106,8 +106,10 @@ def test_faulty_sockets_do_not_stop_a_healthy_vm(
     qmp = lab.path("ok.qmp")
     lab.qemu(QemuSpec(qmp=qmp, name="healthy", devices=virtio_blk_net()))
     source = qmp_watch(*broken, qmp, timing=FAST_GIVE_UP)
-    row = wait_for(
-        lambda: connected_vm(source, "healthy"), "the healthy VM", describe=lambda: rows(source)
+    row = wait_until(
+        lambda: connected_vm(source, "healthy"),
+        what="the healthy VM",
+        describe=lambda: rows(source),
     )
     assert {d.name for d in row.devices} == {"blk0", "net0"}
     others = [v for v in source.collect(EngineSnapshot.empty()) if v.name != "healthy"]
@@ -129,7 +131,7 @@ def test_qemu_without_x_query_virtio_is_listed_with_the_reason(
         row = vm(source, "old")
         return row is not None and row.connected and "lacks" in row.status
 
-    wait_for(listed, "the old QEMU's row", describe=lambda: rows(source))
+    wait_until(listed, what="the old QEMU's row", describe=lambda: rows(source))
     row = vm(source, "old")
     assert row is not None and not row.devices
     assert "QEMU 6.2.0 lacks x-query-virtio" in row.status and "7.2" in row.status
@@ -145,8 +147,10 @@ def test_killed_qemu_turns_disconnected_and_a_restarted_one_is_picked_up(
     spec = QemuSpec(qmp=qmp, name="phoenix", devices=virtio_blk_net())
     first = lab.qemu(spec)
     source = qmp_watch(qmp, timing=TEST_TIMING)
-    wait_for(
-        lambda: connected_vm(source, "phoenix"), "the first QEMU", describe=lambda: rows(source)
+    wait_until(
+        lambda: connected_vm(source, "phoenix"),
+        what="the first QEMU",
+        describe=lambda: rows(source),
     )
     first.kill()
 
@@ -154,12 +158,14 @@ def test_killed_qemu_turns_disconnected_and_a_restarted_one_is_picked_up(
         row = vm(source, "phoenix")
         return row is not None and not row.connected
 
-    wait_for(down, "the row to turn disconnected", describe=lambda: rows(source))
+    wait_until(down, what="the row to turn disconnected", describe=lambda: rows(source))
     row = vm(source, "phoenix")
     assert row is not None and row.status.startswith("disconnected: ") and not row.devices
     second = lab.qemu(spec)
-    row = wait_for(
-        lambda: connected_vm(source, "phoenix"), "the restarted QEMU", describe=lambda: rows(source)
+    row = wait_until(
+        lambda: connected_vm(source, "phoenix"),
+        what="the restarted QEMU",
+        describe=lambda: rows(source),
     )
     assert row.pid == second.pid != first.pid
     assert any("reconnected" in line for line in log_lines(event_log))

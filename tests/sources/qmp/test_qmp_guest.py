@@ -15,8 +15,8 @@ from svqtui.lab.qemu_vm import QemuVM
 from svqtui.model import VMView
 from svqtui.sources.qmp import Timing
 from svqtui.sources.qmp.devices import DETAIL_EVERY, SOURCE_ELEMENT
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import device, rows, vm, wait_for
+from tests.support.qmp import WatchFn, device, rows, vm
+from tests.support.wait import wait_until
 
 FAST = Timing(poll_s=0.1, connect_timeout_s=5.0, command_timeout_s=10.0)
 IO_TIMEOUT_S = 60.0
@@ -37,7 +37,7 @@ def test_polling_a_running_vhost_user_disk_shows_its_ring_and_never_stalls_the_g
         q0 = device(row, "vblk0").queues[0]
         return row if q0.ring_source == SOURCE_ELEMENT and q0.used_idx else None
 
-    first = wait_for(started, "the running disk's ring", describe=lambda: rows(source))
+    first = wait_until(started, what="the running disk's ring", describe=lambda: rows(source))
     disk = device(first, "vblk0")
     assert disk.kind == "vhost-user-blk" and disk.vhost_started is True
     assert disk.status == "vhost started" and disk.log_enabled is False
@@ -56,5 +56,5 @@ def test_polling_a_running_vhost_user_disk_shows_its_ring_and_never_stalls_the_g
         q0 = device(row, "vblk0").queues[0]
         return row if q0.used_idx is not None and q0.used_idx != used_before else None
 
-    row = wait_for(moved, "queue 0's used index to move", describe=lambda: rows(source))
+    row = wait_until(moved, what="queue 0's used index to move", describe=lambda: rows(source))
     assert row.connected and row.pid == booted_guest.pid

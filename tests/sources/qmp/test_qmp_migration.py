@@ -3,15 +3,15 @@ shown from start to completion, and its events are logged."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from svqtui.eventlog import EventLog
-from tests.sources.qmp.conftest import WatchFn
-from tests.sources.qmp.helpers import TIMEOUT_S, connected_vm, log_lines, vm
+from svqtui.model import MigrationView
 from tests.support.qemu import QemuLab, QemuSpec, free_tcp_port, virtio_blk_net
+from tests.support.qmp import TIMEOUT_S, WatchFn, connected_vm, log_lines, vm
+from tests.support.wait import wait_until
 
 # About 600 KB to send (ROMs; the rest is zero pages): at 250 KB/s the
 # migration stays active for seconds, many times the 0.2 s poll interval.
@@ -43,12 +43,8 @@ def test_local_live_migration_is_shown_from_start_to_completion(
     )
     lab.qemu(QemuSpec(qmp=dst_qmp, name="dst", devices=virtio_blk_net(), incoming="defer"))
     source = qmp_watch(src_qmp)
-    first = None
-    deadline = time.monotonic() + TIMEOUT_S
-    while first is None and time.monotonic() < deadline:
-        first = connected_vm(source, "src")
-        time.sleep(0.05)
-    assert first is not None and first.migration is None
+    first = wait_until(lambda: connected_vm(source, "src"), TIMEOUT_S, what="the source VM")
+    assert first.migration is None
 
     dst = _driver(dst_qmp)
     try:
@@ -65,10 +61,10 @@ def test_local_live_migration_is_shown_from_start_to_completion(
         drv.close()
 
     seen: list[str] = []
-    active_view = None
-    done = None
-    deadline = time.monotonic() + TIMEOUT_S
-    while done is None and time.monotonic() < deadline:
+    active_view: MigrationView | None = None
+
+    def finished() -> MigrationView | None:
+        nonlocal active_view
         row = vm(source, "src")
         mig = row.migration if row is not None else None
         if mig is not None:
@@ -77,9 +73,12 @@ def test_local_live_migration_is_shown_from_start_to_completion(
             if mig.status == "active" and mig.transferred is not None:
                 active_view = mig
             if mig.status in ("completed", "failed"):
-                done = mig
-        time.sleep(0.05)
-    assert done is not None, f"migration did not finish; statuses seen: {seen}"
+                return mig
+        return None
+
+    done = wait_until(
+        finished, TIMEOUT_S, interval=0.05, what="the migration to finish", describe=lambda: seen
+    )
     assert done.status == "completed", seen
     assert "active" in seen and seen.index("active") < seen.index("completed"), seen
     assert active_view is not None and active_view.total and active_view.total > 0

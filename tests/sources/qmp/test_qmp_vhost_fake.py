@@ -27,9 +27,9 @@ from svqtui.sources.qmp.devices import (
     SOURCE_ELEMENT,
     SOURCE_STATUS,
 )
-from tests.sources.qmp.conftest import TEST_TIMING, WatchFn
-from tests.sources.qmp.fake_qmp import BASE_COMMANDS, FakeQMP
-from tests.sources.qmp.helpers import device, log_lines, vm, wait_for
+from tests.support.fake_qmp import BASE_COMMANDS, FakeQMP
+from tests.support.qmp import TEST_TIMING, WatchFn, device, log_lines, vm
+from tests.support.wait import wait_until
 
 VIRTIO_COMMANDS = (
     "x-query-virtio",
@@ -171,7 +171,7 @@ def test_running_vhost_device_shows_guest_ring_and_vhost_dev_and_is_never_sent_q
         shadow=False,
     )
     source = qmp_watch(fake.path)
-    row = wait_for(lambda: _polled(source, {"vub0", "rng0"}), "both devices polled")
+    row = wait_until(lambda: _polled(source, {"vub0", "rng0"}), what="both devices polled")
     vub, rng = device(row, "vub0"), device(row, "rng0")
     assert [(q.avail_idx, q.used_idx, q.ring_source) for q in vub.queues] == [
         (700, 500, SOURCE_ELEMENT),
@@ -184,7 +184,7 @@ def test_running_vhost_device_shows_guest_ring_and_vhost_dev_and_is_never_sent_q
     assert vub.socket_path == "/run/vub0-chr.sock" and vub.status == "vhost started"
     assert [(q.avail_idx, q.used_idx, q.ring_source) for q in rng.queues] == [(4, 3, SOURCE_STATUS)]
     assert rng.vhost_started is False and rng.log_enabled is None
-    wait_for(lambda: fake.commands_received(CMD_VHOST), "a vhost ring check")
+    wait_until(lambda: fake.commands_received(CMD_VHOST), what="a vhost ring check")
     to_vub = [m for m in fake.commands_received(CMD_STATUS) if "vub0" in m["arguments"]["path"]]
     assert to_vub == []
     assert all("vub0" in m["arguments"]["path"] for m in fake.commands_received(CMD_VHOST))
@@ -206,7 +206,7 @@ def test_shadow_through_qmp_where_qemu_offers_the_rfc_command(
         shadow=True,
     )
     source = qmp_watch(fake.path)
-    row = wait_for(lambda: _polled(source, {"vub0", "rng0"}), "both devices polled")
+    row = wait_until(lambda: _polled(source, {"vub0", "rng0"}), what="both devices polled")
     vub = device(row, "vub0")
     assert vub.shadow_via is ShadowVia.QMP and SHADOW_COMMAND in vub.shadow_note
     assert not vub.shadow
@@ -243,7 +243,7 @@ def test_rfc_shadow_command_refused_when_the_virtio_name_is_ambiguous(
         shadow=True,
     )
     source = qmp_watch(fake.path)
-    row = wait_for(lambda: _polled(source, {"vub0", "vub1"}), "both devices polled")
+    row = wait_until(lambda: _polled(source, {"vub0", "vub1"}), what="both devices polled")
     vub1 = device(row, "vub1")
     assert vub1.shadow_via is ShadowVia.NONE and "share" in vub1.shadow_note
     with pytest.raises(ActionUnsupported, match="virtio name 'virtio-blk'"):
@@ -269,7 +269,7 @@ def test_many_devices_and_queues_stay_within_the_command_budget(
         max_commands_per_s=CAP,
     )
     source = qmp_watch(fake.path, timing=timing)
-    wait_for(lambda: _polled(source, set(devices)), "every queue's ring read", timeout=60)
+    wait_until(lambda: _polled(source, set(devices)), what="every queue's ring read", timeout=60)
     start_count, start = len(fake.received), time.monotonic()
     time.sleep(1.5)
     rate = (len(fake.received) - start_count) / (time.monotonic() - start)

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon, short_dir
-from support.vhost_user_rig import Context, InterposerRig
+
+from tests.support.markers import QEMU, needs
+from tests.support.qsd import StorageDaemon, short_dir, vhost_user_blk_daemon
+from tests.support.vhost_user_rig import Context, InterposerRig
 
 
 @pytest.fixture(autouse=True)
@@ -33,9 +35,10 @@ def sock_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+@needs(QEMU)
 def qsd(sock_dir: Path) -> Iterator[StorageDaemon]:
     """qemu-storage-daemon exporting two vhost-user-blk devices (2 queues each)."""
-    daemon = StorageDaemon(sock_dir, exports=2)
+    daemon = vhost_user_blk_daemon(sock_dir, exports=2)
     daemon.start()
     try:
         yield daemon

@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import VhostUserFrontend, pattern
-from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 from svqtui.sources.vhost_user.codec import (
     MAX_PAYLOAD,
@@ -27,6 +24,10 @@ from svqtui.sources.vhost_user.codec import (
     pack_u64,
     pack_vring_file,
 )
+from tests.support.qsd import StorageDaemon, vhost_user_blk_daemon
+from tests.support.vhost_user_frontend import VhostUserFrontend, pattern
+from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds
+from tests.support.wait import wait_until
 
 R = FrontendRequest
 
@@ -243,7 +244,8 @@ def test_fuzzed_garbage_closes_only_its_pair(
     verified I/O throughout, the interposer keeps listening, and no fd leaks."""
     other_dir = sock_dir / "other"
     other_dir.mkdir()
-    other_qsd = StorageDaemon(other_dir, exports=1).start()
+    other_qsd = vhost_user_blk_daemon(other_dir, exports=1)
+    other_qsd.start()
     rig = InterposerRig(context, sock_dir, [qsd.sockets[0], other_qsd.sockets[0]])
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -282,15 +284,15 @@ def test_fuzzed_garbage_closes_only_its_pair(
                 pass  # the interposer may close the pair mid-way
             finally:
                 sock.close()
-            wait_for(
+            wait_until(
                 lambda: connections_ended(context, rig.key()) > ended,
-                "the fuzzed connection to end",
+                what="the fuzzed connection to end",
             )
             assert not failures, failures
 
         fuzz()
         before = rounds[0]
-        wait_for(lambda: failures or rounds[0] > before + 1, "more I/O on the other device")
+        wait_until(lambda: failures or rounds[0] > before + 1, what="more I/O on the other device")
         stop.set()
         worker.join(30)
         assert not failures, failures
@@ -319,7 +321,7 @@ def test_unreachable_back_end_drops_qemu_with_the_reason(context: Context, sock_
             sock.connect(rig.devices[0].listen)
             wait_eof(sock)
             sock.close()
-        wait_for(lambda: len(context.events(rig.key(), "error")) == 3, "three error lines")
+        wait_until(lambda: len(context.events(rig.key(), "error")) == 3, what="three error lines")
         status = rig.device().status
         assert (
             status == f"disconnected: back-end unreachable at {missing}: No such file or directory"

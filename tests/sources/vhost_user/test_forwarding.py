@@ -8,20 +8,21 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import (
-    VIRTIO_BLK_T_IN,
-    WANTED_PROTOCOL,
-    VhostUserFrontend,
-    pattern,
-)
-from support.vhost_user_rig import InterposerRig, wait_for
 
 from svqtui.model import MaskState
 from svqtui.sources.vhost_user.codec import ProtocolFeature
 from svqtui.sources.vhost_user.device import claim_socket_path
 from svqtui.sources.vhost_user.errors import ListenError
 from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import (
+    VIRTIO_BLK_T_IN,
+    WANTED_PROTOCOL,
+    VhostUserFrontend,
+    pattern,
+)
+from tests.support.vhost_user_rig import InterposerRig
+from tests.support.wait import wait_until
 
 
 def test_pass_mode_io_is_forwarded_and_verified(rig: InterposerRig) -> None:
@@ -63,7 +64,9 @@ def test_protocol_features_that_bypass_eventfds_are_hidden(
         | 1 << ProtocolFeature.INFLIGHT_SHMFD
     )
     assert fe.offered_protocol_features == offered & ~hidden
-    wait_for(lambda: any("HOST_NOTIFIER" in n for n in rig.device().notes), "the hidden note")
+    wait_until(
+        lambda: any("HOST_NOTIFIER" in n for n in rig.device().notes), what="the hidden note"
+    )
     assert rig.device().protocol_features == "MQ, REPLY_ACK, CONFIG"
 
 

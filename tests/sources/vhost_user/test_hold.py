@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support.vhost_user_rig import Context, InterposerRig
 
 from svqtui.sources.vhost_user.codec import (
     ALWAYS_REPLIED,
@@ -30,6 +29,7 @@ from svqtui.sources.vhost_user.codec import (
     pack_vring_file,
 )
 from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.vhost_user_rig import Context, InterposerRig
 
 R = FrontendRequest
 SLOW_S = 0.3

@@ -8,10 +8,10 @@ import struct
 import threading
 import time
 
-from support.vhost_user_frontend import pattern
-from support.vhost_user_rig import InterposerRig, wait_for
-
 from svqtui.sources.vhost_user.codec import FrontendRequest
+from tests.support.vhost_user_frontend import pattern
+from tests.support.vhost_user_rig import InterposerRig
+from tests.support.wait import wait_until
 
 R = FrontendRequest
 FREEZE_S = 2.0
@@ -73,7 +73,7 @@ def test_frozen_caller_loop_does_not_delay_round_trips_or_relaying(rig: Interpos
     assert ios[0] >= 20, f"only {ios[0]} I/O rounds during the freeze"
     worst = max(round_trips)
     assert worst < ROUND_TRIP_LIMIT_S, f"slowest round trip {worst * 1000:.1f} ms"
-    wait_for(
+    wait_until(
         lambda: (rig.queue(0).kicks or 0) - kicks_before == 2 * ios[0],
-        "the engine to have relayed every kick of the freeze",
+        what="the engine to have relayed every kick of the freeze",
     )

@@ -8,17 +8,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import (
-    BLOCK,
-    SECTOR,
-    VIRTIO_BLK_T_IN,
-    VIRTIO_BLK_T_OUT,
-    WANTED_PROTOCOL,
-    VhostUserFrontend,
-    pattern,
-)
-from support.vhost_user_rig import Context, InterposerRig, wait_for
 
 from svqtui.engine import Link
 from svqtui.engine.errors import EngineFull
@@ -27,6 +16,18 @@ from svqtui.sources.errors import ActionUnsupported
 from svqtui.sources.vhost_user.codec import FrontendRequest, ProtocolFeature, pack_vring_file
 from svqtui.sources.vhost_user.errors import NotConnected
 from svqtui.sources.vhost_user.fdident import eventfd_id
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import (
+    BLOCK,
+    SECTOR,
+    VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
+    WANTED_PROTOCOL,
+    VhostUserFrontend,
+    pattern,
+)
+from tests.support.vhost_user_rig import Context, InterposerRig
+from tests.support.wait import wait_until
 
 R = FrontendRequest
 SECTORS = BLOCK // SECTOR  # sectors per 4 KiB block
@@ -54,7 +55,7 @@ def test_shadow_from_connect_counts_every_kick_and_call(shadow_rig: InterposerRi
             q = shadow_rig.queue(qi)
             return q.kicks == fe.queues[qi].kicks_sent and q.calls == done[qi] + 2
 
-        wait_for(exact, f"exact counts on queue {qi}")
+        wait_until(exact, what=f"exact counts on queue {qi}")
         q = shadow_rig.queue(qi)
         assert q.shadow and q.mask is MaskState.UNMASKED
         assert fe.queues[qi].calls_received >= done[qi]
@@ -116,14 +117,14 @@ def test_shadow_toggled_50_times_under_io_loses_nothing(
         for toggle in range(100):
             before = list(ops)
             if toggle < 50:
-                wait_for(
+                wait_until(
                     lambda b=before: errors or (ops[0] > b[0] and ops[1] > b[1]),
-                    "I/O progress on both queues",
+                    what="I/O progress on both queues",
                 )
             assert not errors, errors
             rig.source.set_shadow(rig.key(), toggle % 2 == 0)
         before = list(ops)
-        wait_for(lambda: errors or (ops[0] > before[0] and ops[1] > before[1]), "more I/O")
+        wait_until(lambda: errors or (ops[0] > before[0] and ops[1] > before[1]), what="more I/O")
     finally:
         stop.set()
         for t in threads:
@@ -172,8 +173,8 @@ def test_operator_mask_latches_pending_and_unmask_delivers_exactly_once(
     for block in range(3):
         fe.submit(0, VIRTIO_BLK_T_IN, block * SECTORS)
     fe.kick(0)
-    wait_for(lambda: fe.used_idx(fe.queues[0]) == 7, "the back-end completing 3 requests")
-    wait_for(lambda: rig.queue(0).mask is MaskState.PENDING, "the queue to show PENDING")
+    wait_until(lambda: fe.used_idx(fe.queues[0]) == 7, what="the back-end completing 3 requests")
+    wait_until(lambda: rig.queue(0).mask is MaskState.PENDING, what="the queue to show PENDING")
     assert rig.queue(0).held >= 1
     assert fe.drain_call(0) == 0  # nothing reached the guest
     rig.source.set_masked(rig.key(), 0, False)
@@ -286,7 +287,7 @@ def test_unmask_racing_shadow_off_never_strands_a_held_call(rig: InterposerRig) 
         rig.source.set_masked(rig.key(), 0, True)
         fe.submit(0, VIRTIO_BLK_T_IN, round_ * SECTORS)
         fe.kick(0)
-        wait_for(lambda: rig.queue(0).mask is MaskState.PENDING, "the completion to be held")
+        wait_until(lambda: rig.queue(0).mask is MaskState.PENDING, what="the completion to be held")
         barrier = threading.Barrier(2)
         refused: list[BaseException] = []
 

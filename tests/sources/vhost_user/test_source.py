@@ -7,9 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from support.qsd import StorageDaemon
-from support.vhost_user_frontend import pattern
-from support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds, wait_for
 
 from svqtui.config import Config
 from svqtui.io_loop import IOLoopReentry
@@ -19,6 +16,10 @@ from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.settings import QMPConfig
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.settings import VhostUserDevice
+from tests.support.qsd import StorageDaemon
+from tests.support.vhost_user_frontend import pattern
+from tests.support.vhost_user_rig import Context, InterposerRig, open_fds, wait_fds
+from tests.support.wait import wait_until
 
 
 def test_devices_waiting_for_qemu_are_listed_with_their_socket(rig: InterposerRig) -> None:
@@ -37,7 +38,7 @@ def test_devices_waiting_for_qemu_are_listed_with_their_socket(rig: InterposerRi
     status = rig.source.status()
     assert status.connected and status.message == "0 of 2 device(s) connected"
     rig.ready_frontend()
-    wait_for(lambda: rig.source.status().message == "1 of 2 device(s) connected", "status")
+    wait_until(lambda: rig.source.status().message == "1 of 2 device(s) connected", what="status")
 
 
 def test_a_device_that_cannot_listen_is_shown_and_the_others_work(
@@ -49,8 +50,8 @@ def test_a_device_that_cannot_listen_is_shown_and_the_others_work(
     good = str(sock_dir / "good.sock")
     source = VhostUserSource(
         [
-            VhostUserDevice("bad", missing, qsd.sockets[0]),
-            VhostUserDevice("good", good, qsd.sockets[1]),
+            VhostUserDevice("bad", missing, str(qsd.sockets[0])),
+            VhostUserDevice("good", good, str(qsd.sockets[1])),
         ]
     )
     source.start(context.ctx)
@@ -78,7 +79,7 @@ def test_shadow_chosen_while_disconnected_applies_from_the_next_connect(
     fe.write_block(0, 0, pattern(0, 1))
     dev = rig.device()
     assert dev.shadow and all(q.shadow for q in dev.queues)
-    wait_for(lambda: rig.queue(0).kicks == fe.queues[0].kicks_sent, "exact kick count")
+    wait_until(lambda: rig.queue(0).kicks == fe.queues[0].kicks_sent, what="exact kick count")
 
 
 def test_actions_are_refused_on_the_io_loop_and_for_unknown_devices(
@@ -135,7 +136,7 @@ def test_runtime_routes_actions_to_the_interposer(qsd: StorageDaemon, sock_dir: 
     listen = str(sock_dir / "rt.sock")
     config = Config(
         sections={
-            "devices": (VhostUserDevice("rt", listen, qsd.sockets[0]),),
+            "devices": (VhostUserDevice("rt", listen, str(qsd.sockets[0])),),
             "qmp": QMPConfig(discover=False),
         },
     )

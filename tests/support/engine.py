@@ -1,4 +1,5 @@
-"""Helpers for the engine tests: real eventfds, polling waits and a command barrier.
+"""Helpers for the engine tests: real eventfds and a command barrier (waits:
+tests.support.wait).
 
 Nothing here is a mock: every fd is a real eventfd (or a real pipe/file where a
 test wants a bad one) and every engine is a real Engine with its C thread.
@@ -9,13 +10,10 @@ from __future__ import annotations
 import os
 import select
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from svqtui.engine import Engine
-
-WAIT_TIMEOUT_S = 5.0
 
 
 def eventfd() -> int:
@@ -41,21 +39,6 @@ def readable(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def wait_until(
-    pred: Callable[[], object], timeout: float = WAIT_TIMEOUT_S, what: str = "condition"
-) -> None:
-    """Poll `pred` until it is true; fail after a generous timeout.
-
-    Used instead of sleeps and timing assertions: a fast machine passes at
-    once, a slow or noisy one just polls longer.
-    """
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.0005)
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,27 @@
-"""Small helpers for the QMP tests: waiting on conditions, finding rows, reading the log."""
+"""Small helpers for the QMP tests: the test timing, finding rows, reading the log."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from svqtui.engine import EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, VMView
-from svqtui.sources.qmp import QMPSource
+from svqtui.sources.qmp import QMPSource, Timing
 
-T = TypeVar("T")
 TIMEOUT_S = 45.0  # generous: a shared, noisy 2-core machine
 
+# Fast but not frantic: reconnects within about a second while tests wait.
+TEST_TIMING = Timing(
+    poll_s=0.2,
+    connect_timeout_s=3.0,
+    command_timeout_s=10.0,
+    backoff_first_s=0.2,
+    backoff_cap_s=1.0,
+)
 
-def wait_for(
-    probe: Callable[[], T | None],
-    what: str,
-    timeout: float = TIMEOUT_S,
-    describe: Callable[[], object] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns a truthy value; fail saying ``what`` and the state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = describe() if describe is not None else None
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; state: {state}")
-        time.sleep(0.05)
+#: The ``qmp_watch`` fixture: start a QMPSource on the given sockets.
+WatchFn = Callable[..., QMPSource]
 
 
 def vm(source: QMPSource, name: str) -> VMView | None:

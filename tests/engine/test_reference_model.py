@@ -1,4 +1,6 @@
-"""Property test: the engine against a small reference model of one queue.
+"""Property test: the relay engine (svqtui.engine) against a reference model of
+one queue defined here (the expected signal counts and mask state; this is not
+svqtui/model.py, the console's data model).
 
 A hypothesis state machine drives one queue through random sequences of
 source notifications, injections, mask/unmask, fd replacements, counter
@@ -17,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from svqtui.engine import End, Engine, Link
-
-from .helpers import Rig, drain, signal, wait_until
+from tests.support.engine import Rig, drain, signal
+from tests.support.wait import wait_until
 
 LINKS = st.sampled_from([Link.KICK, Link.CALL])
 

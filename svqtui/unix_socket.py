@@ -1,0 +1,49 @@
+"""The AF_UNIX path limit, once: how long a unix socket path may be, and the check.
+
+Linux's ``sockaddr_un.sun_path`` is 108 bytes, NUL included, so a path (as
+bytes in the filesystem encoding) may be at most 107 bytes long. Every place
+that binds or connects a unix socket (the control socket, the lab's sockets,
+QEMU's and qemu-storage-daemon's) checks with ``check_path`` before it starts
+anything, and fails with ``SocketPathTooLong`` naming the path and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+from svqtui.errors import SvqtuiError
+
+#: Longest unix socket path Linux accepts, in bytes (sun_path is 108 with the NUL).
+MAX_PATH = 107
+
+
+class SocketPathTooLong(SvqtuiError, ValueError):
+    """A unix socket path longer than ``MAX_PATH`` bytes."""
+
+    def __init__(self, path: str | os.PathLike[str], what: str, hint: str) -> None:
+        self.path = os.fspath(path)
+        self.what = what
+        self.length = path_length(path)
+        super().__init__(
+            f"{what} socket path {self.path} is {self.length} bytes, longer than {MAX_PATH} "
+            f"bytes (the AF_UNIX limit): {hint}"
+        )
+
+
+def path_length(path: str | os.PathLike[str]) -> int:
+    """``path``'s length in bytes, as the kernel counts it."""
+    return len(os.fsencode(path))
+
+
+def fits(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` fits in a unix socket address."""
+    return path_length(path) <= MAX_PATH
+
+
+def check_path(
+    path: str | os.PathLike[str], what: str, hint: str = "use a shorter directory"
+) -> None:
+    """``SocketPathTooLong`` if ``path`` does not fit in a unix socket address;
+    ``what`` names the socket ("control", "QMP", ...), ``hint`` the fix."""
+    if not fits(path):
+        raise SocketPathTooLong(path, what, hint)
