@@ -10,23 +10,29 @@
  *  - fixed: after every batch with work, spin up to max_ns (a blind spin,
  *    kept as a baseline for benchmarks).
  *  - adaptive: spin only while it pays:
- *      * traffic is dense: the smoothed gap between batches with work
- *        (an EWMA, weight 1/8) is at most max_ns; the window is twice that
- *        gap, capped at max_ns;
- *      * a budget: spinning draws wall time from a token bucket refilled at
- *        budget_ppm millionths of a core (burst: 100 ms worth);
- *      * windows that find nothing back off: from the second empty window in
- *        a row, no window opens for max_ns << (streak - 1) (at most 64x);
- *      * contention: if a window got less than half of its wall time as
- *        thread CPU time, something else wanted this CPU and preempted us;
- *        no window opens for 1 ms, doubling while it repeats (up to 128 ms).
+ *      * traffic is dense: the smoothed gap between batches with work (an
+ *        EWMA, weight 1/8) is at most max_ns; the window is twice that gap,
+ *        capped at max_ns;
+ *      * a budget: spinning draws its wall time from a token bucket refilled
+ *        at budget_ppm millionths of a core (depth: 100 ms worth);
+ *      * empty windows back off: from the second empty window in a row, no
+ *        window opens for max_ns << (streak - 1) (at most 64x);
+ *      * contention: every 16 windows, count the thread's involuntary
+ *        context switches (getrusage). 4 or more (a quarter of the windows)
+ *        means other threads want this CPU and preempt us to get it:
+ *        spinning only steals from them (on one CPU, a hit then comes only
+ *        after the peer ran in our place), so no window opens for 1 ms,
+ *        doubling while it repeats (up to 128 ms). Sampled, not measured per
+ *        window, because the syscall costs microseconds on a VM, as much as a
+ *        short window; and counted, not timed, because a thread that gets
+ *        2/3 of the CPU it wants is still losing the race for it.
  *
  * Only relays count as work: the idle heartbeat and control commands never
  * open a window, so an idle engine only ever blocks.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
-#include <time.h>
+#include <sys/resource.h>
 
 #include "relay.h"
 #include "poll.h"
@@ -35,21 +41,28 @@
 #define GAP_CAP_NS 10000000LL           /* one long pause counts as 10 ms */
 #define MIN_WINDOW_NS 2000LL            /* shorter windows are not worth opening */
 #define BURST_NS 100000000LL            /* token bucket depth: 100 ms of budget */
-#define CONTENTION_MIN_NS 20000LL       /* shorter windows are too short to judge */
-#define CONTENDED_COOLDOWN_NS 1000000LL /* first back-off after a preempted window */
+#define SAMPLE_WINDOWS 16               /* windows per contention verdict */
+#define CONTENDED_SWITCHES 4            /* involuntary switches per sample: contended */
+#define CONTENDED_COOLDOWN_NS 1000000LL /* first back-off after a contended verdict */
 #define MAX_CONTENDED_SHIFT 7
 #define MAX_MISS_SHIFT 6
 
-static int64_t thread_cpu_ns(void)
+static int64_t involuntary_switches(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) < 0)
+        return -1;
+    return ru.ru_nivcsw;
 }
 
 static void bump(uint64_t *counter, uint64_t by)
 {
     __atomic_store_n(counter, *counter + by, __ATOMIC_RELAXED);
+}
+
+static int32_t mode_of(struct svq_poller *p)
+{
+    return __atomic_load_n(&p->mode, __ATOMIC_RELAXED);
 }
 
 void svq_poller_init(struct svq_poller *p)
@@ -82,7 +95,7 @@ static void refill(struct svq_poller *p, int64_t now, int64_t budget_ppm)
 /* How long to spin after the batch of work seen at `now` (0 = block). */
 static int64_t window_for(struct svq_poller *p, int64_t now)
 {
-    int32_t mode = __atomic_load_n(&p->mode, __ATOMIC_RELAXED);
+    int32_t mode = mode_of(p);
     int64_t max_ns = __atomic_load_n(&p->max_ns, __ATOMIC_RELAXED);
     int64_t budget = __atomic_load_n(&p->budget_ppm, __ATOMIC_RELAXED);
     int64_t w;
@@ -104,41 +117,56 @@ static int64_t window_for(struct svq_poller *p, int64_t now)
     return w >= MIN_WINDOW_NS ? w : 0;
 }
 
-/* End the open window: account for it and, in adaptive mode, decide on a
- * back-off. `hit`: the window ended because work came. */
+/* Contention, every SAMPLE_WINDOWS windows: was the thread preempted often
+ * since the last sample? */
+static void sample_contention(struct svq_poller *p, int64_t now)
+{
+    int64_t switches;
+
+    if (++p->sample_windows < SAMPLE_WINDOWS)
+        return;
+    p->sample_windows = 0;
+    switches = involuntary_switches();
+    if (switches < 0)
+        return;
+    if (p->sample_switches && switches - p->sample_switches >= CONTENDED_SWITCHES) {
+        uint32_t shift = p->contended_streak;
+        if (shift > MAX_CONTENDED_SHIFT)
+            shift = MAX_CONTENDED_SHIFT;
+        bump(&p->contended, 1);
+        p->contended_streak++;
+        p->cooldown_until = now + (CONTENDED_COOLDOWN_NS << shift);
+    } else {
+        p->contended_streak = 0;
+    }
+    p->sample_switches = switches;
+}
+
+/* End the open window and account for it. `hit`: work came. */
 static void close_window(struct svq_poller *p, int64_t now, int hit)
 {
     int64_t wall = now - p->start_ns;
 
     __atomic_store_n(&p->spinning, 0, __ATOMIC_RELAXED);
     bump(&p->spin_ns, (uint64_t)wall);
+    p->tokens_ns -= wall;
+    if (mode_of(p) == SVQ_POLL_ADAPTIVE)
+        sample_contention(p, now);
     if (hit) {
         bump(&p->hits, 1);
         p->miss_streak = 0;
     } else {
         bump(&p->misses, 1);
         p->miss_streak++;
-    }
-    if (__atomic_load_n(&p->mode, __ATOMIC_RELAXED) != SVQ_POLL_ADAPTIVE)
-        return;
-    p->tokens_ns -= wall;
-    if (wall >= CONTENTION_MIN_NS) {
-        int64_t cpu = thread_cpu_ns() - p->start_cpu_ns;
-        if (2 * cpu < wall) {
-            uint32_t shift = p->contended_streak < MAX_CONTENDED_SHIFT ? p->contended_streak
-                                                                       : MAX_CONTENDED_SHIFT;
-            bump(&p->contended, 1);
-            p->contended_streak++;
-            p->cooldown_until = now + (CONTENDED_COOLDOWN_NS << shift);
-        } else {
-            p->contended_streak = 0;
+        if (p->miss_streak > 1 && mode_of(p) == SVQ_POLL_ADAPTIVE) {
+            uint32_t shift = p->miss_streak - 1;
+            int64_t until;
+            if (shift > MAX_MISS_SHIFT)
+                shift = MAX_MISS_SHIFT;
+            until = now + (__atomic_load_n(&p->max_ns, __ATOMIC_RELAXED) << shift);
+            if (until > p->cooldown_until)
+                p->cooldown_until = until;
         }
-    }
-    if (p->miss_streak > 1) {
-        uint32_t shift = p->miss_streak - 1 < MAX_MISS_SHIFT ? p->miss_streak - 1 : MAX_MISS_SHIFT;
-        int64_t until = now + (__atomic_load_n(&p->max_ns, __ATOMIC_RELAXED) << shift);
-        if (until > p->cooldown_until)
-            p->cooldown_until = until;
     }
 }
 
@@ -148,17 +176,14 @@ int svq_poller_timeout(struct svq_poller *p, int64_t now)
         if (now < p->window_end)
             return 0;
         close_window(p, now, 0);
-        return -1;
+    } else if (p->armed_ns > 0) {
+        p->start_ns = now;
+        p->window_end = now + p->armed_ns;
+        p->armed_ns = 0;
+        __atomic_store_n(&p->spinning, 1, __ATOMIC_RELAXED);
+        return 0;
     }
-    if (p->armed_ns <= 0)
-        return -1;
-    p->start_ns = now;
-    p->window_end = now + p->armed_ns;
-    p->armed_ns = 0;
-    if (__atomic_load_n(&p->mode, __ATOMIC_RELAXED) == SVQ_POLL_ADAPTIVE)
-        p->start_cpu_ns = thread_cpu_ns();
-    __atomic_store_n(&p->spinning, 1, __ATOMIC_RELAXED);
-    return 0;
+    return -1;
 }
 
 void svq_poller_after(struct svq_poller *p, int work, int64_t now)

@@ -6,8 +6,8 @@
  * decides whether a window opens and how long it lasts, and accounts for the
  * time spent spinning.
  *
- * Threads: set_polling() may be called from any thread (atomic stores of the
- * settings); everything else is called by the engine thread only. The
+ * Threads: svq_poller_set() may be called from any thread (atomic stores of
+ * the settings); everything else is called by the engine thread only. The
  * counters are stored atomically so svq_stats() can read them lock-free.
  */
 #ifndef SVQ_POLL_H
@@ -21,33 +21,36 @@ struct svq_poller {
     int32_t budget_ppm;  /* adaptive: spin CPU budget, millionths of a core */
     int64_t max_ns;      /* fixed: the window; adaptive: the longest window */
 
-    /* Engine-thread state. */
+    /* Engine-thread state: the spin window. */
+    int64_t armed_ns;    /* length of the window to open at the next wait, 0 = block */
+    int64_t start_ns;    /* when the open window started */
+    int64_t window_end;  /* when the open window runs out */
+
+    /* Engine-thread state: the adaptive policy. */
     int64_t last_work_ns;    /* when the last batch with work was seen, 0 = never */
     int64_t gap_ewma_ns;     /* smoothed time between batches with work */
-    int64_t tokens_ns;       /* adaptive: spin time left in the budget */
+    int64_t tokens_ns;       /* spin time left in the budget */
     int64_t refill_ns;       /* when tokens_ns was last topped up */
-    int64_t cooldown_until;  /* adaptive: no window opens before this */
+    int64_t cooldown_until;  /* no window opens before this */
     uint32_t miss_streak;    /* windows in a row that found nothing */
-    uint32_t contended_streak;
-    int64_t armed_ns;        /* length of the window to open, 0 = block next */
-    int64_t window_end;      /* CLOCK_MONOTONIC end of the open window */
-    int64_t start_ns;        /* when the open window started */
-    int64_t start_cpu_ns;    /* the thread's CPU time then (adaptive only) */
+    uint32_t contended_streak; /* contended verdicts in a row */
+    uint32_t sample_windows; /* contention: windows since the last sample */
+    int64_t sample_switches; /* involuntary context switches then, 0 = none yet */
 
     /* Published counters (engine thread writes, svq_stats reads). */
     int32_t spinning;        /* 1 while a window is open */
     uint64_t spin_ns;        /* wall time spent in windows */
     uint64_t hits;           /* windows that found work */
     uint64_t misses;         /* windows that ran out finding nothing */
-    uint64_t contended;      /* windows in which the thread was preempted */
-    uint64_t budget_stops;   /* windows not opened (or cut) for lack of budget */
+    uint64_t contended;      /* contended verdicts (adaptive) */
+    uint64_t budget_stops;   /* windows skipped or cut for lack of budget (adaptive) */
 };
 
 void svq_poller_init(struct svq_poller *p);
 void svq_poller_set(struct svq_poller *p, int32_t mode, int64_t max_ns, int32_t budget_ppm);
 /* The epoll_wait timeout for the next wait: 0 inside a window, -1 to block. */
 int svq_poller_timeout(struct svq_poller *p, int64_t now);
-/* After a wait: `work` is how many relay events the batch held. */
+/* After the batch is handled: `work` is how many relay events it held. */
 void svq_poller_after(struct svq_poller *p, int work, int64_t now);
 
 #endif

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import select
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,7 +139,7 @@ def test_adaptive_idle_engine_stops_spinning(make_rig: list[Rig]) -> None:
     """polling adaptive: after traffic (during which it spins), an idle
     engine opens no spin window for 2 s and its thread uses under 5% of a
     core (it wakes 10 times a second for its heartbeat)."""
-    rig = _rig(make_rig, Polling.ADAPTIVE, budget=1.0)
+    rig = _rig(make_rig, Polling.ADAPTIVE, poll_us=1000, budget=1.0)
     _, fds = rig.add()
     ping_pong(fds, ROUND_TRIPS)
     idle = settled(rig.engine)
@@ -168,6 +170,30 @@ def test_adaptive_spin_stays_within_budget(make_rig: list[Rig]) -> None:
     spun = end.spin_ns - start.spin_ns
     assert spun > 0, "dense traffic should have opened spin windows"
     assert spun <= budget * (elapsed + 100e6) + 1e6, (spun, elapsed, end)
+
+
+def test_adaptive_backs_off_when_its_cpu_is_contended(make_rig: list[Rig]) -> None:
+    """polling adaptive, the engine pinned to a CPU that a busy process also
+    wants: the engine gets preempted while it spins, and says so (contended
+    verdicts), which is what stops it spinning for a while."""
+    cpu = max(os.sched_getaffinity(0))
+    engine = Engine(max_queues=8, polling=Polling.ADAPTIVE, poll_us=1000, cpu=cpu)
+    engine.start()
+    rig = Rig(engine)
+    make_rig.append(rig)
+    _, fds = rig.add()
+    hog = subprocess.Popen(
+        [sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"]
+    )
+    try:
+        deadline = time.monotonic() + 10.0
+        while engine.polling().contended == 0 and time.monotonic() < deadline:
+            ping_pong(fds, 100)
+    finally:
+        hog.kill()
+        hog.wait()
+    stats = settled(engine)
+    assert stats.contended > 0, stats
 
 
 def test_set_polling_changes_mode_at_run_time(make_rig: list[Rig]) -> None:
