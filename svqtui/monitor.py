@@ -137,6 +137,8 @@ class Monitor:
         self._tracks: dict[str, _QueueTrack] = {}
         self._last_t: float | None = None
         self._last_relays = 0
+        self._last_spin_ns = 0
+        self._last_cpu_ns: int | None = None
         self._failing: set[str] = set()
         self.latest: Snapshot | None = None
 
@@ -197,13 +199,22 @@ class Monitor:
         if self.engine is None:
             return EngineStatus(alive=False, relays_per_s=0.0, queues=0, backlog=0)
         health = self.engine.health()
+        polling = self.engine.polling()
         rate = (health.relays - self._last_relays) / dt if dt else 0.0
+        spin = (polling.spin_ns - self._last_spin_ns) / 1e9 / dt if dt else 0.0
+        cpu_ns, last_cpu_ns = polling.thread_cpu_ns, self._last_cpu_ns
+        cpu = (cpu_ns - last_cpu_ns) / 1e9 / dt if dt and cpu_ns and last_cpu_ns else None
         self._last_relays = health.relays
+        self._last_spin_ns, self._last_cpu_ns = polling.spin_ns, cpu_ns
         return EngineStatus(
             alive=health.alive,
             relays_per_s=max(rate, 0.0),
             queues=self.engine.queue_count,
             backlog=health.backlog,
+            polling=polling.mode.value,
+            spinning=polling.spinning,
+            spin_share=max(spin, 0.0),
+            cpu_share=None if cpu is None else max(cpu, 0.0),
         )
 
     def _row(
