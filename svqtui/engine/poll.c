@@ -149,9 +149,10 @@ static void close_window(struct svq_poller *p, int64_t now, int hit)
 
     __atomic_store_n(&p->spinning, 0, __ATOMIC_RELAXED);
     bump(&p->spin_ns, (uint64_t)wall);
-    p->tokens_ns -= wall;
-    if (mode_of(p) == SVQ_POLL_ADAPTIVE)
+    if (mode_of(p) == SVQ_POLL_ADAPTIVE) {
+        p->tokens_ns -= wall;
         sample_contention(p, now);
+    }
     if (hit) {
         bump(&p->hits, 1);
         p->miss_streak = 0;
@@ -186,10 +187,25 @@ int svq_poller_timeout(struct svq_poller *p, int64_t now)
     return -1;
 }
 
+/* A new mode starts with a clean slate: a full budget, no back-off. */
+static void reset_policy(struct svq_poller *p, int32_t mode, int64_t now)
+{
+    p->policy_mode = mode;
+    p->tokens_ns = __atomic_load_n(&p->budget_ppm, __ATOMIC_RELAXED) * (BURST_NS / 1000000LL);
+    p->refill_ns = now;
+    p->cooldown_until = 0;
+    p->miss_streak = p->contended_streak = p->sample_windows = 0;
+    p->sample_switches = 0;
+}
+
 void svq_poller_after(struct svq_poller *p, int work, int64_t now)
 {
+    int32_t mode = mode_of(p);
+
     if (!work)
         return; /* a tick, a command or an empty spin: the window goes on */
+    if (mode != p->policy_mode)
+        reset_policy(p, mode, now);
     if (p->last_work_ns) {
         int64_t gap = now - p->last_work_ns;
         if (gap > GAP_CAP_NS)

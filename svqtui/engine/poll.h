@@ -27,6 +27,7 @@ struct svq_poller {
     int64_t window_end;  /* when the open window runs out */
 
     /* Engine-thread state: the adaptive policy. */
+    int32_t policy_mode;     /* the mode this state was built for */
     int64_t last_work_ns;    /* when the last batch with work was seen, 0 = never */
     int64_t gap_ewma_ns;     /* smoothed time between batches with work */
     int64_t tokens_ns;       /* spin time left in the budget */
