@@ -9,7 +9,10 @@
  *  - off: always block.
  *  - fixed: after every batch with work, spin up to max_ns (a blind spin,
  *    kept as a baseline for benchmarks).
- *  - adaptive: spin only while it pays:
+ *  - adaptive: spin only while it pays, and politely: every empty spin
+ *    calls sched_yield(), so a thread waiting for this CPU (a peer on the
+ *    same CPU, a vCPU, the back-end) runs at once rather than when the
+ *    window runs out; with nothing waiting it returns at once. The rules:
  *      * traffic is dense: the smoothed gap between batches with work (an
  *        EWMA, weight 1/8) is at most max_ns; the window is twice that gap,
  *        capped at max_ns;
@@ -18,8 +21,9 @@
  *      * empty windows back off: from the second empty window in a row, no
  *        window opens for max_ns << (streak - 1) (at most 64x);
  *      * contention: every 16 windows, count the thread's involuntary
- *        context switches (getrusage). 4 or more (a quarter of the windows)
- *        means other threads want this CPU and preempt us to get it:
+ *        context switches (getrusage; a yield that let another thread run
+ *        counts as one). 4 or more (a quarter of the windows) means other
+ *        threads want this CPU and preempt us or take our yields to get it:
  *        spinning only steals from them (on one CPU, a hit then comes only
  *        after the peer ran in our place), so no window opens for 1 ms,
  *        doubling while it repeats (up to 128 ms). Sampled, not measured per
@@ -31,6 +35,7 @@
  * open a window, so an idle engine only ever blocks.
  */
 #define _GNU_SOURCE
+#include <sched.h>
 #include <stdint.h>
 #include <sys/resource.h>
 
@@ -174,8 +179,11 @@ static void close_window(struct svq_poller *p, int64_t now, int hit)
 int svq_poller_timeout(struct svq_poller *p, int64_t now)
 {
     if (p->spinning) {
-        if (now < p->window_end)
+        if (now < p->window_end) {
+            if (mode_of(p) == SVQ_POLL_ADAPTIVE)
+                sched_yield(); /* the last poll found nothing: let waiters run */
             return 0;
+        }
         close_window(p, now, 0);
     } else if (p->armed_ns > 0) {
         p->start_ns = now;

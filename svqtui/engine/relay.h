@@ -76,7 +76,7 @@ struct svq_cmd {
 
 struct svq_stats {
     int64_t heartbeat_ns;    /* last time the loop woke up (CLOCK_MONOTONIC) */
-    uint64_t loops;          /* epoll_wait returns */
+    uint64_t loops;          /* epoll_wait returns (a spin that found nothing is not one) */
     uint64_t relays;         /* source reads, all queues */
     uint64_t applied;        /* control commands applied */
     uint64_t submitted;      /* control commands submitted */
