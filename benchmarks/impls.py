@@ -1,6 +1,8 @@
 """The four relay implementations under test, behind one small interface.
 
-Owns the adapters only: svqtui's engine (`engine`), the reference C relay of
+Owns the adapters only: svqtui's engine (`engine` with its default adaptive
+polling, `engine_off` never spinning, `engine_fixed` spinning 200 us after
+every batch), the reference C relay of
 c_relay.c (`c`), a pure-Python epoll relay (`python_epoll`) and an asyncio
 relay (`asyncio`). Each relays, per queue, a kick link A -> B and a call link
 B -> C, so one notification written to A crosses the relay twice before the
@@ -22,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from svqtui.engine import Engine
+from svqtui.engine import Engine, Polling
 
 ONE = (1).to_bytes(8, sys.byteorder)
 SETTLE_TIMEOUT_S = 5.0
@@ -53,17 +55,20 @@ class Relay(Protocol):
 
 
 class EngineRelay:
-    """svqtui.engine.Engine, one queue per benchmark queue."""
+    """svqtui.engine.Engine, one queue per benchmark queue, in one polling mode."""
 
-    name = "engine"
-
-    def __init__(self) -> None:
+    def __init__(self, polling: Polling = Polling.ADAPTIVE, poll_us: int = 200) -> None:
+        self.name = "engine" if polling is Polling.ADAPTIVE else f"engine_{polling.value}"
+        self.polling = polling
+        self.poll_us = poll_us
         self._engine: Engine | None = None
+        self._opened_ns = 0
 
     def open(self, queues: Sequence[QueueFds]) -> None:
-        engine = Engine(max_queues=max(len(queues), 1))
+        engine = Engine(max_queues=max(len(queues), 1), polling=self.polling, poll_us=self.poll_us)
         engine.start()
         self._engine = engine
+        self._opened_ns = time.monotonic_ns()
         for q in queues:
             engine.add_queue(kick_src=q.a, kick_dst=q.b, call_src=q.b, call_dst=q.c)
         self._wait_add_signals(len(queues))
@@ -86,6 +91,14 @@ class EngineRelay:
         if self._engine is None:
             return 0
         return sum(q.kick.notifications for q in self._engine.snapshot().queues.values())
+
+    def usage(self) -> tuple[float, float, float]:
+        """(engine thread CPU s, spin s, wall s) since open()."""
+        if self._engine is None:
+            return 0.0, 0.0, 0.0
+        stats = self._engine.polling()
+        wall = (time.monotonic_ns() - self._opened_ns) / 1e9
+        return (stats.thread_cpu_ns or 0) / 1e9, stats.spin_ns / 1e9, wall
 
     def close(self) -> None:
         if self._engine is not None:
@@ -233,6 +246,8 @@ def factories(clib: Any) -> dict[str, Callable[[], Relay]]:
     """Implementation name -> constructor, in report order."""
     return {
         "engine": EngineRelay,
+        "engine_off": lambda: EngineRelay(Polling.OFF),
+        "engine_fixed": lambda: EngineRelay(Polling.FIXED, 200),
         "c": lambda: CRelay(clib),
         "python_epoll": PythonEpollRelay,
         "asyncio": AsyncioRelay,

@@ -7,7 +7,10 @@ and the same C drivers (c_driver.c):
 * 2-hop round trip (driver writes A, relay A -> B, relay B -> C, driver reads
   C) p50/p99/p99.9, idle and while a Python thread formats table rows nonstop;
 * relays/s and notifications/s with 64 and 1,024 queues in closed-loop rounds;
-* lost notifications: kick writes minus the relay's own count, after settling.
+* lost notifications: kick writes minus the relay's own count, after settling;
+* for the engine, in each polling mode (adaptive, off, fixed 200 us): the
+  engine thread's CPU share and the share of a core it spent spinning over
+  the measurements, and its CPU share over 1 s with no traffic at all.
 
 Usage: python benchmarks/relay.py [--quick] [--json] [--cpu N] [--busy-cpu N|same|other]
 """
@@ -34,11 +37,12 @@ import cbuild
 from impls import QueueFds, Relay, factories
 
 Figures = dict[str, Any]
-IMPLS = ("engine", "c", "python_epoll", "asyncio")
+IMPLS = ("engine", "engine_off", "engine_fixed", "c", "python_epoll", "asyncio")
 QUEUE_COUNTS = (64, 1024)
 DRIVER_TIMEOUT_MS = 2000
 SETTLE_TIMEOUT_S = 2.0
 BUSY_WARMUP = 20
+IDLE_S = 1.0  # per pass: an engine with one quiet queue, nothing written
 BUSY_NOTE = (
     "default: busy thread on another CPU, so it runs (and holds the GIL) 100% of the time "
     "and only the GIL couples it to a relay; on the relay's CPU, time-slicing adds "
@@ -89,6 +93,9 @@ METRICS = (
     Target("notifications_per_s_64", "notifications/s, 64 q", "/s"),
     Target("notifications_per_s_1024", "notifications/s, 1024 q", "/s"),
     Target("lost", "lost notifications", "", "==0"),
+    Target("engine_cpu_share", "engine thread CPU", "%"),
+    Target("spin_share", "engine spinning", "%"),
+    Target("idle_cpu_share", "idle engine CPU, no traffic", "%"),
 )
 
 
@@ -190,12 +197,20 @@ def settled_count(relay: Relay, written: int) -> int:
     return counted
 
 
+Usage = tuple[float, float, float]  # engine thread CPU s, spin s, wall s
+
+
 @contextmanager
 def session(
-    factory: Callable[[], Relay], n: int, drv: Driver, lost: list[int]
+    factory: Callable[[], Relay],
+    n: int,
+    drv: Driver,
+    lost: list[int],
+    usage: list[Usage] | None = None,
 ) -> Iterator[Session]:
     """Open a relay over n queues, drain the add-time signals, and on the way
-    out (error or not) append written-minus-counted to `lost`."""
+    out (error or not) append written-minus-counted to `lost` and, for the
+    engine, its CPU and spin time to `usage`."""
     queues = Queues(drv.ffi, n)
     relay = factory()
     s = Session(relay, queues)
@@ -206,6 +221,9 @@ def session(
     finally:
         try:
             lost.append(s.written - settled_count(relay, s.written))
+            meter = getattr(relay, "usage", None)
+            if usage is not None and meter is not None:
+                usage.append(meter())
         finally:
             relay.close()
             queues.close()
@@ -285,6 +303,8 @@ class Raw:
     busy_rows_per_s: list[float] = field(default_factory=list)
     notifications_per_s: dict[int, list[float]] = field(default_factory=dict)
     lost: list[int] = field(default_factory=list)
+    usage: list[Usage] = field(default_factory=list)  # engine only, per session
+    idle: list[Usage] = field(default_factory=list)  # engine only, per pass
     error: str | None = None
     elapsed_s: float = 0.0
 
@@ -292,7 +312,7 @@ class Raw:
 def measure_rtt(
     factory: Callable[[], Relay], drv: Driver, plan: Plan, busy_cpu: int, raw: Raw
 ) -> None:
-    with session(factory, 1, drv, raw.lost) as s:
+    with session(factory, 1, drv, raw.lost, raw.usage) as s:
         raw.rtt += drv.rtt(s, plan.rtt_samples, plan.rtt_warmup, plan.rtt_max_s)
         with BusyThread(busy_cpu) as busy:
             raw.busy_rtt += drv.rtt(s, plan.busy_samples, BUSY_WARMUP, plan.busy_max_s)
@@ -302,12 +322,24 @@ def measure_rtt(
 def measure_throughput(
     factory: Callable[[], Relay], drv: Driver, plan: Plan, n: int, raw: Raw
 ) -> None:
-    with session(factory, n, drv, raw.lost) as s:
+    with session(factory, n, drv, raw.lost, raw.usage) as s:
         drv.rounds(s, plan.rounds_warmup_s)
         rounds, elapsed = drv.rounds(s, plan.rounds_s)
         if n == plan.burst_queues:
             drv.burst(s, plan.burst_rounds)
     raw.notifications_per_s.setdefault(n, []).append(rounds * n / elapsed)
+
+
+def measure_idle(factory: Callable[[], Relay], drv: Driver, raw: Raw) -> None:
+    """An engine with one queue and no traffic for IDLE_S: its CPU and spin time."""
+    with session(factory, 1, drv, raw.lost) as s:
+        meter = getattr(s.relay, "usage", None)
+        assert meter is not None, "an engine relay has usage()"
+        time.sleep(0.05)  # a spin window left from the add-time signals runs out
+        before = meter()
+        time.sleep(IDLE_S)
+        after = meter()
+    raw.idle.append((after[0] - before[0], after[1] - before[1], after[2] - before[2]))
 
 
 def measure_pass(
@@ -320,6 +352,8 @@ def measure_pass(
         measure_rtt(factory, drv, plan, busy_cpu, raw)
         for n in QUEUE_COUNTS:
             measure_throughput(factory, drv, plan, n, raw)
+        if name.startswith("engine"):
+            measure_idle(factory, drv, raw)
     except (DriverError, OSError, TimeoutError) as e:
         raw.error = str(e)
         log(f"{name}: ERROR {e}")
@@ -347,6 +381,13 @@ def summarise(raw: Raw) -> Figures:
             round(2 * r) for r in raw.notifications_per_s.get(n, [])
         ]
     figures["lost"] = sum(raw.lost)
+    for key, usages, index in (
+        ("engine_cpu_share", raw.usage, 0),
+        ("spin_share", raw.usage, 1),
+        ("idle_cpu_share", raw.idle, 0),
+    ):
+        wall = sum(u[2] for u in usages)
+        figures[key] = round(sum(u[index] for u in usages) / wall, 5) if wall else None
     figures["elapsed_s"] = round(raw.elapsed_s, 1)
     if raw.error:
         figures["error"] = raw.error
@@ -409,6 +450,8 @@ def fmt_value(value: Any, unit: str) -> str:
         return f"{value / 1e6:.3f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
     if unit == "us":
         return f"{value:,.1f}"
+    if unit == "%":
+        return f"{100 * value:.2f}%"
     return str(value)
 
 

@@ -47,6 +47,7 @@ class Config:
     max_queues: int = 4096
     control_socket: str | None = None  # None: default_control_socket()
     sections: Mapping[str, object] = field(default_factory=dict)  # source plug-in settings
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig())  # class: by _engine
 
     def section(self, plugin: SourcePlugin[S]) -> S:
         """A source plug-in's settings: as configured, or its default."""
@@ -123,14 +124,16 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
             if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
                 continue
             sections[plugin.section] = plugin.parse(r, node, plugin.section)
+    max_queues, engine = _engine(r, top)
     return Config(
         path=path,
         refresh_s=r.optional(top, "refresh", "", lambda n, k: r.number(n, k, 0.05, 60), 1.0),
         history=r.optional(top, "history", "", lambda n, k: r.integer(n, k, 2, 3600), 60),
         stuck=_stuck(r, top),
-        max_queues=_engine(r, top),
+        max_queues=max_queues,
         control_socket=_control(r, top),
         sections=sections,
+        engine=engine,
     )
 
 
@@ -151,11 +154,54 @@ def _stuck(r: ConfigReader, top: Found) -> StuckConfig:
     )
 
 
-def _engine(r: ConfigReader, top: Found) -> int:
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How the relay engine thread waits between notifications, and where it runs."""
+
+    polling: str = "adaptive"  # one of POLLING_MODES
+    poll_us: int = 200  # fixed: the spin window; adaptive: the longest one
+    poll_cpu_budget: float = 0.2  # adaptive: fraction of a core spinning may use
+    cpu: int | None = None  # pin the engine thread to this CPU; None: anywhere
+
+
+POLLING_MODES = ("off", "adaptive", "fixed")
+
+
+def _engine(r: ConfigReader, top: Found) -> tuple[int, EngineConfig]:
     if "engine" not in top:
-        return 4096
-    found = r.mapping(top["engine"][1], "engine", ("max_queues",))
-    return r.optional(found, "max_queues", "engine", lambda n, k: r.integer(n, k, 1, 65536), 4096)
+        return 4096, EngineConfig()
+    found = r.mapping(
+        top["engine"][1], "engine", ("max_queues", "polling", "poll_us", "poll_cpu_budget", "cpu")
+    )
+
+    def polling(node: yaml.Node, key: str) -> str:
+        r.scalar(node, key)  # one value, not a list or mapping
+        word = str(node.value).lower()  # node text: YAML would read `off` as false
+        if word not in POLLING_MODES:
+            raise r.fail(node, key, f"expected off, adaptive or fixed, got {node.value!r}")
+        return word
+
+    def cpu(node: yaml.Node, key: str) -> int:
+        value = r.integer(node, key, 0, 4095)
+        allowed = sorted(os.sched_getaffinity(0))
+        if value not in allowed:
+            shown = ", ".join(map(str, allowed[:16])) + (", ..." if len(allowed) > 16 else "")
+            raise r.fail(node, key, f"CPU {value} is not available to svqtui (allowed: {shown})")
+        return value
+
+    max_queues = r.optional(
+        found, "max_queues", "engine", lambda n, k: r.integer(n, k, 1, 65536), 4096
+    )
+    return max_queues, EngineConfig(
+        polling=r.optional(found, "polling", "engine", polling, "adaptive"),
+        poll_us=r.optional(
+            found, "poll_us", "engine", lambda n, k: r.integer(n, k, 1, 100_000), 200
+        ),
+        poll_cpu_budget=r.optional(
+            found, "poll_cpu_budget", "engine", lambda n, k: r.number(n, k, 0, 1), 0.2
+        ),
+        cpu=r.optional(found, "cpu", "engine", cpu, None),
+    )
 
 
 def _control(r: ConfigReader, top: Found) -> str | None:

@@ -172,6 +172,10 @@ class EngineStatus:
     relays_per_s: float
     queues: int
     backlog: int
+    polling: str | None = None  # "off", "adaptive", "fixed"; None: no engine
+    spinning: bool = False  # in a spin window at the refresh (else asleep or relaying)
+    spin_share: float = 0.0  # fraction of a core spent spinning over the last interval
+    cpu_share: float | None = None  # the engine thread's CPU over the last interval
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,10 @@ class Monitor:
         self._last_t: float | None = None
         self._last_relays = 0
         self._relays_per_s = 0.0
+        self._last_spin_ns = 0
+        self._last_cpu_ns: int | None = None
+        self._spin_share = 0.0
+        self._cpu_share: float | None = None
         self._failing: set[str] = set()
         self._owners: dict[str, Source] = {}
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -355,16 +359,27 @@ class Monitor:
     ) -> EngineStatus:
         if self.engine is None:
             return EngineStatus(alive=False, relays_per_s=0.0, queues=0, backlog=0)
-        health = engine.health
+        health, polling = engine.health, engine.polling
         if advance:
             rate = (health.relays - self._last_relays) / dt if dt else 0.0
             self._last_relays = health.relays
             self._relays_per_s = max(rate, 0.0)
+            if polling is not None:
+                spin = (polling.spin_ns - self._last_spin_ns) / 1e9 / dt if dt else 0.0
+                cpu_ns, last_cpu_ns = polling.thread_cpu_ns, self._last_cpu_ns
+                cpu = (cpu_ns - last_cpu_ns) / 1e9 / dt if dt and cpu_ns and last_cpu_ns else None
+                self._last_spin_ns, self._last_cpu_ns = polling.spin_ns, cpu_ns
+                self._spin_share = max(spin, 0.0)
+                self._cpu_share = None if cpu is None else max(cpu, 0.0)
         return EngineStatus(
             alive=health.alive,
             relays_per_s=self._relays_per_s,
             queues=len(engine.queues),
             backlog=health.backlog,
+            polling=polling.mode.value if polling is not None else None,
+            spinning=polling.spinning if polling is not None else False,
+            spin_share=self._spin_share,
+            cpu_share=self._cpu_share,
         )
 
     def _row(

@@ -31,7 +31,13 @@ class Runtime:
         self._clock = clock
         self.config = config
         self.log = EventLog()
-        self.engine = Engine(config.max_queues)
+        self.engine = Engine(
+            config.max_queues,
+            polling=config.engine.polling,
+            poll_us=config.engine.poll_us,
+            poll_cpu_budget=config.engine.poll_cpu_budget,
+            cpu=config.engine.cpu,
+        )
         self.loop = IOLoop()
         self.sources = sources if sources is not None else build_sources(config)
         self.monitor = Monitor(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from svqtui.config import SHIPPED_DEFAULT, find_config, load_config, parse_config
+from svqtui.config import SHIPPED_DEFAULT, EngineConfig, find_config, load_config, parse_config
 from svqtui.errors import ConfigError
 from svqtui.sources.demo.settings import PLUGIN as DEMO
 from svqtui.sources.demo.settings import demo_active
@@ -161,3 +162,40 @@ def test_an_unknown_section_names_the_known_ones() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config("qpm: {discover: false}\n", "c.yaml")
     assert str(err.value).startswith("c.yaml:1: qpm: unknown key (did you mean 'qmp'?)")
+
+
+def test_engine_polling_keys() -> None:
+    """engine: polling, poll_us, poll_cpu_budget and cpu are read and typed;
+    `off` is the mode, not YAML's false; left out, they default to adaptive,
+    200 us, 0.2 of a core and no pinning."""
+    cpu = min(os.sched_getaffinity(0))
+    config = parse_config(
+        f"engine:\n  polling: off\n  poll_us: 50\n  poll_cpu_budget: 0.05\n  cpu: {cpu}\n"
+    )
+    assert config.engine == EngineConfig("off", 50, 0.05, cpu)
+    assert parse_config("engine: {polling: Fixed}\n").engine.polling == "fixed"
+    assert parse_config("engine: {max_queues: 8}\n").engine == EngineConfig()
+    assert parse_config("refresh: 1\n").engine == EngineConfig("adaptive", 200, 0.2, None)
+    assert load_config(str(SHIPPED_DEFAULT)).engine == EngineConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("engine:\n  polling: busy\n", "engine.polling", "expected off, adaptive or fixed"),
+        ("engine:\n  polling: [off]\n", "engine.polling", "single value"),
+        ("engine:\n  poll_us: 0\n", "engine.poll_us", "between 1 and 100000"),
+        ("engine:\n  poll_us: 2.5\n", "engine.poll_us", "whole number"),
+        ("engine:\n  poll_cpu_budget: 1.5\n", "engine.poll_cpu_budget", "between 0 and 1"),
+        ("engine:\n  poll_cpu_budget: lots\n", "engine.poll_cpu_budget", "expected a number"),
+        ("engine:\n  cpu: -1\n", "engine.cpu", "between 0 and 4095"),
+        ("engine:\n  cpu: 4095\n", "engine.cpu", "not available to svqtui"),
+        ("engine:\n  poll_usec: 10\n", "engine.poll_usec", "did you mean 'poll_us'"),
+    ],
+)
+def test_bad_engine_values_name_line_and_key(text: str, key: str, words: str) -> None:
+    """Each bad engine polling value is one ConfigError at line 2 naming the key."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml")
+    assert str(caught.value).startswith(f"cfg.yaml:2: {key}: ")
+    assert words in caught.value.message

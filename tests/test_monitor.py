@@ -7,8 +7,12 @@ what is under test is the monitor's arithmetic and rules, not a device.
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
+import time
 
 from svqtui.config import StuckConfig
+from svqtui.engine import Engine, Polling
 from svqtui.eventlog import EventLog
 from svqtui.model import (
     DeviceRole,
@@ -148,3 +152,39 @@ def test_join_merges_interposer_into_qmp_device_by_socket_path() -> None:
     assert dev.key == "vu:blk0" and dev.vhost_started and dev.log_enabled and dev.shadow
     assert dev.queues[0].kicks == 5 and dev.queues[0].avail_idx == 9
     assert joined[0].devices[1].key == "qmp:vm1/net"
+
+
+def test_engine_status_reports_polling_and_spin_share() -> None:
+    """With a real engine spinning (fixed polling) under real eventfd
+    traffic, the engine status names the mode, gives a spin share and a CPU
+    share over the interval (both between 0 and a whole core, spin > 0), and
+    the JSON engine section carries them; with polling off the spin share is 0."""
+    engine = Engine(max_queues=4, polling=Polling.FIXED, poll_us=1000)
+    engine.start()
+    fds = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(2)]
+    try:
+        engine.add_queue(kick_src=fds[0], kick_dst=fds[1])
+        monitor = Monitor([], engine, EventLog(), StuckConfig())
+        monitor.refresh()
+        for _ in range(500):
+            os.eventfd_write(fds[0], 1)
+            select.select([fds[1]], [], [], 5.0)
+            os.eventfd_read(fds[1])
+        time.sleep(0.01)  # the last 1 ms window runs out
+        snap = monitor.refresh()
+        status = snap.engine
+        assert status.polling == "fixed"
+        assert 0 < status.spin_share <= 1.0
+        assert status.cpu_share is not None and 0 < status.cpu_share <= 1.0
+        section = snap.to_json()["engine"]
+        assert section["polling"] == "fixed" and section["spin_share"] == status.spin_share
+        engine.set_polling(Polling.OFF)
+        deadline = time.monotonic() + 5
+        while engine.polling().spinning and time.monotonic() < deadline:
+            time.sleep(0.01)  # the last window (fixed, 1 ms) runs out
+        monitor.refresh()
+        assert monitor.refresh().engine.spin_share == 0.0
+    finally:
+        engine.close()
+        for fd in fds:
+            os.close(fd)

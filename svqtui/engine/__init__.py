@@ -7,6 +7,8 @@ from svqtui.engine.engine import (
     EngineSnapshot,
     Link,
     LinkCounters,
+    Polling,
+    PollingStats,
     QueueCounters,
 )
 
@@ -17,5 +19,7 @@ __all__ = [
     "EngineSnapshot",
     "Link",
     "LinkCounters",
+    "Polling",
+    "PollingStats",
     "QueueCounters",
 ]

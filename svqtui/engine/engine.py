@@ -31,6 +31,9 @@ from svqtui.engine.errors import (
 DEFAULT_MAX_QUEUES = 4096
 DEFAULT_TIMEOUT_S = 2.0
 HEARTBEAT_STALE_S = 1.0  # the idle loop wakes every 100 ms
+DEFAULT_POLL_US = 200
+DEFAULT_POLL_CPU_BUDGET = 0.2
+MAX_POLL_US = 1_000_000
 
 
 class Link(enum.IntEnum):
@@ -38,6 +41,22 @@ class Link(enum.IntEnum):
 
     KICK = lib.SVQ_LINK_KICK  # guest -> device
     CALL = lib.SVQ_LINK_CALL  # device -> guest
+
+
+class Polling(enum.StrEnum):
+    """How the engine loop waits between batches of notifications (poll.c)."""
+
+    OFF = "off"  # always sleep in epoll_wait
+    ADAPTIVE = "adaptive"  # spin while traffic is dense, within a CPU budget
+    FIXED = "fixed"  # spin poll_us after every batch (a blind spin, for comparison)
+
+
+_POLL_MODES = {
+    Polling.OFF: lib.SVQ_POLL_OFF,
+    Polling.ADAPTIVE: lib.SVQ_POLL_ADAPTIVE,
+    Polling.FIXED: lib.SVQ_POLL_FIXED,
+}
+_POLL_NAMES = {code: mode for mode, code in _POLL_MODES.items()}
 
 
 class End(enum.IntEnum):
@@ -111,12 +130,29 @@ class EngineHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class PollingStats:
+    """The loop's polling settings and what spinning cost and found (totals)."""
+
+    mode: Polling
+    poll_us: int
+    cpu_budget: float  # adaptive: fraction of a core spinning may use
+    spinning: bool  # in a spin window right now (else asleep or relaying)
+    spin_ns: int  # wall time spent spinning
+    hits: int  # spin windows that found work
+    misses: int  # spin windows that ran out finding nothing
+    contended: int  # adaptive: windows in which the thread was preempted
+    budget_stops: int  # adaptive: windows skipped or cut by the budget
+    thread_cpu_ns: int | None  # the engine thread's CPU time, None when not running
+
+
+@dataclass(frozen=True, slots=True)
 class EngineSnapshot:
     """Every active queue's counters at one moment (monotonic ns)."""
 
     taken_ns: int
     health: EngineHealth
     queues: dict[int, QueueCounters]
+    polling: PollingStats | None = None  # None: no engine, or a partial copy
 
     @classmethod
     def empty(cls) -> EngineSnapshot:
@@ -157,7 +193,14 @@ class Engine:
     their queue removed.
     """
 
-    def __init__(self, max_queues: int = DEFAULT_MAX_QUEUES) -> None:
+    def __init__(
+        self,
+        max_queues: int = DEFAULT_MAX_QUEUES,
+        polling: Polling | str = Polling.ADAPTIVE,
+        poll_us: int = DEFAULT_POLL_US,
+        poll_cpu_budget: float = DEFAULT_POLL_CPU_BUDGET,
+        cpu: int | None = None,
+    ) -> None:
         raw = lib.svq_create(max_queues)
         if raw == ffi.NULL:
             raise EngineStartError(
@@ -178,6 +221,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.exit_code: int | None = None
+        self.cpu = cpu
+        self._start_error: str | None = None
+        self.set_polling(polling, poll_us, poll_cpu_budget)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -190,11 +236,70 @@ class Engine:
         deadline = time.monotonic() + timeout
         while not self._stats().running:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise EngineStartError("the engine thread did not start")
+                raise EngineStartError(self._start_error or "the engine thread did not start")
             time.sleep(0.001)
 
     def _run(self) -> None:
+        if self.cpu is not None:
+            try:
+                os.sched_setaffinity(0, {self.cpu})  # 0: this, the engine thread
+            except (OSError, ValueError) as err:
+                self._start_error = f"cannot pin the engine thread to CPU {self.cpu}: {err}"
+                return
         self.exit_code = lib.svq_run(self._raw)
+
+    @property
+    def native_id(self) -> int | None:
+        """The engine thread's kernel thread id (None before start)."""
+        return self._thread.native_id if self._thread is not None else None
+
+    def thread_cpu_ns(self) -> int | None:
+        """CPU time the engine thread has used, or None when it is not running."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return None
+        try:
+            return time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+        except OSError:  # the thread ended in between
+            return None
+
+    # -- polling -------------------------------------------------------------
+
+    def set_polling(
+        self,
+        mode: Polling | str,
+        poll_us: int = DEFAULT_POLL_US,
+        cpu_budget: float = DEFAULT_POLL_CPU_BUDGET,
+    ) -> None:
+        """Choose how the loop waits: ``off`` always sleeps, ``fixed`` spins
+        poll_us after every batch, ``adaptive`` spins at most poll_us and only
+        while it pays, within cpu_budget of a core. Takes effect at the next
+        batch of notifications; any thread may call it."""
+        try:
+            code = _POLL_MODES[Polling(mode)]
+        except ValueError:
+            raise ValueError(f"unknown polling mode {mode!r} (off, adaptive, fixed)") from None
+        if not 0 <= poll_us <= MAX_POLL_US:
+            raise ValueError(f"poll_us must be between 0 and {MAX_POLL_US}, got {poll_us}")
+        if not 0.0 <= cpu_budget <= 1.0:
+            raise ValueError(f"cpu_budget must be between 0 and 1, got {cpu_budget}")
+        lib.svq_set_polling(self._live_raw(), code, poll_us * 1000, round(cpu_budget * 1e6))
+
+    def polling(self, stats: Any = None) -> PollingStats:
+        """The polling settings in force and the spin counters (lock-free)."""
+        stats = stats if stats is not None else self._stats()
+        return PollingStats(
+            mode=_POLL_NAMES.get(stats.poll_mode, Polling.OFF),
+            poll_us=stats.poll_max_ns // 1000,
+            cpu_budget=stats.poll_budget_ppm / 1e6,
+            spinning=bool(stats.spinning),
+            spin_ns=stats.spin_ns,
+            hits=stats.spin_hits,
+            misses=stats.spin_misses,
+            contended=stats.spin_contended,
+            budget_stops=stats.spin_budget_stops,
+            thread_cpu_ns=self.thread_cpu_ns(),
+        )
 
     def stop(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         """Stop the engine thread (idempotent). Queues are left as they are."""
@@ -231,11 +336,11 @@ class Engine:
         lib.svq_stats(self._live_raw(), stats)
         return stats
 
-    def health(self) -> EngineHealth:
+    def health(self, stats: Any = None) -> EngineHealth:
         """Thread liveness, loop heartbeat and command-ring backlog."""
         if self._closed:
             return EngineHealth(False, False, float("inf"), 0, 0, 0, 0)
-        stats = self._stats()
+        stats = stats if stats is not None else self._stats()
         thread_alive = self._thread is not None and self._thread.is_alive()
         age = (
             (time.monotonic_ns() - stats.heartbeat_ns) / 1e9 if stats.heartbeat_ns else float("inf")
@@ -373,7 +478,13 @@ class Engine:
                 counters = self._converted(slot)
                 if counters is not None:
                     queues[slot] = counters
-        return EngineSnapshot(taken_ns=time.monotonic_ns(), health=self.health(), queues=queues)
+        stats = None if self._closed else self._stats()  # one read: health and polling
+        return EngineSnapshot(
+            taken_ns=time.monotonic_ns(),
+            health=self.health(stats),
+            queues=queues,
+            polling=None if stats is None else self.polling(stats),
+        )
 
     def snapshot_of(self, slots: Iterable[int]) -> EngineSnapshot:
         """Like ``snapshot()`` for the given slots only (each copied alone)."""

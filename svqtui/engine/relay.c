@@ -18,6 +18,10 @@
  *  4. REMOVE with hand-back signals the front-end's fds once, so a
  *     notification the engine swallowed during the switch is not lost.
  *  5. A bad fd puts one link in an error state; the loop goes on.
+ *
+ * Between batches the loop either blocks in epoll_wait or, when poll.c says
+ * spinning pays, polls with a zero timeout for a short window. That changes
+ * only when an event is noticed, never what is done with it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +36,7 @@
 #include <unistd.h>
 
 #include "relay.h"
+#include "poll.h"
 
 #define RING_TAG UINT64_MAX
 #define TICK_TAG (UINT64_MAX - 1)
@@ -61,6 +66,8 @@ struct svq_engine {
     uint64_t relays;
     int32_t running;
     int32_t stopped;
+
+    struct svq_poller poll; /* spin or block between batches (poll.c) */
 };
 
 static int64_t now_ns(void)
@@ -321,6 +328,7 @@ struct svq_engine *svq_create(uint32_t max_queues)
         svq_destroy(e);
         return NULL;
     }
+    svq_poller_init(&e->poll);
     pthread_mutex_init(&e->lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -355,9 +363,10 @@ int svq_run(struct svq_engine *e)
     __atomic_store_n(&e->heartbeat_ns, now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&e->running, 1, __ATOMIC_RELEASE);
     while (!e->stop_requested) {
-        int n = epoll_wait(e->epfd, events, MAX_EVENTS, -1);
+        int timeout = svq_poller_timeout(&e->poll, now_ns());
+        int n = epoll_wait(e->epfd, events, MAX_EVENTS, timeout);
         int64_t now = now_ns();
-        int ring_woken = 0;
+        int ring_woken = 0, work = 0;
 
         if (n < 0 && errno != EINTR) {
             rc = -errno;
@@ -372,6 +381,7 @@ int svq_run(struct svq_engine *e)
                 (void)!read(e->tickfd, &expirations, sizeof(expirations));
             } else {
                 relay(e, (uint32_t)(tag >> 1), (int)(tag & 1), now);
+                work++;
             }
         }
         if (ring_woken) {
@@ -379,8 +389,10 @@ int svq_run(struct svq_engine *e)
             (void)!read(e->ringfd, &drained, sizeof(drained));
             apply_pending_commands(e);
         }
+        svq_poller_after(&e->poll, work, now);
         __atomic_store_n(&e->heartbeat_ns, now, __ATOMIC_RELAXED);
-        __atomic_store_n(&e->loops, e->loops + 1, __ATOMIC_RELAXED);
+        if (n != 0) /* an empty spin is not a loop: loops stay comparable */
+            __atomic_store_n(&e->loops, e->loops + 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_lock(&e->lock);
     e->running = 0;
@@ -470,6 +482,15 @@ void svq_stats(struct svq_engine *e, struct svq_stats *out)
     out->loops = __atomic_load_n(&e->loops, __ATOMIC_RELAXED);
     out->relays = __atomic_load_n(&e->relays, __ATOMIC_RELAXED);
     out->running = __atomic_load_n(&e->running, __ATOMIC_ACQUIRE);
+    out->poll_mode = __atomic_load_n(&e->poll.mode, __ATOMIC_RELAXED);
+    out->poll_budget_ppm = __atomic_load_n(&e->poll.budget_ppm, __ATOMIC_RELAXED);
+    out->poll_max_ns = __atomic_load_n(&e->poll.max_ns, __ATOMIC_RELAXED);
+    out->spinning = __atomic_load_n(&e->poll.spinning, __ATOMIC_RELAXED);
+    out->spin_ns = __atomic_load_n(&e->poll.spin_ns, __ATOMIC_RELAXED);
+    out->spin_hits = __atomic_load_n(&e->poll.hits, __ATOMIC_RELAXED);
+    out->spin_misses = __atomic_load_n(&e->poll.misses, __ATOMIC_RELAXED);
+    out->spin_contended = __atomic_load_n(&e->poll.contended, __ATOMIC_RELAXED);
+    out->spin_budget_stops = __atomic_load_n(&e->poll.budget_stops, __ATOMIC_RELAXED);
     pthread_mutex_lock(&e->lock);
     out->applied = e->applied;
     out->submitted = e->submitted;
@@ -480,4 +501,9 @@ void svq_stats(struct svq_engine *e, struct svq_stats *out)
 uint32_t svq_max_queues(struct svq_engine *e)
 {
     return e->max_queues;
+}
+
+void svq_set_polling(struct svq_engine *e, int32_t mode, int64_t max_ns, int32_t budget_ppm)
+{
+    svq_poller_set(&e->poll, mode, max_ns, budget_ppm);
 }

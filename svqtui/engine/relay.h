@@ -35,6 +35,12 @@
 
 #define SVQ_RING_SIZE 1024
 
+/* Polling modes of the loop (poll.c): always block, spin while it pays, or
+ * spin a fixed window after every batch of work. */
+#define SVQ_POLL_OFF 0
+#define SVQ_POLL_ADAPTIVE 1
+#define SVQ_POLL_FIXED 2
+
 struct svq_link {
     int32_t src;             /* source eventfd, -1 when none */
     int32_t dst;             /* destination eventfd, -1 when none */
@@ -70,12 +76,23 @@ struct svq_cmd {
 
 struct svq_stats {
     int64_t heartbeat_ns;    /* last time the loop woke up (CLOCK_MONOTONIC) */
-    uint64_t loops;          /* epoll_wait returns */
+    uint64_t loops;          /* epoll_wait returns (a spin that found nothing is not one) */
     uint64_t relays;         /* source reads, all queues */
     uint64_t applied;        /* commands applied off the ring */
     uint64_t submitted;      /* commands submitted to the ring */
     int32_t running;         /* 1 while svq_run() loops */
     int32_t stopped;         /* 1 once svq_run() has returned */
+    /* Polling (poll.c): settings in force and what spinning cost and found. */
+    int32_t poll_mode;       /* SVQ_POLL_* */
+    int32_t poll_budget_ppm; /* adaptive: spin CPU budget, millionths of a core */
+    int64_t poll_max_ns;     /* fixed: the window; adaptive: the longest window */
+    int32_t spinning;        /* 1 while the loop is in a spin window */
+    int32_t spare;
+    uint64_t spin_ns;        /* wall time spent spinning */
+    uint64_t spin_hits;      /* spin windows that found work */
+    uint64_t spin_misses;    /* spin windows that ran out finding nothing */
+    uint64_t spin_contended; /* adaptive: windows in which the thread was preempted */
+    uint64_t spin_budget_stops; /* adaptive: windows skipped or cut by the budget */
 };
 
 struct svq_engine;
@@ -88,3 +105,5 @@ int svq_wait(struct svq_engine *e, uint64_t seq, int timeout_ms);
 uint32_t svq_snapshot(struct svq_engine *e, struct svq_queue *out, uint32_t first, uint32_t count);
 void svq_stats(struct svq_engine *e, struct svq_stats *out);
 uint32_t svq_max_queues(struct svq_engine *e);
+/* Change the polling mode; any thread, takes effect at the next batch of work. */
+void svq_set_polling(struct svq_engine *e, int32_t mode, int64_t max_ns, int32_t budget_ppm);

@@ -40,6 +40,8 @@ def status_text(snap: Snapshot | None, view: ViewState) -> Text:
         out.append(f" {fmt.rate(eng.relays_per_s)} relays/s")
         if eng.backlog:
             out.append(f" backlog {eng.backlog}", style="yellow")
+        if eng.polling is not None:  # spin share of a core, or "off"
+            out.append(" poll " + ("off" if eng.polling == "off" else f"{eng.spin_share:.0%}"))
         up = sum(1 for s in snap.sources if s.connected)
         out.append(" │ sources ")
         style = "green" if up == len(snap.sources) else "bold red"

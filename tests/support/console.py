@@ -109,6 +109,7 @@ def frozen_runtime(seed: int = 7) -> tuple[Runtime, FrozenAgeDemo]:
     clock = StepClock()
     demo = FrozenAgeDemo(clock, seed)
     runtime = demo_runtime(demo, refresh_s=1.0, clock=False)
+    runtime.engine.set_polling("off")  # spin time is real time: "poll off" is stable
     runtime.monitor = Monitor(
         runtime.sources,
         runtime.engine,
