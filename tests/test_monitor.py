@@ -23,6 +23,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.monitor import Monitor, join_views
+from svqtui.outputs.json_doc import snapshot_document
 from tests.support.fake_source import FakeSource
 
 
@@ -176,7 +177,7 @@ def test_engine_status_reports_polling_and_spin_share() -> None:
         assert status.polling == "fixed"
         assert 0 < status.spin_share <= 1.0
         assert status.cpu_share is not None and 0 < status.cpu_share <= 1.0
-        section = snap.to_json()["engine"]
+        section = snapshot_document(snap)["engine"]
         assert section["polling"] == "fixed" and section["spin_share"] == status.spin_share
         engine.set_polling(Polling.OFF)
         deadline = time.monotonic() + 5

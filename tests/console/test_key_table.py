@@ -9,7 +9,6 @@ from typing import ClassVar
 
 import pytest
 from rich.console import Console
-from support.console import until
 from textual.binding import Binding
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Static
@@ -18,6 +17,7 @@ from svqtui.console.app import SvqtuiApp
 from svqtui.console.keys import CONSOLE_KEYS, KeyClash, KeySpec, KeyTable, keys_of
 from svqtui.runtime import Runtime
 from svqtui.widgets.help_screen import HelpScreen
+from tests.support.console import until
 
 SIZE = (160, 50)
 EXTRA = KeySpec("x", "x", "extra", "Extra", "Count one extra press (a subclass's own key)")

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from svqtui.engine import Engine, Polling, PollingStats
-from svqtui.errors import EngineStartError
-
-from .helpers import Hammer, QueueFds, Rig, drain, signal, wait_until
+from svqtui.engine.errors import EngineStartError
+from tests.support.engine import Hammer, QueueFds, Rig, drain, signal
+from tests.support.wait import wait_until
 
 ROUND_TRIPS = 2_000
 

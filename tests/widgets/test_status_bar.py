@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from support.console import synthetic_snapshot
-
 from svqtui.model import EngineStatus
 from svqtui.widgets.status_bar import ViewState, status_text
+from tests.support.console import synthetic_snapshot
 
 
 def _text(engine: EngineStatus) -> str:
