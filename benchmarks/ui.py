@@ -9,7 +9,8 @@ and counts the bytes. Per run it reports:
 * refreshes applied per second (snapshots the console rendered) and terminal
   output per second;
 * CPU share of the main (UI) thread (time.thread_time in that thread over
-  wall time), of the snapshot feed thread and of the whole process;
+  wall time), of the monitor's refresh thread, of every other named thread (engine, I/O
+  loop) and of the whole process; the monitor's refresh cost (ms, p50/max);
 * the relay engine's 2-hop round trip (driver writes A, engine relays A -> B
   and B -> C, driver reads C) p50/p99/max before the UI starts, while it
   runs, and after it has gone (before/after bracket the machine's own
@@ -232,6 +233,17 @@ def _thread_cpu(native_id: int | None) -> float:
     return 0.0
 
 
+def _threads_cpu() -> dict[str, float]:
+    """CPU seconds so far of each named Python thread (the engine's C thread
+    runs inside the "svqtui-engine" Python thread)."""
+    times = {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
+    return {
+        t.name: times.get(t.native_id or -1, 0.0)
+        for t in threading.enumerate()
+        if t.native_id is not None
+    }
+
+
 def child(queues: int, seconds: float, hz: float, out: str) -> int:
     from svqtui.config import Config
     from svqtui.console.app import SvqtuiApp
@@ -257,33 +269,43 @@ def child(queues: int, seconds: float, hz: float, out: str) -> int:
         def on_mount(self) -> None:  # Textual also runs SvqtuiApp.on_mount
             self.set_timer(WARMUP_S, self.begin)
 
-        @property
-        def feed_native_id(self) -> int | None:
-            thread = self.feed._thread
-            return thread.native_id if thread is not None else None
-
         def begin(self) -> None:
+            monitor = runtime.monitor
+            self.refresh_ms: list[float] = []
+            self.unsubscribe = monitor.subscribe(
+                lambda _: self.refresh_ms.append(monitor.refresh_ms)
+            )
             self.mark = (
                 time.monotonic(),
                 time.thread_time(),
                 self.frames,
-                _thread_cpu(self.feed_native_id),
+                _threads_cpu(),
                 sum(psutil.Process().cpu_times()[:2]),
                 self.table.cells_written,
-                self.feed.refreshes,
+                monitor.seq,
             )
             go.set()
             self.set_timer(seconds, self.end)
 
         def end(self) -> None:
-            wall0, cpu0, frames0, feed0, proc0, cells0, snaps0 = self.mark
+            wall0, cpu0, frames0, threads0, proc0, cells0, snaps0 = self.mark
             wall = time.monotonic() - wall0
+            self.unsubscribe()
+            threads = {
+                name: round((cpu - threads0.get(name, 0.0)) / wall, 4)
+                for name, cpu in _threads_cpu().items()
+                if name != "probe"
+            }
+            ms = sorted(self.refresh_ms) or [0.0]
             result.update(
                 seconds=round(wall, 2),
                 frames_per_s=round((self.frames - frames0) / wall, 2),
-                snapshots_per_s=round((self.feed.refreshes - snaps0) / wall, 2),
+                snapshots_per_s=round((runtime.monitor.seq - snaps0) / wall, 2),
                 main_cpu=round((time.thread_time() - cpu0) / wall, 4),
-                feed_cpu=round((_thread_cpu(self.feed_native_id) - feed0) / wall, 4),
+                monitor_cpu=threads.get("svqtui-monitor", 0.0),
+                thread_cpu=threads,
+                refresh_ms_p50=round(statistics.median(ms), 2),
+                refresh_ms_max=round(ms[-1], 2),
                 process_cpu=round((sum(psutil.Process().cpu_times()[:2]) - proc0) / wall, 4),
                 cells_per_s=round((self.table.cells_written - cells0) / wall, 1),
                 rows=self.table.row_count,
@@ -378,7 +400,8 @@ def print_table(data: dict[str, Any]) -> None:
     )
     print(f"relay driver: {data['driver']}")
     head = (
-        f"{'queues':>6} {'frames/s':>8} {'main CPU':>8} {'feed CPU':>8} {'process':>8} "
+        f"{'queues':>6} {'frames/s':>8} {'main CPU':>8} {'monitor':>8} {'refresh ms':>10} "
+        f"{'process':>8} "
         f"{'cells/s':>8} {'term kB/s':>9}  {'relay p50/p99 us: before':>24} "
         f"{'with UI':>15} {'after':>15}"
     )
@@ -388,12 +411,17 @@ def print_table(data: dict[str, Any]) -> None:
         idle, ui, after = r["relay_idle"], r["relay_ui"], r["relay_after"]
         print(
             f"{r['queues']:>6} {r['frames_per_s']:>8.1f} {r['main_cpu']:>8.1%} "
-            f"{r['feed_cpu']:>8.1%} {r['process_cpu']:>8.1%} {r['cells_per_s']:>8.0f} "
+            f"{r['monitor_cpu']:>8.1%} {r['refresh_ms_p50']:>10.1f} "
+            f"{r['process_cpu']:>8.1%} {r['cells_per_s']:>8.0f} "
             f"{r['terminal_bytes_per_s'] / 1000:>9.1f}  "
             f"{idle['p50_us']:>15.1f} /{idle['p99_us']:>7.0f} "
             f"{ui['p50_us']:>6.1f} /{ui['p99_us']:>7.0f} "
             f"{after['p50_us']:>6.1f} /{after['p99_us']:>7.0f}"
         )
+    print("CPU per thread (share of a core):")
+    for r in data["runs"]:
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in sorted(r["thread_cpu"].items()) if v)
+        print(f"  {r['queues']:>5} queues: {shares}")
     goal = data["goal"]
     print(
         f"goal at {goal['queues']} queues (>= 10 frames/s, main thread < 30% of a core): "
