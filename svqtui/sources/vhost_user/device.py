@@ -34,8 +34,8 @@ from svqtui.model import (
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
-from svqtui.sources.vhost_user.rings import MappedRegion
 from svqtui.sources.vhost_user.shadow import VringSnapshot
+from svqtui.virtio.guest_memory import GuestMemory
 
 CONNECT_TIMEOUT_S = 5.0
 LABEL = "vhost-user"
@@ -254,7 +254,7 @@ class DeviceInterposer:
         snap = self._published
         status = self.status
         connected = snap is not None
-        queues = tuple(_queue_view(v, snap.regions, engine) for v in snap.vrings) if snap else ()
+        queues = tuple(_queue_view(v, snap.memory, engine) for v in snap.vrings) if snap else ()
         notes = snap.notes if snap else ("guest vector masking happens inside QEMU for vhost-user",)
         device = DeviceView(
             key=self.key,
@@ -296,12 +296,14 @@ def _shadow_note(connected: bool, wanted: bool) -> str:
     return note
 
 
-def _queue_view(
-    v: VringSnapshot, regions: tuple[MappedRegion, ...], engine: EngineSnapshot
-) -> QueueView:
+def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -> QueueView:
     avail = used = None
+    ring_error: str | None = None
     if v.ring is not None:
-        avail, used = v.ring.indices(regions)
+        indices = v.ring.indices(memory)
+        avail, used = indices.avail, indices.used
+        if indices.error is not None:
+            ring_error = f"ring unreadable: {indices.error}"
     mask: MaskState | None = None
     if v.qemu_masked:
         mask = MaskState.MASKED
@@ -319,7 +321,7 @@ def _queue_view(
             used_idx=used,
             kick_fd=v.kick_fd,
             call_fd=v.call_fd,
-            error=v.error,
+            error=v.error or ring_error,
             ring_source="ring" if avail is not None or used is not None else None,
         )
     if counters.call.masked:
@@ -339,6 +341,6 @@ def _queue_view(
         injected_calls=counters.call.injected,
         kick_fd=v.kick_fd,
         call_fd=v.call_fd,
-        error=counters.error or v.error,
+        error=counters.error or v.error or ring_error,
         ring_source="ring" if avail is not None or used is not None else None,
     )
