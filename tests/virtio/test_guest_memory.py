@@ -191,7 +191,7 @@ def test_buffer_and_file_memory_agree_on_any_read(addr: int, size: int) -> None:
         os.write(fd, data)
         table = RegionTable([keep_region(GPA, len(data), UADDR, 0, fd)])
         buffer = BufferMemory(data, GPA, UADDR)
-        outcomes = []
+        outcomes: list[object] = []
         for memory in (table, buffer):
             try:
                 outcomes.append(memory.read(GPA + addr, size))
