@@ -34,6 +34,7 @@ from svqtui.model import (
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
+from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.shadow import VringSnapshot
 from svqtui.virtio.guest_memory import GuestMemory
 
@@ -249,6 +250,20 @@ class DeviceInterposer:
             await self._conn.reset()
 
     # -- the view (any thread) ---------------------------------------------------------
+
+    def ring_access(self, queue: int) -> RingAccess | None:
+        """The published memory, layout and features of one ring, for
+        svqtui.virtio (inspect_ring); None while unknown (not connected, ring
+        not set up or stopped, size unknown) and for packed rings or IOVA ring
+        addresses (``RingFeatures.from_bits(features).not_decoded`` says which)."""
+        snap = self._published
+        if snap is None:
+            return None
+        for v in snap.vrings:
+            layout = v.ring.layout if v.ring is not None else None
+            if v.index == queue and layout is not None:
+                return RingAccess(snap.memory, layout, snap.features or 0)
+        return None
 
     def view(self, engine: EngineSnapshot) -> VMView:
         snap = self._published

@@ -27,7 +27,7 @@ from svqtui.virtio.guest_memory import (
     RegionTable,
     keep_region,
 )
-from svqtui.virtio.split_ring import SplitRingLayout
+from svqtui.virtio.split_ring import RingFeatures, SplitRingLayout
 
 MAX_KEPT_REGIONS = 512  # regions whose fds are kept per connection (QEMU has at most 512 slots)
 
@@ -132,3 +132,18 @@ class SplitRing:
                 values.append(None)
                 errors.append(f"{what}: {err}")
         return RingIndices(values[0], values[1], errors[0] if errors else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RingAccess:
+    """What svqtui.virtio needs to read one ring of a live connection: the
+    published memory table, the ring's layout, and the negotiated features."""
+
+    memory: GuestMemory
+    layout: SplitRingLayout
+    features: int
+
+    @property
+    def not_decoded(self) -> str | None:
+        """Why this ring is not decoded (packed ring, IOVA addresses), or None."""
+        return RingFeatures.from_bits(self.features).not_decoded
