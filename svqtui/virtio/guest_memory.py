@@ -196,7 +196,8 @@ def keep_region(guest_addr: int, size: int, user_addr: int, mmap_offset: int, fd
 
     Only regular files (memfd, tmpfs, hugetlbfs, files) are read: pread on a
     device or FIFO could block or have side effects. A file already shorter
-    than the region is kept (it may grow) with the problem stated."""
+    than the region is kept (it may grow) with the problem stated. Out of
+    fds (EMFILE), the region is listed unreadable instead of failing."""
     try:
         st = os.fstat(fd)
     except OSError as err:
@@ -207,7 +208,11 @@ def keep_region(guest_addr: int, size: int, user_addr: int, mmap_offset: int, fd
     end = mmap_offset + size
     if st.st_size < end:
         problem = f"file of {st.st_size} bytes ends before the region ({end})"
-    return Region(guest_addr, size, user_addr, mmap_offset, KeptFd(fd), problem)
+    try:
+        kept = KeptFd(fd)
+    except OSError as err:  # EMFILE: the region stays listed, unreadable
+        return Region(guest_addr, size, user_addr, mmap_offset, None, f"fd not kept: {err}")
+    return Region(guest_addr, size, user_addr, mmap_offset, kept, problem)
 
 
 class RegionTable:

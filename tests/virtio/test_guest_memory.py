@@ -3,7 +3,9 @@ errors for every failure, bounded sizes, and fds released exactly once."""
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import threading
 from collections.abc import Iterator
 
@@ -127,6 +129,31 @@ def test_a_non_regular_file_is_kept_unreadable() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_out_of_fds_a_region_is_listed_unreadable(memfd: int) -> None:
+    """With every fd number up to the soft limit in use (real EMFILE), a
+    region is still listed, without an fd and with the reason, so the
+    connection lives on and only that region's reads fail."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(open_fds()) + 8, hard))
+    try:
+        while True:
+            try:
+                fillers.append(os.open("/dev/null", os.O_RDONLY))
+            except OSError as err:
+                assert err.errno == errno.EMFILE
+                break
+        region = keep_region(GPA, SIZE, UADDR, 0, memfd)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert region.fd is None and region.problem is not None
+    assert region.problem.startswith("fd not kept: [Errno 24]")
+    with pytest.raises(RegionUnreadable, match="fd not kept"):
+        RegionTable([region]).read(GPA, 2)
 
 
 def test_release_closes_each_kept_fd_once_and_later_reads_say_released(memfd: int) -> None:
