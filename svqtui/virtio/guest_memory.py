@@ -23,12 +23,11 @@ its later reads raise ``MemoryReleased``.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -122,38 +121,43 @@ class KeptFd:
     def released(self) -> bool:
         return self._released
 
-    @contextlib.contextmanager
-    def _using(self) -> Iterator[int]:
-        """The fd, kept open until the block ends; LookupError once released."""
+    def _acquire(self) -> int:
+        """The fd, open until the matching _drop(); LookupError once released."""
         with self._lock:
             if self._released:
                 raise LookupError("released")
             self._users += 1
-        try:
-            yield self._fd
-        finally:
-            with self._lock:
-                self._users -= 1
-                last = self._released and self._users == 0
-            if last:
-                os.close(self._fd)
+            return self._fd
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._released and self._users == 0
+        if last:
+            os.close(self._fd)
 
     def pread(self, size: int, offset: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer at end of file); raises
         ``LookupError`` once released (RegionTable turns it into MemoryReleased)."""
-        out = b""
-        with self._using() as fd:
-            while len(out) < size:
+        fd = self._acquire()
+        try:
+            out = os.pread(fd, size, offset)
+            while 0 < len(out) < size:  # regular files return short only at EOF
                 chunk = os.pread(fd, size - len(out), offset + len(out))
                 if not chunk:
                     break
                 out += chunk
-        return out
+            return out
+        finally:
+            self._drop()
 
     def file_size(self) -> int:
         """The file's current size (LookupError once released)."""
-        with self._using() as fd:
+        fd = self._acquire()
+        try:
             return os.fstat(fd).st_size
+        finally:
+            self._drop()
 
     def release(self) -> None:
         """Close the fd now, or when the last read in progress ends (idempotent)."""
