@@ -112,14 +112,18 @@ class KeptFd:
     """A duplicate of a peer's fd, closed once released and no read uses it."""
 
     def __init__(self, fd: int) -> None:
+        self._released = True  # until the dup exists (see __del__)
         self._fd = os.dup(fd)  # close-on-exec, like every fd Python makes
         self._users = 0
         self._released = False
         self._lock = threading.Lock()
 
-    @property
-    def released(self) -> bool:
-        return self._released
+    def __del__(self) -> None:
+        # A backstop: a KeptFd nobody released is closed when collected (no
+        # read can be in progress on an unreachable object).
+        if not self._released:
+            self._released = True
+            os.close(self._fd)
 
     def _acquire(self) -> int:
         """The fd, open until the matching _drop(); LookupError once released."""

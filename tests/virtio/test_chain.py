@@ -41,7 +41,7 @@ def chains(draw: st.DrawFn, max_len: int = SIZE) -> tuple[list[Buffer], list[int
 
 
 @given(chains())
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 def test_direct_chains_round_trip(chain: tuple[list[Buffer], list[int]]) -> None:
     """A chain written at any distinct indices walks back to the same buffers, in order."""
     buffers, indices = chain
@@ -58,7 +58,7 @@ def test_direct_chains_round_trip(chain: tuple[list[Buffer], list[int]]) -> None
 
 
 @given(chains(), st.integers(0, SIZE - 1), st.data())
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 def test_indirect_chains_round_trip(
     chain: tuple[list[Buffer], list[int]], head: int, data: st.DataObject
 ) -> None:
@@ -76,7 +76,7 @@ def test_indirect_chains_round_trip(
 
 
 @given(st.binary(min_size=16 * SIZE, max_size=16 * SIZE), st.integers(0, 2 * SIZE), st.booleans())
-@settings(max_examples=500)
+@settings(deadline=None, max_examples=500)
 def test_garbage_tables_always_terminate_within_bounds(
     table: bytes, head: int, indirect_ok: bool
 ) -> None:
@@ -112,7 +112,7 @@ descriptors = st.tuples(
     st.binary(min_size=0x400, max_size=0x400),
     st.integers(0, HOSTILE_SIZE - 1),
 )
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_hostile_tables_and_indirect_tables_terminate_within_bounds(
     table: list[tuple[int, int, int, int]], indirect_area: bytes, head: int
 ) -> None:
@@ -139,6 +139,7 @@ def test_hostile_tables_and_indirect_tables_terminate_within_bounds(
 
 
 @given(st.integers(1, SIZE), st.integers(0, SIZE - 1), st.data())
+@settings(deadline=None)
 def test_a_loop_is_reported_with_each_descriptor_once(
     length: int, back_to: int, data: st.DataObject
 ) -> None:
@@ -159,6 +160,7 @@ def test_a_loop_is_reported_with_each_descriptor_once(
 
 
 @given(st.integers(SIZE, 0xFFFF))
+@settings(deadline=None)
 def test_next_out_of_range(nxt: int) -> None:
     """A next index >= the queue size ends the walk without reading it."""
     ring = RingBuilder(SIZE)
@@ -178,6 +180,7 @@ def test_head_out_of_range_reads_nothing() -> None:
 
 
 @given(st.integers(1, 2**32 - 1).filter(lambda n: n % 16 != 0))
+@settings(deadline=None)
 def test_indirect_table_size_not_a_multiple_of_16(length: int) -> None:
     """An indirect table whose length is not a multiple of 16 is not followed."""
     ring = RingBuilder(SIZE)
@@ -196,6 +199,7 @@ def test_zero_length_indirect_table() -> None:
 
 
 @given(st.integers(1 << 20, 2**64 - 1), st.integers(1, SIZE))
+@settings(deadline=None)
 def test_indirect_table_outside_guest_memory(addr: int, entries: int) -> None:
     """An indirect table beyond guest memory is INDIRECT_UNREADABLE, naming the address."""
     ring = RingBuilder(SIZE)

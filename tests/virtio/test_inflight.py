@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.virtio_ring import USER_BASE, RingBuilder
 
@@ -16,6 +16,7 @@ SIZE = 16
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, SIZE), st.data())
+@settings(deadline=None)
 def test_heads_between_used_and_avail_oldest_first(
     used: int, count: int, data: st.DataObject
 ) -> None:

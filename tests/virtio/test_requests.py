@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.virtio_ring import Buffer, RingBuilder
 
@@ -44,6 +44,7 @@ def decode(ring: RingBuilder, head: int, device: DeviceKind, features: int = 0) 
 
 
 @given(st.sampled_from([(0, "READ", True), (1, "WRITE", False)]), st.integers(0, 2**64 - 1))
+@settings(deadline=None)
 def test_blk_read_and_write(op: tuple[int, str, bool], sector: int) -> None:
     """IN/OUT: kind READ/WRITE, the header's sector, bytes = the data buffers."""
     kind, name, write = op
@@ -203,6 +204,7 @@ def test_device_kind_from_names() -> None:
 
 
 @given(st.lists(st.integers(0, 64), min_size=1, max_size=6), st.data())
+@settings(deadline=None)
 def test_read_chain_reads_the_concatenation(lengths: list[int], data: st.DataObject) -> None:
     """read_chain returns bytes offset..offset+size of the buffers laid end to end."""
     ring = RingBuilder(SIZE)

@@ -116,7 +116,7 @@ def test_bad_queue_sizes_are_not_read() -> None:
     fields=st.tuples(*[st.integers(0, 0xFFFF)] * 6),
     event_idx=st.booleans(),
 )
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 def test_any_written_state_reads_back(
     size_log: int, fields: tuple[int, int, int, int, int, int], event_idx: bool
 ) -> None:
@@ -142,6 +142,7 @@ def test_any_written_state_reads_back(
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
+@settings(deadline=None)
 def test_need_event_matches_the_definition(event: int, new: int, old: int) -> None:
     """need_event is true exactly when ``event`` is among the indices
     old .. new - 1 passed over (mod 2^16), as vring_need_event defines it."""

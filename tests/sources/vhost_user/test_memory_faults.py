@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from support.vhost_user_frontend import pattern
-from support.vhost_user_rig import InterposerRig, open_fds, wait_fds
+from support.vhost_user_rig import InterposerRig, open_fds, wait_for
 
 from svqtui.sources.vhost_user.codec import FrontendRequest, MemoryRegion, pack_memory_table
 
@@ -50,22 +50,34 @@ def test_truncated_guest_memory_costs_only_that_rings_view(shadow_rig: Interpose
     assert not rig.context.events(level="error")
 
 
+def guest_memory_fds() -> int:
+    """How many fds of this process (front-end's own and svqtui's kept dups)
+    name the test front-end's guest memory memfd."""
+    return sum("svqtui-test-guest" in target for target in open_fds().values())
+
+
 def test_replaced_tables_and_disconnects_release_every_kept_fd(rig: InterposerRig) -> None:
     """Each SET_MEM_TABLE keeps one dup per region and releases the previous
-    table's: 100 replacements leave svqtui's fd count where it was; the
-    disconnect releases the last table (fds back to before the connection)."""
+    table's: after 100 replacements svqtui still holds exactly one fd of the
+    guest memory; the disconnect releases it, and every fd the connection
+    opened is closed (fds other tests left closing are not counted)."""
     before_connect = open_fds()
     fe = rig.ready_frontend().start()
     fe.write_block(0, 0, pattern(0, 0))
-    with_table = open_fds()
+    # the front-end's memfd, its mmap's own dup (CPython keeps one), svqtui's kept dup
+    assert guest_memory_fds() == 3
     region = MemoryRegion(0, fe.mem_size, 0x7F00_0000_0000, 0)
     for _ in range(100):
         fe.request(R.SET_MEM_TABLE, pack_memory_table([region]), [fe.mem_fd])
     fe.sync()
-    assert open_fds() == with_table
+    assert guest_memory_fds() == 3
     fe.write_block(0, 0, pattern(0, 1))
     assert fe.read_block(0, 0) == pattern(0, 1)
     assert rig.queue(0).avail_idx == 3
     fe.close()
     rig.wait_connected(connected=False)
-    wait_fds(before_connect, "the kept region fds to be released at disconnect")
+    wait_for(
+        lambda: not open_fds().items() - before_connect.items(),
+        "every fd the connection opened (kept region fds included) to be closed",
+    )
+    assert guest_memory_fds() == 0

@@ -134,7 +134,7 @@ def test_layout_needs_the_descriptor_table_and_size() -> None:
 
 
 @given(st.integers(0, 2**64 - 1))
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 def test_any_address_reads_a_value_or_none(addr: int) -> None:
     """No user address, however wild, raises: it reads a u16 or None with a reason."""
     fd = os.memfd_create("ring-prop")
