@@ -108,6 +108,7 @@ class Queue:
     last_used: int = 0
     kicks_sent: int = 0
     kicked_idx: int = 0  # avail idx at the last kick decision (EVENT_IDX)
+    armed_used_event: int = 0  # the used_event last written (EVENT_IDX)
     calls_received: int = 0
     free: list[int] = field(default_factory=list)
     inflight: dict[int, Request] = field(default_factory=dict)
@@ -392,6 +393,7 @@ class VhostUserFrontend:
         q = self.queues[qi]
         off = q.avail + 4 + 2 * q.size
         self.mem[off : off + 2] = q.last_used.to_bytes(2, "little")
+        q.armed_used_event = q.last_used
         with self._fence:  # used_event store before the used.idx load
             pass
         return self.used_idx(q) == q.last_used

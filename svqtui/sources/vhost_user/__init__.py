@@ -2,7 +2,7 @@
 
 Modules, one concern each: ``codec`` (wire format), ``channel`` (one socket on
 the I/O loop), ``interposer`` (forwarding one connection, shadow switch),
-``shadow`` (per-vring fds and the engine relay), ``rings`` (guest memory and
+``shadow`` (per-vring fds and the engine relay), ``rings`` (the memory table and
 ring indices), ``fdident`` (eventfd identities), ``device`` (listening and the
 device's view), ``source`` (the Source interface).
 """

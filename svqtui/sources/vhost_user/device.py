@@ -34,9 +34,10 @@ from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
-from svqtui.sources.vhost_user.rings import MappedRegion
+from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
+from svqtui.virtio.guest_memory import GuestMemory
 
 CONNECT_TIMEOUT_S = 5.0
 LABEL = "vhost-user"
@@ -256,11 +257,25 @@ class DeviceInterposer:
         snap = self._published
         return [v.slot for v in snap.vrings if v.slot is not None] if snap else []
 
+    def ring_access(self, queue: int) -> RingAccess | None:
+        """The published memory, layout and features of one ring, for
+        svqtui.virtio (inspect_ring); None while unknown (not connected, ring
+        not set up or stopped, size unknown) and for packed rings or IOVA ring
+        addresses (``RingFeatures.from_bits(features).not_decoded`` says which)."""
+        snap = self._published
+        if snap is None:
+            return None
+        for v in snap.vrings:
+            layout = v.ring.layout if v.ring is not None else None
+            if v.index == queue and layout is not None:
+                return RingAccess(snap.memory, layout, snap.features or 0)
+        return None
+
     def view(self, engine: EngineSnapshot) -> VMView:
         snap = self._published
         status = self.status
         connected = snap is not None
-        queues = tuple(_queue_view(v, snap.regions, engine) for v in snap.vrings) if snap else ()
+        queues = tuple(_queue_view(v, snap.memory, engine) for v in snap.vrings) if snap else ()
         notes = snap.notes if snap else ("guest vector masking happens inside QEMU for vhost-user",)
         device = DeviceView(
             key=self.key,
@@ -303,12 +318,14 @@ def _shadow_note(connected: bool, wanted: bool) -> str:
     return note
 
 
-def _queue_view(
-    v: VringSnapshot, regions: tuple[MappedRegion, ...], engine: EngineSnapshot
-) -> QueueView:
+def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -> QueueView:
     avail = used = None
+    ring_error: str | None = None
     if v.ring is not None:
-        avail, used = v.ring.indices(regions)
+        indices = v.ring.indices(memory)
+        avail, used = indices.avail, indices.used
+        if indices.error is not None:
+            ring_error = f"ring unreadable: {indices.error}"
     mask: MaskState | None = None
     if v.qemu_masked:
         mask = MaskState.MASKED
@@ -326,7 +343,7 @@ def _queue_view(
             used_idx=used,
             kick_fd=v.kick_fd,
             call_fd=v.call_fd,
-            error=v.error,
+            error=v.error or ring_error,
             ring_source="ring" if avail is not None or used is not None else None,
         )
     if counters.call.masked:
@@ -346,6 +363,6 @@ def _queue_view(
         injected_calls=counters.call.injected,
         kick_fd=v.kick_fd,
         call_fd=v.call_fd,
-        error=counters.error or v.error,
+        error=counters.error or v.error or ring_error,
         ring_source="ring" if avail is not None or used is not None else None,
     )

@@ -77,8 +77,9 @@ from svqtui.sources.vhost_user.codec import (
 )
 from svqtui.sources.vhost_user.errors import BadHeader, BadPayload, NotConnected, ShadowSwitchError
 from svqtui.sources.vhost_user.fdident import describe
-from svqtui.sources.vhost_user.rings import GuestMemory, MappedRegion
+from svqtui.sources.vhost_user.rings import MemoryTable
 from svqtui.sources.vhost_user.shadow import Holder, Vring, VringSnapshot
+from svqtui.virtio.guest_memory import RegionTable
 
 R = FrontendRequest
 HIDDEN_PROTOCOL_FEATURES = (
@@ -97,7 +98,7 @@ class ConnectionSnapshot:
 
     shadow: bool
     vrings: tuple[VringSnapshot, ...]
-    regions: tuple[MappedRegion, ...]
+    memory: RegionTable  # the front-end's guest memory, readable from any thread
     features: int | None
     protocol_features: int | None
     notes: tuple[str, ...]
@@ -133,7 +134,7 @@ class Connection:
         self.shadow = shadow
         self.closed = False
         self.vrings: dict[int, Vring] = {}
-        self.memory = GuestMemory()
+        self.memory = MemoryTable()
         self.features: int | None = None
         self.protocol_features: int | None = None  # acked by the front-end
         self.offered_hidden = 0
@@ -710,7 +711,7 @@ class Connection:
         return ConnectionSnapshot(
             shadow=self.shadow,
             vrings=vrings,
-            regions=self.memory.regions,
+            memory=self.memory.table,
             features=self.features,
             protocol_features=self.protocol_features,
             notes=tuple(notes),

@@ -273,7 +273,7 @@ class Vring:
     def snapshot(self, ring_ok: bool) -> VringSnapshot:
         ring = None
         if ring_ok and self.ring_active and self.addr is not None:
-            ring = SplitRing(self.addr.avail, self.addr.used)
+            ring = SplitRing(self.addr.avail, self.addr.used, self.addr.desc, self.num)
         return VringSnapshot(
             index=self.index,
             kick_fd=self._fd_label(self.fe_kick_id, self.fe_kick, self.be_kick, self.eng_kick_id),
