@@ -74,6 +74,10 @@ class QueueView:
     error: str | None = None
     ring_source: str | None = None  # where avail/used come from ("ring", "qmp")
     stuck_hint: str | None = None  # a source's own stuck verdict (e.g. demo "device stalled")
+    fault: str | None = None  # an operator-armed fault, in words ("drop the next call")
+    dropped: int = 0  # notifications a fault swallowed (kick and call)
+    duplicated: int = 0  # extra writes by a dup fault
+    delayed: int = 0  # notifications a delay fault delivered late
 
     @property
     def in_flight(self) -> int | None:

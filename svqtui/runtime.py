@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from svqtui.config import Config
 from svqtui.engine import Engine, Link
+from svqtui.engine.faults import Fault
 from svqtui.errors import SvqtuiError
 from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
@@ -131,6 +132,10 @@ class Runtime:
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
         self._owner(device_key).set_masked(device_key, queue, masked)
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        """Arm a fault on one queue's link, or clear its faults (None)."""
+        self._owner(device_key).set_fault(device_key, queue, fault)
 
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         self._owner(device_key).inject(device_key, queue, link)

@@ -33,6 +33,7 @@ from svqtui.console.palette import SvqtuiCommands
 from svqtui.console.selection import Scope, ScopeKind, SortMode
 from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
+from svqtui.engine.faults import Fault
 from svqtui.errors import SvqtuiError
 from svqtui.model import DeviceView, QueueRow, Snapshot
 from svqtui.thread_priority import lower_thread_priority
@@ -386,6 +387,21 @@ class SvqtuiApp(App[int]):
         self._act(
             f"inject a {link.name.lower()} on {self._queue_name(row)}",
             partial(self.runtime.inject, row.device_key, row.view.index, link),
+            row.device_key,
+            row.view.index,
+        )
+
+    def action_fault(self, name: str) -> None:
+        """Arm a fault (svqtui.engine.faults names) on the selected queue, or clear."""
+        row = self.selected_row()
+        if row is None:
+            self._need("a queue")
+            return
+        fault = None if name == "clear" else Fault.named(name)
+        what = fault.describe() if fault else "clear faults"
+        self._act(
+            f"fault: {what} on {self._queue_name(row)}",
+            partial(self.runtime.set_fault, row.device_key, row.view.index, fault),
             row.device_key,
             row.view.index,
         )

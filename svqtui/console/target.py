@@ -13,6 +13,7 @@ from typing import Protocol
 
 from svqtui.config import Config
 from svqtui.engine import Link
+from svqtui.engine.faults import Fault
 from svqtui.eventlog import EventLog
 from svqtui.model import Snapshot
 
@@ -61,5 +62,7 @@ class ConsoleTarget(Protocol):
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None: ...
 
     def inject(self, device_key: str, queue: int, link: Link) -> None: ...
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None: ...
 
     def reset(self, device_key: str | None = None) -> None: ...

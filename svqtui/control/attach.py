@@ -20,6 +20,7 @@ from svqtui.config import Config
 from svqtui.console.feed import SnapshotFeed
 from svqtui.control.client import ControlClient
 from svqtui.engine import Link
+from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError
 from svqtui.eventlog import EventLog
 from svqtui.model import EngineStatus, Snapshot, SourceKind, SourceStatus
@@ -169,6 +170,13 @@ class RemoteRuntime:
                 self._actions.kick(device_key, queue)
             else:
                 self._actions.call(device_key, queue)
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        with self._actions_lock:
+            if fault is None:
+                self._actions.fault(device_key, queue, "clear")
+            else:
+                self._actions.fault(device_key, queue, fault.name, fault.amount)
 
     def reset(self, device_key: str | None = None) -> None:
         with self._actions_lock:

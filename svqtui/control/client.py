@@ -19,6 +19,7 @@ from typing import Any
 from svqtui.control.codec import decode_event, decode_snapshot
 from svqtui.control.errors import ControlProtocolError, ControlUnreachable
 from svqtui.control.protocol import MAX_RESPONSE_BYTES, Command, Request, Response, decode_line
+from svqtui.engine.faults import FAULT_NAMES
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.model import LogEvent, Snapshot
 
@@ -176,6 +177,15 @@ class ControlClient:
         result: dict[str, Any] = self.request(Command.CALL, device=device, queue=queue)
         return result
 
+    def fault(
+        self, device: str, queue: int, fault: str, amount: int | None = None
+    ) -> dict[str, Any]:
+        """Arm ``fault`` (drop-kick, drop-call, delay-call, dup-call) or ``clear``."""
+        result: dict[str, Any] = self.request(
+            Command.FAULT, device=device, queue=queue, fault=fault, amount=amount
+        )
+        return result
+
     def reset(self, device: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self.request(Command.RESET, device=device)
         return result
@@ -203,6 +213,7 @@ examples:
   svqtui ctl mask vm1/net0 0 && svqtui ctl unmask vm1/net0 0
   svqtui ctl kick blk0 0
   svqtui ctl reset
+  svqtui ctl fault blk0 0 drop-call && svqtui ctl call blk0 0
   svqtui ctl events --follow
 """
 
@@ -240,6 +251,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "inject one call (device -> guest) into a queue",
         "  svqtui ctl call blk0 0",
     ),
+    "fault": (
+        "arm a fault on a shadowed queue, to rehearse a stuck queue or test a guest "
+        "driver: drop-kick N / drop-call N (swallow the next N, counted as dropped), "
+        "delay-call MS (every call waits MS ms until cleared), dup-call N (write the "
+        "next N calls twice), or clear (every fault of the queue; a delayed call is "
+        "delivered at once). Faults disarm after N, on clear, on shadow off and with "
+        "svqtui",
+        "  svqtui ctl fault blk0 0 drop-call\n  svqtui ctl fault blk0 0 delay-call 500\n"
+        "  svqtui ctl fault blk0 0 clear",
+    ),
     "reset": (
         "zero the counters of one device, or of every device",
         "  svqtui ctl reset blk0\n  svqtui ctl reset",
@@ -250,6 +271,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def _queue_arg(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"QUEUE must be a whole number >= 0, not {text!r}")
+    return int(text)
+
+
+def _count_arg(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"N|MS must be a whole number >= 1, not {text!r}")
     return int(text)
 
 
@@ -322,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("mask", "unmask", "kick", "call"):
         subs[name].add_argument("device", metavar="DEVICE", help=device_help)
         subs[name].add_argument("queue", type=_queue_arg, metavar="QUEUE", help="queue index")
+    subs["fault"].add_argument("device", metavar="DEVICE", help=device_help)
+    subs["fault"].add_argument("queue", type=_queue_arg, metavar="QUEUE", help="queue index")
+    subs["fault"].add_argument(
+        "fault",
+        choices=(*FAULT_NAMES, "clear"),
+        metavar="FAULT",
+        help="drop-kick, drop-call, delay-call, dup-call or clear",
+    )
+    subs["fault"].add_argument(
+        "amount", type=_count_arg, nargs="?", metavar="N|MS", help="default: 1 (or 500 ms)"
+    )
     subs["reset"].add_argument(
         "device", metavar="DEVICE", nargs="?", help=device_help + "; default: every device"
     )
@@ -383,6 +421,8 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
             result = client.kick(args.device, args.queue)
         elif command == "call":
             result = client.call(args.device, args.queue)
+        elif command == "fault":
+            result = client.fault(args.device, args.queue, args.fault, args.amount)
         else:
             result = client.reset(args.device)
         print(f"svqtui: done: {result.get('done', command)}")

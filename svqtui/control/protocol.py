@@ -29,6 +29,8 @@ unmask    device, queue          release them (a pending call is delivered once)
 kick      device, queue          inject one kick (guest -> device)
 call      device, queue          inject one call (device -> guest)
 reset     device (optional)      zero counters of one device, or of all
+fault     device, queue, fault,  arm a fault (drop-kick, drop-call, delay-call,
+          amount (optional)      dup-call; N or ms) or "clear" every fault
 ========  =====================  =============================================
 
 A request line is at most ``MAX_REQUEST_BYTES``; a longer one is answered
@@ -83,11 +85,20 @@ class Command(enum.StrEnum):
     KICK = "kick"
     CALL = "call"
     RESET = "reset"
+    FAULT = "fault"
 
 
 #: Commands that change something (run one at a time, in arrival order).
 ACTIONS = frozenset(
-    {Command.SHADOW, Command.MASK, Command.UNMASK, Command.KICK, Command.CALL, Command.RESET}
+    {
+        Command.SHADOW,
+        Command.MASK,
+        Command.UNMASK,
+        Command.KICK,
+        Command.CALL,
+        Command.RESET,
+        Command.FAULT,
+    }
 )
 
 
@@ -168,6 +179,15 @@ class Request:
         if self.args.get(name) is None:
             return default
         return self.index(name)
+
+    def optional_count(self, name: str) -> int | None:
+        """A whole number >= 1, or None when absent."""
+        value = self.args.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._bad(name, "a whole number >= 1")
+        return value
 
     def flag(self, name: str) -> bool:
         value = self.args.get(name)

@@ -38,6 +38,7 @@ from svqtui.control.protocol import (
     request_id,
 )
 from svqtui.engine import Link
+from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
@@ -274,6 +275,14 @@ class ControlServer:
             lambda: self.runtime.inject(dev.key, index, link),
         )
 
+    def _fault(self, request: Request) -> dict[str, Any]:
+        dev = self._device(request)
+        index = self._queue(request, dev)
+        name = request.text("fault")
+        fault = None if name == "clear" else Fault.named(name, request.optional_count("amount"))
+        what = f"fault {fault.describe() if fault else 'clear'} on {dev.name} queue {index}"
+        return self._act(what, dev, lambda: self.runtime.set_fault(dev.key, index, fault))
+
     def _reset(self, request: Request) -> dict[str, Any]:
         if request.optional_text("device") is None:
             return self._act("reset all counters", None, lambda: self.runtime.reset(None))
@@ -291,4 +300,5 @@ class ControlServer:
         Command.KICK: _inject,
         Command.CALL: _inject,
         Command.RESET: _reset,
+        Command.FAULT: _fault,
     }

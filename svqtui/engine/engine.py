@@ -92,6 +92,12 @@ class LinkCounters:
     masked: bool
     pending: bool
     error: str | None
+    fault: int = 0  # svqtui.engine.faults.FaultKind armed on the link
+    fault_left: int = 0  # drop/dup: arrivals still to affect
+    fault_delay_ms: int = 0  # delay: how long each arrival waits
+    dropped: int = 0  # arrivals swallowed by a drop fault
+    duplicated: int = 0  # extra writes by a dup fault
+    delayed: int = 0  # arrivals delivered late by a delay fault
 
     @property
     def healthy(self) -> bool:
@@ -180,6 +186,12 @@ def _link_counters(raw: Any, name: str) -> LinkCounters:
         masked=bool(raw.masked),
         pending=bool(raw.pending),
         error=error,
+        fault=raw.fault,
+        fault_left=raw.fault_left,
+        fault_delay_ms=raw.fault_delay_ns // 1_000_000,
+        dropped=raw.dropped,
+        duplicated=raw.duplicated,
+        delayed=raw.delayed,
     )
 
 
@@ -447,6 +459,22 @@ class Engine:
         """Signal a link's destination as if its source had fired."""
         self._check(slot)
         self._submit(True, timeout, op=lib.SVQ_OP_INJECT, queue=slot, link=int(link))
+
+    def set_fault(
+        self, slot: int, link: Link, kind: int, amount: int, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        """Arm a fault on a link (svqtui.engine.faults: kind, N or ms), or
+        clear it with kind 0; clearing delivers a notification a delay holds."""
+        self._check(slot)
+        self._submit(
+            True,
+            timeout,
+            op=lib.SVQ_OP_FAULT,
+            queue=slot,
+            link=int(link),
+            fds=[kind, -1, -1, -1],
+            arg=amount,
+        )
 
     def reset(self, slot: int | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         """Zero the counters of one queue, or of all (state is kept)."""

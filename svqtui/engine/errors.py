@@ -25,6 +25,11 @@ class EngineFull(EngineError):
     """Every queue slot of the engine is in use."""
 
 
+@wire_error("BadFault")
+class BadFault(EngineError):
+    """A fault that does not exist or an amount out of range."""
+
+
 @wire_error("UnknownQueue")
 class UnknownQueue(EngineError):
     """A queue slot that is not (or no longer) in the engine."""

@@ -19,6 +19,10 @@
  *     notification the engine swallowed during the switch is not lost.
  *  5. A bad fd puts one link in an error state; the loop goes on.
  *
+ * Faults an operator arms on a link (drop, delay, duplicate: fault.c) change
+ * what an arrival does, never what masking does; a delayed notification
+ * waits on the delay timerfd.
+ *
  * Between batches the loop either blocks in epoll_wait or, when poll.c says
  * spinning pays, polls with a zero timeout for a short window. That changes
  * only when an event is noticed, never what is done with it.
@@ -36,10 +40,12 @@
 #include <unistd.h>
 
 #include "relay.h"
+#include "fault.h"
 #include "poll.h"
 
 #define RING_TAG UINT64_MAX
 #define TICK_TAG (UINT64_MAX - 1)
+#define DELAY_TAG (UINT64_MAX - 2)
 #define MAX_EVENTS 256
 #define IDLE_WAKEUP_MS 100 /* heartbeat period when nothing happens */
 
@@ -47,6 +53,8 @@ struct svq_engine {
     int epfd;
     int ringfd;
     int tickfd; /* periodic timerfd: the idle heartbeat, so epoll_wait needs no timeout */
+    int delayfd; /* one-shot timerfd: the earliest notification a delay fault holds */
+    int64_t delay_armed_ns; /* when delayfd fires, 0 = disarmed */
     uint32_t max_queues;
     struct svq_queue *queues;
 
@@ -137,6 +145,67 @@ static void notify(struct svq_link *l)
     }
 }
 
+/* Make delayfd fire by `due` (absolute CLOCK_MONOTONIC ns). */
+static void arm_delay(struct svq_engine *e, int64_t due)
+{
+    struct itimerspec at = {.it_value = {.tv_sec = due / 1000000000LL,
+                                         .tv_nsec = due % 1000000000LL}};
+    if (e->delay_armed_ns && e->delay_armed_ns <= due)
+        return;
+    if (timerfd_settime(e->delayfd, TFD_TIMER_ABSTIME, &at, NULL) == 0)
+        e->delay_armed_ns = due;
+}
+
+/* delayfd fired: deliver every delayed notification now due, re-arm for the
+ * next. Scans the queues, but only when a delay fault has fired. */
+static void deliver_delayed(struct svq_engine *e, int64_t now)
+{
+    uint64_t expirations;
+    int64_t next = 0;
+
+    (void)!read(e->delayfd, &expirations, sizeof(expirations));
+    e->delay_armed_ns = 0;
+    for (uint32_t qi = 0; qi < e->max_queues; qi++) {
+        struct svq_queue *q = &e->queues[qi];
+        if (!q->active)
+            continue;
+        for (int li = 0; li < 2; li++) {
+            struct svq_link *l = &q->link[li];
+            if (!l->fault_due_ns)
+                continue;
+            if (l->fault_due_ns <= now) {
+                write_begin(q);
+                if (svq_fault_due(l, now))
+                    notify(l);
+                write_end(q);
+            } else if (!next || l->fault_due_ns < next) {
+                next = l->fault_due_ns;
+            }
+        }
+    }
+    if (next)
+        arm_delay(e, next);
+}
+
+/* One arrival on a link with a fault armed (fault.c decides, we deliver). */
+static void arrive_with_fault(struct svq_engine *e, struct svq_link *l, int64_t now)
+{
+    switch (svq_fault_arrival(l, now)) {
+    case SVQ_ARRIVAL_SWALLOW:
+        break;
+    case SVQ_ARRIVAL_DEFER:
+        arm_delay(e, l->fault_due_ns);
+        break;
+    case SVQ_ARRIVAL_TWICE:
+        notify(l);
+        if (!l->masked)
+            write_dst(l);
+        break;
+    default:
+        notify(l);
+    }
+}
+
 /* The hot path: drain one readable source and relay it. */
 static void relay(struct svq_engine *e, uint32_t qi, int li, int64_t now)
 {
@@ -153,7 +222,10 @@ static void relay(struct svq_engine *e, uint32_t qi, int li, int64_t now)
         l->reads++;
         l->last_ns = now;
         e->relays++;
-        notify(l);
+        if (l->fault)
+            arrive_with_fault(e, l, now);
+        else
+            notify(l);
     } else {
         /* A short read or EOF means the source is not an eventfd. */
         set_error(l, r == 0 ? SVQ_ERR_EOF : SVQ_ERR_READ, r < 0 ? errno : EIO);
@@ -166,6 +238,7 @@ static void reset_counters(struct svq_link *l)
 {
     l->notifications = l->reads = l->delivered = l->held = 0;
     l->injected = l->signals = l->errors = 0;
+    l->dropped = l->duplicated = l->delayed = 0;
 }
 
 static void apply(struct svq_engine *e, const struct svq_cmd *c)
@@ -218,6 +291,9 @@ static void apply(struct svq_engine *e, const struct svq_cmd *c)
     case SVQ_OP_REMOVE:
         if (!q->active)
             break;
+        for (int li = 0; li < 2; li++) /* a delayed notification is not lost */
+            if (svq_fault_arm(&q->link[li], SVQ_FAULT_NONE, 0, 0))
+                notify(&q->link[li]);
         unwatch(e, &q->link[0]);
         unwatch(e, &q->link[1]);
         if (c->arg) {
@@ -276,6 +352,12 @@ static void apply(struct svq_engine *e, const struct svq_cmd *c)
         reset_counters(&q->link[0]);
         reset_counters(&q->link[1]);
         break;
+    case SVQ_OP_FAULT:
+        if (!q->active)
+            break;
+        if (svq_fault_arm(l, c->fds[0], c->arg, 0))
+            notify(l); /* the notification a delay held goes out now */
+        break;
     }
     write_end(q);
 }
@@ -311,6 +393,7 @@ struct svq_engine *svq_create(uint32_t max_queues)
     pthread_condattr_t attr;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = RING_TAG};
     struct epoll_event tick_ev = {.events = EPOLLIN, .data.u64 = TICK_TAG};
+    struct epoll_event delay_ev = {.events = EPOLLIN, .data.u64 = DELAY_TAG};
     const struct timespec period = {.tv_sec = 0, .tv_nsec = IDLE_WAKEUP_MS * 1000000L};
     const struct itimerspec tick = {.it_interval = period, .it_value = period};
 
@@ -321,10 +404,12 @@ struct svq_engine *svq_create(uint32_t max_queues)
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     e->ringfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->tickfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (!e->queues || e->epfd < 0 || e->ringfd < 0 || e->tickfd < 0 ||
+    e->delayfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!e->queues || e->epfd < 0 || e->ringfd < 0 || e->tickfd < 0 || e->delayfd < 0 ||
         epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->ringfd, &ev) < 0 ||
         timerfd_settime(e->tickfd, 0, &tick, NULL) < 0 ||
-        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->tickfd, &tick_ev) < 0) {
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->tickfd, &tick_ev) < 0 ||
+        epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->delayfd, &delay_ev) < 0) {
         svq_destroy(e);
         return NULL;
     }
@@ -347,6 +432,8 @@ void svq_destroy(struct svq_engine *e)
         close(e->ringfd);
     if (e->tickfd >= 0)
         close(e->tickfd);
+    if (e->delayfd >= 0)
+        close(e->delayfd);
     free(e->queues);
     free(e);
 }
@@ -379,6 +466,8 @@ int svq_run(struct svq_engine *e)
             } else if (tag == TICK_TAG) {
                 uint64_t expirations;
                 (void)!read(e->tickfd, &expirations, sizeof(expirations));
+            } else if (tag == DELAY_TAG) {
+                deliver_delayed(e, now);
             } else {
                 relay(e, (uint32_t)(tag >> 1), (int)(tag & 1), now);
                 work++;

@@ -32,6 +32,15 @@
 #define SVQ_OP_INJECT 5
 #define SVQ_OP_RESET 6
 #define SVQ_OP_STOP 7
+#define SVQ_OP_FAULT 8
+
+/* Faults an operator arms on one link (fault.c), to rehearse a stuck queue
+ * or test a guest driver: drop the next N notifications, delay every one by
+ * D ms, or duplicate the next N. Counted, never silent; gone with the queue. */
+#define SVQ_FAULT_NONE 0
+#define SVQ_FAULT_DROP 1
+#define SVQ_FAULT_DELAY 2
+#define SVQ_FAULT_DUP 3
 
 #define SVQ_RING_SIZE 1024
 
@@ -56,6 +65,13 @@ struct svq_link {
     uint32_t pending;        /* call link only: a held call awaits unmask */
     int32_t err_op;          /* SVQ_ERR_* of the current error, 0 = healthy */
     int32_t err_errno;       /* errno of the current error */
+    int32_t fault;           /* SVQ_FAULT_* armed on this link */
+    int32_t fault_left;      /* drop/dup: arrivals still to affect */
+    int64_t fault_delay_ns;  /* delay: how long each arrival waits */
+    int64_t fault_due_ns;    /* delay: when the waiting notification is due, 0 = none */
+    uint64_t dropped;        /* arrivals swallowed by a drop fault (counted, never silent) */
+    uint64_t duplicated;     /* extra writes by a dup fault */
+    uint64_t delayed;        /* arrivals delivered late by a delay fault */
 };
 
 struct svq_queue {
@@ -71,7 +87,8 @@ struct svq_cmd {
     int32_t link;            /* SVQ_LINK_* for SET_FD / INJECT */
     int32_t end;             /* SVQ_END_* for SET_FD */
     int32_t fds[4];          /* ADD: kick src, kick dst, call src, call dst; SET_FD: fds[0] */
-    int64_t arg;             /* ADD: initial mask; MASK: 1/0; REMOVE: hand back; RESET: -1 = all */
+    int64_t arg;             /* ADD: initial mask; MASK: 1/0; REMOVE: hand back; RESET: -1 = all;
+                                FAULT: N arrivals (drop, dup) or D ms (delay); fault kind in fds[0] */
 };
 
 struct svq_stats {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from svqtui.engine import EngineSnapshot, Link
+from svqtui.engine.faults import Fault
 from svqtui.model import SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
@@ -57,6 +58,9 @@ class LabInterposers(Source):
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
         self.inner.set_masked(device_key, queue, masked)
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        self.inner.set_fault(device_key, queue, fault)
 
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         self.inner.inject(device_key, queue, link)

@@ -20,6 +20,7 @@ from svqtui.sources.errors import ActionUnsupported
 
 if TYPE_CHECKING:
     from svqtui.engine import Engine, EngineSnapshot, Link
+    from svqtui.engine.faults import Fault
     from svqtui.eventlog import EventLog
     from svqtui.io_loop import IOLoop
 
@@ -67,6 +68,10 @@ class Source(abc.ABC):
 
     def set_masked(self, device_key: str, queue: int, masked: bool) -> None:
         raise ActionUnsupported(f"{self.name}: masking is not available for {device_key}")
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        """Arm a fault on a shadowed queue's link (None clears every fault)."""
+        raise ActionUnsupported(f"{self.name}: fault injection is not available for {device_key}")
 
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         raise ActionUnsupported(f"{self.name}: injection is not available for {device_key}")

@@ -129,6 +129,10 @@ def fds_text(row: QueueRow) -> Text:
     if row.stuck:
         out.append("\n")
         out.append_text(fmt.stuck_text(row.stuck))
+    if q.fault or q.dropped or q.duplicated or q.delayed:
+        out.append("\nfault: ", style="bold reverse magenta")
+        out.append(q.fault or "none armed now")
+        out.append(f" (dropped {q.dropped}, duplicated {q.duplicated}, delayed {q.delayed})")
     if q.error:
         out.append("\nerror: ", style="bold red")
         out.append(q.error)

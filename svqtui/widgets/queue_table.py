@@ -55,7 +55,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("used", "Used", 5, "the ring's used index (device side), when known", True),
     Column("kick_age", "Kicked", 6, "time since the last kick (how long ago)", True),
     Column("call_age", "Called", 6, "time since the last call (how long ago)", True),
-    Column("stuck", "Stuck", 60, "STUCK and the reason, from the stuck rules of config.yaml"),
+    Column(
+        "stuck",
+        "Stuck",
+        60,
+        "STUCK and the reason, from the stuck rules of config.yaml; FAULT and what an "
+        "operator-armed fault does",
+    ),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -85,7 +91,7 @@ def plain_cells(row: QueueRow) -> Plain:
         fmt.index(q.used_idx),
         fmt.age(row.last_kick_age_s),
         fmt.age(row.last_call_age_s),
-        row.stuck or "",
+        row.stuck or (f"{FAULT_WORD} {q.fault}" if q.fault else ""),
     )
 
 
@@ -93,6 +99,8 @@ TOTAL_WIDTH = sum(c.width + 2 * CELL_PAD for c in COLUMNS)
 MASK_STYLES = {k.value: Style.parse(v) for k, v in fmt.MASK_STYLES.items()}
 STUCK_WORD = Style.parse("bold reverse red")
 STUCK_NAME = Style.parse("bold red")
+FAULT_WORD = "FAULT"  # an armed fault shows in the Stuck column while the queue is not stuck
+FAULT = Style.parse("bold reverse magenta")
 SHADOW_ON = Style.parse("bold cyan")
 DIM = Style.parse("dim")
 SPARK = Style.parse("cyan")
@@ -109,6 +117,11 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
     by what it says (MASKED, STUCK, on...), over the row's base style."""
     edge = Segment(" " * CELL_PAD, base)
     key = column.key
+    if key == "stuck" and text.startswith(FAULT_WORD + " "):
+        shown = fit(text, column.width)
+        rest = shown[len(FAULT_WORD) :] + " " * (column.width - cell_len(shown))
+        word = Segment(shown[: len(FAULT_WORD)], base + FAULT)
+        return [edge, word, Segment(rest, base), edge]
     if key == "stuck" and text:
         shown = fit(f"STUCK {text}", column.width)
         rest = shown[5:] + " " * (column.width - cell_len(shown))

@@ -12,6 +12,8 @@ from svqtui.console import format as fmt
 from svqtui.console.selection import SortMode
 from svqtui.model import Snapshot
 
+FAULT_STYLE = "bold reverse magenta"  # an operator-armed fault: loud everywhere
+
 
 @dataclass(frozen=True, slots=True)
 class ViewState:
@@ -49,6 +51,10 @@ def status_text(snap: Snapshot | None, view: ViewState) -> Text:
         down = [s.name for s in snap.sources if not s.connected]
         if down:
             out.append(f" (down: {', '.join(down)})", style="red")
+        faults = sum(1 for r in snap.rows.values() if r.view.fault)
+        if faults:
+            out.append(" │ ")
+            out.append(f"FAULT on {faults} queue{'s' if faults > 1 else ''}", style=FAULT_STYLE)
     out.append(f" │ every {delay_text(view.interval_s)}")
     if view.paused:
         out.append(" │ ")

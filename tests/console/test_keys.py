@@ -328,3 +328,27 @@ async def test_arrows_and_tab_move_between_tree_and_table(app: SvqtuiApp) -> Non
         assert app.snapshot.devices[NET].shadow
         await pilot.press("shift+tab")
         assert app.focused is app.device_tree
+
+
+async def test_f_drops_the_next_call_loudly_and_capital_f_clears(
+    app: SvqtuiApp, demo: DemoSource
+) -> None:
+    """f arms "drop the next call" on the selected queue: the Stuck column and
+    the status bar say FAULT; the demo's next call is counted as dropped and
+    the fault disarms itself; F clears a delay fault armed with e."""
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        key = app.table.cursor_key
+        assert key is not None
+        await pilot.press("f")
+        await until(pilot, lambda: app.snapshot.rows[key].view.fault is not None, "the fault")
+        assert cell(app, key, "stuck") == "FAULT drop the next call"
+        await until(pilot, lambda: "FAULT on 1 queue" in app.status_bar.text, "status bar")
+        demo.advance(4)
+        await until(pilot, lambda: app.snapshot.rows[key].view.dropped >= 1, "a dropped call")
+        assert app.snapshot.rows[key].view.fault is None  # disarmed after one
+        await pilot.press("e")
+        await until(pilot, lambda: app.snapshot.rows[key].view.fault, "the delay fault")
+        assert app.snapshot.rows[key].view.fault == "delay calls 500 ms"
+        await pilot.press("F")
+        await until(pilot, lambda: app.snapshot.rows[key].view.fault is None, "faults cleared")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from svqtui.control.protocol import MAX_REQUEST_BYTES
-from svqtui.engine.errors import EngineNotRunning
+from svqtui.engine.errors import BadFault, EngineNotRunning
 from svqtui.errors import ControlError
 from svqtui.model import (
     DeviceView,
@@ -337,3 +337,21 @@ def test_clients_beyond_the_limit_are_turned_away(served: Served) -> None:
         with pytest.raises(ControlError, match="too many control clients"), served.client() as c:
             c.hello()
         assert first.hello()["protocol"] == 1
+
+
+def test_fault_arms_counts_and_clears_over_the_socket(served: Served) -> None:
+    """`fault` arms a named fault on a queue (its view says so), a dropped call
+    is counted, `clear` disarms; a bad fault name is a BadFault in one line."""
+    demo = served.runtime.sources[0]
+    assert isinstance(demo, DemoSource)
+    with served.client() as c:
+        c.fault(NET, 1, "drop-call", 2)
+        assert queue(served, NET, 1).fault == "drop the next 2 calls"
+        c.fault(NET, 1, "clear")
+        assert queue(served, NET, 1).fault is None
+        c.fault(NET, 1, "dup-call")
+        demo.advance(4)
+        served.runtime.monitor.refresh_soon(wait=True)
+        assert queue(served, NET, 1).duplicated >= 1
+        with pytest.raises(BadFault, match="drop-everything"):
+            c.fault(NET, 1, "drop-everything")

@@ -62,6 +62,7 @@ PINNED_NAMES = frozenset(
         "TruncatedMessage",
         "BadPayload",
         "BackendUnavailable",
+        "BadFault",
         "ListenError",
         "ShadowSwitchError",
         "NotConnected",
@@ -89,6 +90,13 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
+        # guest memory reads fail into a ring view's one line, never a reply
+        "svqtui.virtio.guest_memory.GuestMemoryError",
+        "svqtui.virtio.guest_memory.MemoryReleased",
+        "svqtui.virtio.guest_memory.ReadTooLarge",
+        "svqtui.virtio.guest_memory.UnmappedAddress",
+        "svqtui.virtio.guest_memory.RegionUnreadable",
+        "svqtui.virtio.guest_memory.RegionTruncated",
     }
 )
 

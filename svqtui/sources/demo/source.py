@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from svqtui.engine import Engine, EngineSnapshot, Link, QueueCounters
+from svqtui.engine.faults import Fault, FaultKind, fault_fields
 from svqtui.model import (
     DeviceView,
     MaskState,
@@ -451,6 +452,7 @@ class DemoSource(Source):
             call_fd=f"engine eventfd {c.call.src} -> guest eventfd {c.call.dst}",
             error=c.error,
             **common,  # type: ignore[arg-type]
+            **fault_fields(c),  # type: ignore[arg-type]
         )
 
     def status(self) -> SourceStatus:
@@ -482,6 +484,21 @@ class DemoSource(Source):
             q.hold = masked
             self._apply_mask(q)
         self._log(f"queue {queue}: {'hold (masked)' if masked else 'released'}", device_key, queue)
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        q = self._queue(device_key, queue)
+        with self._lock:
+            if q.slot is None or self._engine is None:
+                raise ActionUnsupported(
+                    "shadow mode is off: faults are armed in the engine (press s first)"
+                )
+            if fault is None:
+                for link in Link:
+                    self._engine.set_fault(q.slot, link, FaultKind.NONE, 0)
+            else:
+                self._engine.set_fault(q.slot, fault.link, fault.kind, fault.amount)
+        what = f"fault: {fault.describe()}" if fault else "faults cleared"
+        self._log(f"queue {queue}: {what}", device_key, queue)
 
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         q = self._queue(device_key, queue)

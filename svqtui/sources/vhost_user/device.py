@@ -21,6 +21,7 @@ import socket
 import stat
 
 from svqtui.engine import EngineSnapshot, Link
+from svqtui.engine.faults import Fault, fault_fields
 from svqtui.model import (
     DeviceRole,
     DeviceView,
@@ -246,6 +247,9 @@ class DeviceInterposer:
     async def inject(self, queue: int, link: Link) -> None:
         await self._live().inject(queue, link)
 
+    async def set_fault(self, queue: int, fault: Fault | None) -> None:
+        await self._live().set_fault(queue, fault)
+
     async def reset(self) -> None:
         if self._conn is not None:
             await self._conn.reset()
@@ -365,4 +369,5 @@ def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -
         call_fd=v.call_fd,
         error=counters.error or v.error or ring_error,
         ring_source="ring" if avail is not None or used is not None else None,
+        **fault_fields(counters),  # type: ignore[arg-type]
     )

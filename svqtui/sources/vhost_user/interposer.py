@@ -50,6 +50,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from svqtui.engine import Engine, Link
+from svqtui.engine.faults import Fault, FaultKind
 from svqtui.errors import EngineError, ProtocolError
 from svqtui.eventlog import EventLog
 from svqtui.sources.errors import ActionUnsupported, QueueOutOfRange
@@ -186,6 +187,9 @@ class Connection:
 
     def _info(self, text: str, queue: int | None = None) -> None:
         self._log.info(f"{self.label}: {text}", device_key=self.key, queue_index=queue)
+
+    def _warn(self, text: str, queue: int | None = None) -> None:
+        self._log.warning(f"{self.label}: {text}", device_key=self.key, queue_index=queue)
 
     def _error(self, text: str, queue: int | None = None) -> None:
         self._log.error(f"{self.label}: {text}", device_key=self.key, queue_index=queue)
@@ -679,6 +683,23 @@ class Connection:
                 )
             self._engine.inject(vring.slot, link)
             self._info(f"injected a {link.name.lower()}", index)
+
+    async def set_fault(self, index: int, fault: Fault | None) -> None:
+        async with self._actions:
+            self._check_open()
+            vring = self._queue(index)
+            if vring.slot is None:
+                raise ActionUnsupported(
+                    f"{self.label}: faults need queue {index} in shadow mode (turn shadow on)"
+                )
+            if fault is None:
+                for link in Link:
+                    self._engine.set_fault(vring.slot, link, FaultKind.NONE, 0)
+                self._info("faults cleared", index)
+            else:
+                self._engine.set_fault(vring.slot, fault.link, fault.kind, fault.amount)
+                self._warn(f"fault armed: {fault.describe()}", index)
+            self._on_change()
 
     async def reset(self) -> None:
         async with self._actions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from svqtui.engine import EngineSnapshot, Link
+from svqtui.engine.faults import Fault
 from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
@@ -110,6 +111,13 @@ class VhostUserSource(Source):
         loop = self._loop()
         what = f"{self.name}: inject a {link.name.lower()} into {device_key} queue {queue}"
         loop.call(self._device(device_key).inject(queue, link), ACTION_TIMEOUT_S, what=what)
+
+    def set_fault(self, device_key: str, queue: int, fault: Fault | None) -> None:
+        loop = self._loop()
+        what = (
+            f"{self.name}: {fault.name if fault else 'clear faults'} on {device_key} queue {queue}"
+        )
+        loop.call(self._device(device_key).set_fault(queue, fault), ACTION_TIMEOUT_S, what=what)
 
     def reset(self, device_key: str | None = None) -> None:
         if self._ctx is None:
