@@ -29,6 +29,9 @@ unmask    device, queue          release them (a pending call is delivered once)
 kick      device, queue          inject one kick (guest -> device)
 call      device, queue          inject one call (device -> guest)
 reset     device (optional)      zero counters of one device, or of all
+reload    -                      re-read the config file and apply it:
+                                 {config, changes, restart, seconds}; an invalid
+                                 file is a ConfigError and nothing changes
 ========  =====================  =============================================
 
 A request line is at most ``MAX_REQUEST_BYTES``; a longer one is answered
@@ -83,11 +86,20 @@ class Command(enum.StrEnum):
     KICK = "kick"
     CALL = "call"
     RESET = "reset"
+    RELOAD = "reload"
 
 
 #: Commands that change something (run one at a time, in arrival order).
 ACTIONS = frozenset(
-    {Command.SHADOW, Command.MASK, Command.UNMASK, Command.KICK, Command.CALL, Command.RESET}
+    {
+        Command.SHADOW,
+        Command.MASK,
+        Command.UNMASK,
+        Command.KICK,
+        Command.CALL,
+        Command.RESET,
+        Command.RELOAD,
+    }
 )
 
 
