@@ -90,6 +90,9 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
         "svqtui.control.sd_notify.NotifySocketError",
+        "svqtui.takeover.errors.TakeoverError",
+        "svqtui.takeover.errors.TransportError",
+        "svqtui.takeover.errors.StateRefused",
     }
 )
 
