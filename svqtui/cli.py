@@ -40,7 +40,9 @@ modes:
   svqtui --once [--json]      print one snapshot after one refresh interval
   svqtui --log [--csv]        print kick/s and call/s per device every interval
   svqtui --headless           run the engine and interposers without a UI,
-                              driven through the control socket (SIGTERM stops)
+                              driven through the control socket (SIGHUP reloads
+                              the config file, SIGTERM stops; under systemd see
+                              contrib/systemd/svqtui.service)
   svqtui --attach [SOCKET]    the console on a running --headless svqtui
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
@@ -195,7 +197,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         return _attach(config, args.attach or config.control_path)
     from svqtui.runtime import Runtime
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, reread=lambda: apply_overrides(load_config(config.path), args))
     if args.headless:
         from svqtui.control.headless import run_headless
 

@@ -200,6 +200,11 @@ class Monitor:
     def running(self) -> bool:
         return self._thread is not None
 
+    def set_sources(self, sources: Sequence[Source]) -> None:
+        """Refresh these sources from the next refresh on (a reload)."""
+        with self._lock:
+            self.sources = list(sources)
+
     def set_interval(self, seconds: float) -> None:
         """A new refresh interval, from the next tick on."""
         self.interval_s = seconds
@@ -399,6 +404,8 @@ class Monitor:
             track.history = collections.deque(maxlen=self.history)
             track.kicks_at_last_call = q.kicks or 0
             self._tracks[key] = track
+        elif track.history.maxlen != self.history:  # a reload changed history:
+            track.history = collections.deque(track.history, maxlen=self.history)
         if advance:
             track.kick_rate = _rate(track.kicks, q.kicks, dt)
             track.call_rate = _rate(track.calls, q.calls, dt)

@@ -8,27 +8,39 @@ through one Runtime, so they all behave the same.
 
 from __future__ import annotations
 
-from svqtui.config import Config
+import threading
+import time
+from collections.abc import Callable
+
+from svqtui.config import Config, load_config
 from svqtui.engine import Engine, Link
 from svqtui.engine.faults import Fault
-from svqtui.errors import SvqtuiError
+from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView
 from svqtui.monitor import Monitor
+from svqtui.reload import ReloadReport, build_inputs, core_changes
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.errors import UnknownDevice
-from svqtui.sources.registry import build_sources
+from svqtui.sources.registry import SOURCE_PLUGINS, build_by_section
 
 
 class Runtime:
     """One svqtui process's moving parts, started and stopped together."""
 
     def __init__(
-        self, config: Config, sources: list[Source] | None = None, *, clock: bool = True
+        self,
+        config: Config,
+        sources: list[Source] | None = None,
+        *,
+        clock: bool = True,
+        reread: Callable[[], Config] | None = None,
     ) -> None:
         """``clock=False``: the monitor refreshes only when asked (tests that
-        drive ``monitor.refresh()`` themselves)."""
+        drive ``monitor.refresh()`` themselves). ``reread`` loads the
+        configuration again for ``reload_config()`` (default: the file
+        ``config.path``); the command line passes one that keeps its overrides."""
         self._clock = clock
         self.config = config
         self.log = EventLog()
@@ -40,7 +52,16 @@ class Runtime:
             cpu=config.engine.cpu,
         )
         self.loop = IOLoop()
-        self.sources = sources if sources is not None else build_sources(config)
+        # Sources by plug-in section (None: sources given by the caller, not reloaded).
+        self._by_section = build_by_section(config) if sources is None else None
+        self.sources = (
+            sources
+            if sources is not None
+            else [s for built in (self._by_section or {}).values() for s in built]
+        )
+        self._reread = reread or (lambda: load_config(self.config.path))
+        self._reloading = threading.Lock()
+        self._ctx: SourceContext | None = None
         self.monitor = Monitor(
             self.sources,
             self.engine,
@@ -57,26 +78,32 @@ class Runtime:
         self.engine.start()
         self.loop.start()
         self._started = True
-        ctx = SourceContext(self.engine, self.loop, self.log)
+        ctx = self._ctx = SourceContext(self.engine, self.loop, self.log)
         for source in list(self.sources):
-            try:
-                source.start(ctx)
-            except SvqtuiError as err:
-                self.log.error(f"{source.name}: {err}")
-            except OSError as err:
-                self.log.error(f"{source.name}: cannot start: {err}")
+            self._start_source(source, ctx)
         if self._clock:
             self.monitor.start()
+
+    def _start_source(self, source: Source, ctx: SourceContext) -> None:
+        try:
+            source.start(ctx)
+        except SvqtuiError as err:
+            self.log.error(f"{source.name}: {err}")
+        except OSError as err:
+            self.log.error(f"{source.name}: cannot start: {err}")
+
+    def _stop_source(self, source: Source) -> None:
+        try:
+            source.stop()
+        except Exception as err:  # stopping must reach every source
+            self.log.error(f"{source.name}: error while stopping: {err}")
 
     def stop(self) -> None:
         if not self._started:
             return
         self.monitor.stop()
         for source in self.sources:
-            try:
-                source.stop()
-            except Exception as err:  # stopping must reach every source
-                self.log.error(f"{source.name}: error while stopping: {err}")
+            self._stop_source(source)
         self.loop.stop()
         self.engine.close()
         self._started = False
@@ -87,6 +114,76 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- reloading the configuration (docs/design.md#reload) --------------------
+
+    def reload_config(self) -> ReloadReport:
+        """Read the configuration again and apply it (``reload``). Raises
+        ``ConfigError`` when it is invalid, having changed nothing (and
+        logged one line saying so)."""
+        try:
+            new = self._reread()
+        except ConfigError as err:
+            self.log.error(f"reload refused: {err}; the running configuration is kept")
+            raise
+        return self.reload(new)
+
+    def reload(self, new: Config) -> ReloadReport:
+        """Apply ``new`` to the running process: the monitor's settings, and
+        per source plug-in either the source's own ``reload`` or a rebuild
+        when its section changed. One reload at a time; the sources keep
+        serving meanwhile (a vhost-user device that did not change is not touched)."""
+        with self._reloading:
+            started = time.monotonic()
+            old = self.config
+            in_effect, changes, restart = core_changes(old, new, self.monitor)
+            if self._by_section is None:
+                if any(
+                    new.sections.get(p.section) != old.sections.get(p.section)
+                    for p in SOURCE_PLUGINS
+                ):
+                    restart.append("sources (this runtime was given its sources in code)")
+            else:
+                changes += self._reload_sources(old, in_effect)
+            self.config = in_effect
+            report = ReloadReport(
+                in_effect.path, tuple(changes), tuple(restart), time.monotonic() - started
+            )
+            self.log.info(report.summary())
+        if self._started:
+            self.monitor.refresh_soon(wait=False)
+        return report
+
+    def _reload_sources(self, old: Config, new: Config) -> list[str]:
+        assert self._by_section is not None
+        changes: list[str] = []
+        by_section = dict(self._by_section)
+        for plugin in SOURCE_PLUGINS:
+            if build_inputs(plugin, old, SOURCE_PLUGINS) == build_inputs(
+                plugin, new, SOURCE_PLUGINS
+            ):
+                continue
+            running = by_section.get(plugin.section, [])
+            settings = new.section(plugin)
+            if len(running) == 1:  # a source that reloads in place keeps its connections
+                lines = running[0].reload(settings)
+                if lines is not None:
+                    changes += [f"{plugin.section}: {line}" for line in lines]
+                    continue
+            if self._started:
+                for source in running:
+                    self._stop_source(source)
+            built = plugin.build(settings, new)
+            if self._started and self._ctx is not None:
+                for source in built:
+                    self._start_source(source, self._ctx)
+            by_section[plugin.section] = built
+            names = ", ".join(s.name for s in built) or "none"
+            changes.append(f"{plugin.section}: section changed: sources rebuilt ({names})")
+        self._by_section = by_section
+        self.sources = [s for built in by_section.values() for s in built]
+        self.monitor.set_sources(self.sources)
+        return changes
 
     @property
     def owns_devices(self) -> bool:

@@ -190,6 +190,12 @@ class ControlClient:
         result: dict[str, Any] = self.request(Command.RESET, device=device)
         return result
 
+    def reload(self) -> dict[str, Any]:
+        """Re-read and apply the server's config file: {config, changes,
+        restart, seconds}; raises ConfigError (nothing changed) when invalid."""
+        result: dict[str, Any] = self.request(Command.RELOAD)
+        return result
+
 
 # -- the command line ------------------------------------------------------------
 
@@ -214,6 +220,7 @@ examples:
   svqtui ctl kick blk0 0
   svqtui ctl reset
   svqtui ctl fault blk0 0 drop-call && svqtui ctl call blk0 0
+  svqtui ctl reload
   svqtui ctl events --follow
 """
 
@@ -264,6 +271,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reset": (
         "zero the counters of one device, or of every device",
         "  svqtui ctl reset blk0\n  svqtui ctl reset",
+    ),
+    "reload": (
+        "make the running svqtui re-read its config file (as SIGHUP does): added "
+        "vhost-user devices listen, removed ones are drained and closed, changed "
+        "settings apply; an invalid file is refused (exit 2) and nothing changes",
+        "  svqtui ctl reload\n  svqtui ctl reload --json",
     ),
 }
 
@@ -360,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     subs["fault"].add_argument(
         "amount", type=_count_arg, nargs="?", metavar="N|MS", help="default: 1 (or 500 ms)"
     )
+    subs["reload"].add_argument("--json", action="store_true", help="the reload report as JSON")
     subs["reset"].add_argument(
         "device", metavar="DEVICE", nargs="?", help=device_help + "; default: every device"
     )
@@ -412,6 +426,8 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
         _print_json(client.request(Command.SNAPSHOT))
     elif command == "events":
         _events(client, args.since, args.follow, args.json)
+    elif command == "reload":
+        return _reload(client, args.json)
     else:
         if command == "shadow":
             result = client.shadow(args.device, args.state == "on")
@@ -426,6 +442,29 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
         else:
             result = client.reset(args.device)
         print(f"svqtui: done: {result.get('done', command)}")
+    return EXIT_OK
+
+
+def _reload(client: ControlClient, as_json: bool) -> int:
+    try:
+        report = client.reload()
+    except ConfigError as err:
+        print(f"svqtui: reload refused: {err}; the running configuration is kept", file=sys.stderr)
+        return EXIT_CONFIG
+    if as_json:
+        _print_json(report)
+        return EXIT_OK
+    changes = [str(c) for c in report.get("changes", [])]
+    restart = [str(c) for c in report.get("restart", [])]
+    ms = float(report.get("seconds", 0)) * 1000
+    print(
+        f"svqtui: reloaded {report.get('config')} in {ms:.0f} ms"
+        + ("" if changes or restart else ": nothing changed")
+    )
+    for line in changes:
+        print(f"  applied: {line}")
+    for line in restart:
+        print(f"  needs a restart (running value kept): {line}")
     return EXIT_OK
 
 

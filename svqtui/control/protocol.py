@@ -31,6 +31,9 @@ call      device, queue          inject one call (device -> guest)
 reset     device (optional)      zero counters of one device, or of all
 fault     device, queue, fault,  arm a fault (drop-kick, drop-call, delay-call,
           amount (optional)      dup-call; N or ms) or "clear" every fault
+reload    -                      re-read the config file and apply it:
+                                 {config, changes, restart, seconds}; an invalid
+                                 file is a ConfigError and nothing changes
 ========  =====================  =============================================
 
 A request line is at most ``MAX_REQUEST_BYTES``; a longer one is answered
@@ -86,6 +89,7 @@ class Command(enum.StrEnum):
     CALL = "call"
     RESET = "reset"
     FAULT = "fault"
+    RELOAD = "reload"
 
 
 #: Commands that change something (run one at a time, in arrival order).
@@ -98,6 +102,7 @@ ACTIONS = frozenset(
         Command.CALL,
         Command.RESET,
         Command.FAULT,
+        Command.RELOAD,
     }
 )
 

@@ -45,6 +45,7 @@ from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
+    from svqtui.reload import ReloadReport
     from svqtui.runtime import Runtime
 
 MAX_CLIENTS = 32
@@ -72,8 +73,12 @@ class ControlServer:
         *,
         refresh_after_action: bool = True,
         max_clients: int = MAX_CLIENTS,
+        reload: Callable[[], ReloadReport] | None = None,
     ) -> None:
+        """``reload`` runs ``svqtui ctl reload`` (default: the runtime's
+        ``reload_config``; headless wraps it in the service notifications)."""
         self.runtime = runtime
+        self._reload_config = reload or runtime.reload_config
         self.refresh_after_action = refresh_after_action
         self.max_clients = max_clients
         self._actions = concurrent.futures.ThreadPoolExecutor(1, "svqtui-ctl-action")
@@ -289,6 +294,11 @@ class ControlServer:
         dev = self._device(request)
         return self._act(f"reset {dev.name}", dev, lambda: self.runtime.reset(dev.key))
 
+    def _reload(self, request: Request) -> dict[str, Any]:
+        report = self._reload_config()
+        self.runtime.monitor.refresh_soon(wait=True)
+        return report.to_wire()
+
     _handlers: ClassVar[dict[Command, Callable[[ControlServer, Request], Any]]] = {
         Command.HELLO: _hello,
         Command.STATUS: _status,
@@ -301,4 +311,5 @@ class ControlServer:
         Command.CALL: _inject,
         Command.RESET: _reset,
         Command.FAULT: _fault,
+        Command.RELOAD: _reload,
     }

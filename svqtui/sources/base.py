@@ -76,6 +76,12 @@ class Source(abc.ABC):
     def inject(self, device_key: str, queue: int, link: Link) -> None:
         raise ActionUnsupported(f"{self.name}: injection is not available for {device_key}")
 
+    def reload(self, settings: object) -> list[str] | None:
+        """Apply new settings of this source's config section in place (a
+        config reload), returning one line per change; ``None`` (the default)
+        when the source cannot, and the runtime stops it and builds it anew."""
+        return None
+
     @abc.abstractmethod
     def reset(self, device_key: str | None = None) -> None:
         """Zero counters (all of this source's devices when device_key is None)."""

@@ -31,7 +31,9 @@ def plugin_for(section: str) -> SourcePlugin[Any] | None:
 
 def build_sources(config: Config) -> list[Source]:
     """The sources config.yaml asks for, in display order."""
-    sources: list[Source] = []
-    for plugin in SOURCE_PLUGINS:
-        sources.extend(plugin.build(config.section(plugin), config))
-    return sources
+    return [s for built in build_by_section(config).values() for s in built]
+
+
+def build_by_section(config: Config) -> dict[str, list[Source]]:
+    """The sources config.yaml asks for, by plug-in section, in display order."""
+    return {p.section: p.build(config.section(p), config) for p in SOURCE_PLUGINS}

@@ -171,12 +171,51 @@ def test_help_explains_with_examples(
     """`ctl --help` and each subcommand's --help say what it does, with examples
     (the subcommands are checked in process, through ctl_main)."""
     out = ok(headless, "--help")
-    for word in ("status", "shadow", "mask", "unmask", "kick", "call", "reset", "examples:"):
+    for word in (
+        "status",
+        "shadow",
+        "mask",
+        "unmask",
+        "kick",
+        "call",
+        "reset",
+        "reload",
+        "examples:",
+    ):
         assert word in out
-    for sub in ("status", "snapshot", "shadow", "mask", "unmask", "kick", "call", "reset"):
+    for sub in (
+        "status",
+        "snapshot",
+        "shadow",
+        "mask",
+        "unmask",
+        "kick",
+        "call",
+        "reset",
+        "reload",
+    ):
         assert ctl_main([sub, "--help"]) == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"svqtui ctl {sub}" in text
+
+
+def test_reload_says_what_changed(headless: HeadlessProcess) -> None:
+    """`ctl reload`: an unchanged file is "nothing changed"; a new refresh is
+    listed as applied and shows in the next status; --json is the report."""
+    good = headless.config.read_text()
+    try:
+        out = ok(headless, "reload")
+        assert out.startswith("svqtui: reloaded ") and out.strip().endswith("nothing changed")
+        headless.config.write_text(good.replace("refresh: 0.2", "refresh: 0.3"))
+        out = ok(headless, "reload")
+        assert "  applied: refresh 0.2 s -> 0.3 s" in out.splitlines()
+        assert json.loads(ok(headless, "status", "--json"))["interval_s"] == 0.3
+        headless.config.write_text(good)
+        report = json.loads(ok(headless, "reload", "--json"))
+        assert report["changes"] == ["refresh 0.3 s -> 0.2 s"] and report["restart"] == []
+    finally:
+        headless.config.write_text(good)
+        ok(headless, "reload")
 
 
 def test_missing_socket_is_one_clear_line(tmp_path: Path) -> None:

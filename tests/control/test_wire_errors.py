@@ -97,6 +97,10 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.virtio.guest_memory.UnmappedAddress",
         "svqtui.virtio.guest_memory.RegionUnreadable",
         "svqtui.virtio.guest_memory.RegionTruncated",
+        "svqtui.control.sd_notify.NotifySocketError",
+        "svqtui.takeover.errors.TakeoverError",
+        "svqtui.takeover.errors.TransportError",
+        "svqtui.takeover.errors.StateRefused",
     }
 )
 

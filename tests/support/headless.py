@@ -66,8 +66,16 @@ def svqtui(
 class HeadlessProcess:
     """``python -m svqtui -c CONFIG --headless`` running in the background."""
 
-    def __init__(self, directory: Path, config: Path | None = None, **config_args: Any) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        **config_args: Any,
+    ) -> None:
+        """``env``: extra environment variables (NOTIFY_SOCKET, ...)."""
         self.directory = directory
+        self.env = env or {}
         self.config = config or write_config(directory, **config_args)
         self.stderr_path = directory / f"headless-{time.monotonic_ns()}.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,7 +91,7 @@ class HeadlessProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                env=svqtui_env(self.directory),
+                env={**svqtui_env(self.directory), **self.env},
             )
         if wait:
             self.wait_ready()

@@ -22,6 +22,7 @@ import stat
 
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.engine.faults import Fault, fault_fields
+from svqtui.errors import SvqtuiError
 from svqtui.model import (
     DeviceRole,
     DeviceView,
@@ -207,15 +208,33 @@ class DeviceInterposer:
         if self._conn is conn and not conn.closed:
             self._published = conn.snapshot()
 
-    async def close(self) -> None:
+    async def drain(self, reason: str) -> None:
+        """Close the device for good, the gentle way (removed by a reload):
+        stop accepting, give a shadowed connection QEMU's own eventfds back
+        (shadow off) so the back-end holds no fd of svqtui's, then close."""
+        self.listening = False
+        if self._listener is not None and self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+        conn = self._conn
+        if conn is not None and conn.shadow and not conn.closed:
+            try:
+                await conn.set_shadow(False)
+            except SvqtuiError as err:
+                self.ctx.log.warning(
+                    f"{self.config.name}: shadow off before closing failed: {err}",
+                    device_key=self.key,
+                )
+        await self.close(reason)
+
+    async def close(self, reason: str = "svqtui stopped") -> None:
         """Stop listening, close the connection, remove the socket file."""
         self.listening = False
         for task in list(self._tasks):
             task.cancel()
         if self._conn is not None:
-            self._conn.close("svqtui stopped")
+            self._conn.close(reason)
         if self._listener is not None and self._loop is not None:
-            self._loop.remove_reader(self._listener.fileno())
+            self._loop.remove_reader(self._listener.fileno())  # idempotent
             self._listener.close()
             self._listener = None
             with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.engine.faults import Fault
+from svqtui.errors import SvqtuiError
 from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView, SourceKind, SourceStatus, VMView
 from svqtui.sources.base import Source, SourceContext
@@ -21,6 +22,11 @@ from svqtui.sources.vhost_user.errors import ListenError, NotConnected
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 
 ACTION_TIMEOUT_S = 15.0
+DRAIN_TIMEOUT_S = 15.0  # shadow off (at most the switch timeout) then close
+
+
+def _endpoints(device: VhostUserDevice) -> tuple[str, str]:
+    return device.listen, device.backend
 
 
 class VhostUserSource(Source):
@@ -45,6 +51,69 @@ class VhostUserSource(Source):
                 ctx.loop.call(device.listen(), what=f"{self.name}: listen for {device.key}")
             except ListenError as err:
                 ctx.log.error(f"{self.name}: {err}", device_key=device.key)
+
+    def reload(self, settings: object) -> list[str]:
+        """New ``devices:``: removed devices are drained (shadow off, then
+        closed: QEMU sees its back-end go away), new ones listen, a device
+        whose listen or backend changed is removed and added again, a new
+        ``shadow`` applies from the device's next connection. Devices that
+        did not change are not touched."""
+        assert isinstance(settings, tuple)
+        new: dict[str, VhostUserDevice] = {d.name: d for d in settings}
+        old: dict[str, VhostUserDevice] = {d.name: d for d in self.configs}
+        changes: list[str] = []
+        gone = [n for n in old if n not in new or _endpoints(old[n]) != _endpoints(new[n])]
+        added = [n for n in new if n not in old or n in gone]
+        self.configs = tuple(settings)
+        ctx = self._ctx
+        devices = dict(self._devices)  # copy on write: collect() iterates the old dict
+        for name in gone:
+            device = devices.pop(f"vu:{name}", None)
+            if ctx is not None and device is not None:
+                what = f"{self.name}: drain {device.key}"
+                try:
+                    ctx.loop.call(
+                        device.drain("removed from the configuration"), DRAIN_TIMEOUT_S, what=what
+                    )
+                except SvqtuiError as err:  # it is gone from the list either way
+                    ctx.log.error(f"{what}: {err}", device_key=device.key)
+            if name in new:
+                changes.append(
+                    f"{name}: listen/backend changed: closed, listening again on {new[name].listen}"
+                )
+            else:
+                changes.append(f"{name}: removed (drained and closed)")
+        self._devices = devices
+        for name in new:
+            if name in old and name not in gone and old[name].shadow != new[name].shadow:
+                device = devices.get(f"vu:{name}")
+                if device is not None:
+                    device.config = new[name]
+                    device.shadow_wanted = new[name].shadow
+                state = "on" if new[name].shadow else "off"
+                changes.append(f"{name}: shadow {state} from its next connection")
+            elif name in old and name not in gone and f"vu:{name}" in devices:
+                devices[f"vu:{name}"].config = new[name]  # only its line moved
+        for name in added:
+            if ctx is None:
+                if name not in gone:
+                    changes.append(f"{name}: added")
+                continue
+            device = DeviceInterposer(new[name], ctx)
+            devices = {**self._devices, device.key: device}
+            self._devices = devices
+            try:
+                ctx.loop.call(device.listen(), what=f"{self.name}: listen for {device.key}")
+            except ListenError as err:
+                ctx.log.error(f"{self.name}: {err}", device_key=device.key)
+                changes.append(f"{name}: added, but {err}")
+                continue
+            if name not in gone:
+                changes.append(f"{name}: added, listening on {new[name].listen}")
+        self._devices = {
+            d: self._devices[d] for d in (f"vu:{n}" for n in new) if d in self._devices
+        }
+        return changes
 
     def stop(self) -> None:
         ctx, self._ctx = self._ctx, None
