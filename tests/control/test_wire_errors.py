@@ -89,6 +89,11 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
+        # the libvirt source turns its errors into status lines and device text
+        "svqtui.sources.libvirt.errors.LibvirtSourceError",
+        "svqtui.sources.libvirt.errors.LibvirtUnavailable",
+        "svqtui.sources.libvirt.errors.DomainXMLError",
+        "svqtui.sources.libvirt.errors.MonitorCommandFailed",
     }
 )
 
