@@ -99,7 +99,7 @@ class LibvirtSource(Source):
         self.first_listed_s: float | None = None
         self.poll_ms: float = 0.0
         self.polls = 0
-        self.poll_ms_sum = 0.0  # over every poll: poll_ms_sum / polls is the mean
+        self.poll_costs: collections.deque[float] = collections.deque(maxlen=100)  # ms, recent
         self.polled_domains = 0
         self.connects = 0
 
@@ -249,7 +249,7 @@ class LibvirtSource(Source):
         self._views = out
         self.poll_ms = (time.perf_counter() - t0) * 1000
         self.polls += 1
-        self.poll_ms_sum += self.poll_ms
+        self.poll_costs.append(self.poll_ms)
         self.polled_domains = len(out)
         if self.first_listed_s is None and self.started_at is not None:
             self.first_listed_s = time.monotonic() - self.started_at

@@ -1,13 +1,14 @@
 """Fixtures of the libvirt source tests: a real libvirtd, and one lab domain per module.
 
-``libvirtd`` (session): libvirtd and virtlogd started on their default sockets
-(tests.support.libvirt), stopped by pid after the session (only those started
-here). The tests skip, saying why, only when libvirtd truly cannot run here
+``libvirtd`` (package): libvirtd and virtlogd started on their default sockets
+(tests.support.libvirt), stopped by pid when this folder's tests are done (only
+those started here), so the rest of the suite never sees a libvirt host. The
+tests skip, saying why, only when libvirtd truly cannot run here
 (not installed, not root) or the libvirt Python bindings are missing.
 
 ``lab_domain`` (module): qemu-storage-daemon (vhost-user-blk, 2 queues),
 svqtui's interposer in front of it (a ``Runtime`` with ``devices:`` and the
-libvirt source, qmp off, plus QMP process discovery), and a transient TCG
+libvirt source, qmp off, plus QMP process discovery of this domain's QEMU only), and a transient TCG
 domain whose vhost-user disk connects to the interposer's listen socket, booted
 once and shared by the module's tests (boot to first verified I/O is 5-15 s).
 The listen socket is chmod 0777 and its directory 0755 so QEMU, running as
@@ -32,7 +33,12 @@ from svqtui.lab.console import ConsoleLog, nth_io_ok
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.storage import StorageDaemon
 from svqtui.runtime import Runtime
+from svqtui.sources import discovery
+from svqtui.sources.discovery import DiscoveredVM
 from svqtui.sources.libvirt.source import LibvirtSource
+from svqtui.sources.qmp.settings import QMPConfig
+from svqtui.sources.qmp.source import QMPSource
+from svqtui.sources.registry import build_sources
 from tests.support.libvirt import (
     URI,
     Daemons,
@@ -50,7 +56,7 @@ from tests.support.wait import wait_until
 BOOT_TIMEOUT_S = 120.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 @needs(LIBVIRT)
 def libvirtd() -> Iterator[Daemons]:
     """libvirtd (and virtlogd) answering at qemu:///system."""
@@ -108,13 +114,20 @@ def lab_domain(
 demo: {{enabled: false}}
 devices:
   - {{name: vu0, listen: {listen}, backend: {qsd.socket}}}
-qmp: {{discover: true}}
+qmp: {{discover: false}}
 libvirt: {{enabled: true, uri: "{URI}", qmp: false, poll: 0.5}}
 """
     )
     destroy_domain(name)  # a leftover of an interrupted run
     conn = libvirt.open(URI)
-    runtime = Runtime(config)
+
+    # QMP's process discovery, limited to this domain's QEMU: the machine may run
+    # other QEMUs whose QMP monitors this test must not touch
+    def scan(exclude_pid: int | None) -> list[DiscoveredVM]:
+        return [vm for vm in discovery.scan(exclude_pid) if vm.name == name]
+
+    qmp = QMPSource(QMPConfig(discover=True), rediscover_s=1.0, scan=scan)
+    runtime = Runtime(config, sources=[*build_sources(config), qmp])
     try:
         with qsd, runtime:
             wait_until(listen.exists, 10, what=f"the interposer listening at {listen}")
