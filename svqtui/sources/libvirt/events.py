@@ -103,6 +103,7 @@ class DomainEvent:
     kind: str  # "lifecycle", "device-added", "device-removed", "migration", "job"
     text: str  # "suspended (paused)", "migration pass 3", ...
     lifecycle: int | None = None  # libvirt's VIR_DOMAIN_EVENT_* code for lifecycle events
+    stats: dict[str, Any] | None = None  # a completed job's statistics (kind "job")
 
 
 def lifecycle_text(event: int, detail: int) -> str:
@@ -140,12 +141,19 @@ class DomainEvents:
             with contextlib.suppress(self._libvirt.libvirtError):
                 self._conn.domainEventDeregisterAny(cb_id)
 
-    def _emit(self, dom: Any, kind: str, text: str, lifecycle: int | None = None) -> None:
+    def _emit(
+        self,
+        dom: Any,
+        kind: str,
+        text: str,
+        lifecycle: int | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> None:
         try:
             name, uuid = dom.name(), dom.UUIDString()
         except self._libvirt.libvirtError:
             name, uuid = "?", ""
-        self._sink(DomainEvent(time.monotonic(), name, uuid, kind, text, lifecycle))
+        self._sink(DomainEvent(time.monotonic(), name, uuid, kind, text, lifecycle, stats))
 
     def _lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
         self._emit(dom, "lifecycle", lifecycle_text(event, detail), event)
@@ -160,7 +168,14 @@ class DomainEvents:
         self._emit(dom, "migration", f"migration pass {iteration}")
 
     def _job_completed(self, _conn: Any, dom: Any, params: dict[str, Any], _opaque: Any) -> None:
-        self._emit(dom, "job", f"job completed: {job_summary(params)}")
+        self._emit(dom, "job", f"job completed: {job_summary(params)}", stats=dict(params))
+
+
+MIGRATION_OPERATIONS = (4, 5)  # VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN, _OUT
+
+
+def is_migration(stats: dict[str, Any]) -> bool:
+    return stats.get("operation") in MIGRATION_OPERATIONS
 
 
 def job_summary(stats: dict[str, Any]) -> str:

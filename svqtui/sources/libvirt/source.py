@@ -44,6 +44,7 @@ from svqtui.sources.libvirt.events import (
     DomainEvent,
     DomainEvents,
     bindings,
+    is_migration,
     qemu_bindings,
 )
 from svqtui.sources.libvirt.passthrough import DomainMonitor
@@ -351,8 +352,7 @@ class LibvirtSource(Source):
             stats = d.dom.jobStats(0)
         except lv.libvirtError:
             return d.completed
-        op = stats.get("operation")
-        if stats.get("type", 0) in (1, 2) and op in (4, 5):  # a migration job runs
+        if stats.get("type", 0) in (1, 2) and is_migration(stats):  # a migration job runs
             return views.migration_view(stats, "active")
         return d.completed
 
@@ -370,10 +370,10 @@ class LibvirtSource(Source):
         self.events.append(event)
         level = "warning" if event.text.startswith("crashed") else "info"
         self._log(level, f"libvirt {event.domain}: {event.text}")
-        if event.kind == "job":
+        if event.kind == "job" and event.stats is not None and is_migration(event.stats):
             d = self._domains.get(event.uuid)
-            if d is not None and "migration" in event.text:
-                d.completed = MigrationView(status=f"completed: {event.text}")
+            if d is not None:
+                d.completed = views.migration_view(event.stats, "completed")
         with self._lock:
             self._pending.setdefault(event.uuid, set()).add(event.kind)
         self._wake.set()
