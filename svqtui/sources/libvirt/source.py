@@ -387,9 +387,12 @@ class LibvirtSource(Source):
     # -- status and log ----------------------------------------------------------
 
     def _set_status(self, connected: bool, message: str) -> None:
+        """The status line (shown after the source's name, so without the
+        "libvirt: " the log line has); a new fault is logged once, as info."""
+        text = message.removeprefix("libvirt: ")
         old = self._status
-        self._status = SourceStatus(self.name, self.kind, connected, message)
-        if not connected and old.message != message and not message.startswith("libvirt: recon"):
+        self._status = SourceStatus(self.name, self.kind, connected, text)
+        if not connected and old.message != text and not text.startswith("reconnecting"):
             self._log("info", message)
 
     def _log(self, level: str, text: str) -> None:
