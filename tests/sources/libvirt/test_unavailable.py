@@ -14,7 +14,7 @@ from svqtui.io_loop import IOLoop
 from svqtui.sources.base import SourceContext
 from svqtui.sources.libvirt import events
 from svqtui.sources.libvirt.settings import LibvirtConfig
-from svqtui.sources.libvirt.source import LibvirtSource
+from svqtui.sources.libvirt.source import LibvirtSource, connect_failure
 from tests.support.wait import wait_until
 
 
@@ -74,3 +74,40 @@ def test_missing_bindings_is_a_status_line_with_the_install_hint(
         assert all(e.level != "error" for e in context.log.since(0)[1])
     finally:
         source.stop()
+
+
+class _Refusal:
+    """libvirt's error object, shaped as libvirtError is (get_error_message,
+    get_error_code): a real refusal needs a non-root user and polkit, which
+    the suite does not have, so the classifier is fed libvirt's texts."""
+
+    def __init__(self, message: str, code: int = 38) -> None:
+        self.message, self.code = message, code
+
+    def get_error_message(self) -> str:
+        return self.message
+
+    def get_error_code(self) -> int:
+        return self.code
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "Failed to connect socket to '/run/libvirt/libvirt-sock': Permission denied",
+            "permission denied on qemu:///system (run svqtui as root or in the libvirt group)",
+        ),
+        (
+            "Failed to connect socket to '/run/libvirt/libvirt-sock': No such file or directory",
+            "no daemon answers at qemu:///system (is libvirtd running?)",
+        ),
+        ("authentication unavailable: no polkit agent available", "cannot connect to"),
+    ],
+)
+def test_a_refused_connection_is_worded_by_its_cause(message: str, expected: str) -> None:
+    """Permission denied, no daemon and anything else each give their own
+    line, every one saying svqtui retries."""
+    lv = pytest.importorskip("libvirt", reason="libvirt Python bindings missing")
+    line = connect_failure(lv, "qemu:///system", _Refusal(message))
+    assert expected in line and line.endswith("retrying")
