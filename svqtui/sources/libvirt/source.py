@@ -90,6 +90,7 @@ class LibvirtSource(Source):
         self._lock = threading.Lock()  # guards _pending
         self._pending: dict[str, set[str]] = {}  # uuid -> event kinds since the last poll
         self._closed_reason: str | None = None  # set by the close callback
+        self._poll_error: str | None = None  # the last poll's failure, logged once
         self._views: list[VMView] = []
         self._status = SourceStatus(self.name, self.kind, False, "libvirt: starting")
         self._domains: dict[str, _Domain] = {}
@@ -200,7 +201,17 @@ class LibvirtSource(Source):
                 if not alive:
                     self._lost(str(err.get_error_message()))
                     return
-                self._log("warning", f"libvirt: poll failed: {err.get_error_message()}")
+                text = f"libvirt: poll failed: {err.get_error_message()}"
+                if text != self._poll_error:  # a lasting fault is one line, not one a poll
+                    self._log("warning", text)
+                self._poll_error = text
+            except Exception as err:  # a bug must not end the poll thread silently
+                text = f"libvirt: poll failed: {type(err).__name__}: {err}"
+                if text != self._poll_error:
+                    self._log("warning", text)
+                self._poll_error = text
+            else:
+                self._poll_error = None
             self._wait(self.config.poll_s)
 
     def _wait(self, seconds: float) -> None:
