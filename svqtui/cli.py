@@ -18,6 +18,7 @@ from svqtui.config import Config, load_config
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.outputs import OUTPUTS, output_named
 from svqtui.sources.demo.settings import PLUGIN as DEMO
+from svqtui.sources.libvirt.settings import PLUGIN as LIBVIRT
 from svqtui.sources.qmp.settings import PLUGIN as QMP
 
 EXIT_OK = 0
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not look for QEMU processes on this host (config: qmp.discover)",
     )
+    parser.add_argument(
+        "--libvirt",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force the libvirt source (every libvirt domain) on or off; default auto:"
+        " on when the libvirt bindings import and libvirtd's socket exists"
+        " (config: libvirt.enabled)",
+    )
     return parser
 
 
@@ -130,6 +139,9 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         config = config.with_section(DEMO, demo)
     if args.no_discover:
         config = config.with_section(QMP, dataclasses.replace(config.section(QMP), discover=False))
+    if args.libvirt is not None:
+        libvirt = dataclasses.replace(config.section(LIBVIRT), enabled=args.libvirt)
+        config = config.with_section(LIBVIRT, libvirt)
     return config
 
 

@@ -42,6 +42,17 @@ class DeviceRole(enum.StrEnum):
     COUNTS = "counts"
 
 
+class VMRole(enum.StrEnum):
+    """What a VM view contributes when another source sees the same QEMU
+    process (the same ``pid``): the monitor folds every view that FOUND the
+    process (QMP's process discovery) into the one that MANAGES it (libvirt:
+    the domain's name, UUID and state), so one VM is one row."""
+
+    STANDALONE = "standalone"  # never folded
+    MANAGES = "manages"
+    FOUND = "found"
+
+
 class ShadowVia(enum.StrEnum):
     """What can put a device into shadow mode."""
 
@@ -137,6 +148,7 @@ class VMView:
     rss_bytes: int | None = None
     migration: MigrationView | None = None
     label: str = ""  # e.g. "demo"
+    role: VMRole = VMRole.STANDALONE  # what this view adds when another sees its pid
 
 
 @dataclass(frozen=True, slots=True)

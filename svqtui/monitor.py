@@ -30,6 +30,7 @@ from svqtui.model import (
     QueueView,
     Snapshot,
     SourceStatus,
+    VMRole,
     VMView,
 )
 from svqtui.sources.base import Source
@@ -57,13 +58,16 @@ class _QueueTrack:
 def join_views(vms: Sequence[VMView]) -> list[VMView]:
     """Join the views of one device seen by two sources, as the views declare.
 
-    A device view with ``role=DESCRIBES`` (QMP, libvirt: names, placement
+    First, VMs: views that FOUND a QEMU process (QMP discovery) fold into the
+    view that MANAGES the same pid (libvirt), see ``fold_vms``. Then devices:
+    a device view with ``role=DESCRIBES`` (QMP, libvirt: names, placement
     under its VM, QEMU's fields) and one with ``role=COUNTS`` (the interposer:
     notifications and actions) that name the same ``socket_path`` become one
     row: placed and named as described, counted and keyed as counted. A
     counting device that nothing describes stays under its own VM; a VM whose
     devices all moved elsewhere is dropped (a VM that never had any stays).
     """
+    vms = fold_vms(vms)
     counted = {
         d.socket_path: d
         for vm in vms
@@ -89,6 +93,36 @@ def join_views(vms: Sequence[VMView]) -> list[VMView]:
             out.append(vm)
         elif devices:
             out.append(dataclasses.replace(vm, devices=devices))
+    return out
+
+
+def fold_vms(vms: Sequence[VMView]) -> list[VMView]:
+    """One row per QEMU process, as the views declare: a view with
+    ``role=FOUND`` whose pid a ``role=MANAGES`` view reports is dropped, its
+    devices appended to the managing view's and its CPU/RSS figures filling
+    the managing view's blanks; everything else passes unchanged."""
+    managers = {vm.pid: vm for vm in vms if vm.role is VMRole.MANAGES and vm.pid is not None}
+    if not managers:
+        return list(vms)
+    folded: dict[int, list[VMView]] = {}
+    for vm in vms:
+        if vm.role is VMRole.FOUND and vm.pid in managers:
+            folded.setdefault(vm.pid, []).append(vm)
+    if not folded:
+        return list(vms)
+    out: list[VMView] = []
+    for vm in vms:
+        if vm.role is VMRole.FOUND and vm.pid in managers:
+            continue
+        found = folded.get(vm.pid, []) if vm.role is VMRole.MANAGES and vm.pid is not None else []
+        for other in found:
+            vm = dataclasses.replace(
+                vm,
+                devices=vm.devices + other.devices,
+                cpu_percent=vm.cpu_percent if vm.cpu_percent is not None else other.cpu_percent,
+                rss_bytes=vm.rss_bytes if vm.rss_bytes is not None else other.rss_bytes,
+            )
+        out.append(vm)
     return out
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def svqtui(
     *args: str, cwd: Path | None = None, timeout: float = 60
@@ -19,7 +21,11 @@ def svqtui(
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env={**os.environ, "XDG_CONFIG_HOME": str(cwd or Path.cwd()) + "/.no-user-config"},
+        env={
+            **os.environ,
+            "XDG_CONFIG_HOME": str(cwd or Path.cwd()) + "/.no-user-config",
+            "PYTHONPATH": str(REPO),  # this tree's svqtui, whatever the cwd
+        },
         stdin=subprocess.DEVNULL,
     )
 
@@ -74,6 +80,7 @@ def test_help_answers_the_operators_questions() -> None:
         "exit codes",
         "examples",
         "--seed",
+        "--libvirt",
     ):
         assert words in result.stdout, words
 
@@ -84,3 +91,18 @@ def test_once_runs_the_demo_by_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "web01" in result.stdout and "blk0" in result.stdout
     assert "engine alive" in result.stdout
+
+
+def test_libvirt_without_a_daemon_is_one_status_line(tmp_path: Path) -> None:
+    """--libvirt with no libvirtd at the configured URI: --once still succeeds
+    and the source's status line says no daemon answers (not an error)."""
+    pytest.importorskip("libvirt", reason="libvirt Python bindings missing")
+    sock = tmp_path / "no-libvirtd.sock"
+    (tmp_path / "config.yaml").write_text(
+        f"libvirt: {{uri: 'qemu+unix:///system?socket={sock}'}}\n"
+    )
+    result = svqtui("--once", "--no-demo", "--no-discover", "--libvirt", "--refresh", "0.5",
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "libvirt: down (no daemon answers at qemu+unix" in result.stdout
+    assert "Traceback" not in result.stderr

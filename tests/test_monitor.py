@@ -20,9 +20,10 @@ from svqtui.model import (
     QueueView,
     ShadowVia,
     SourceKind,
+    VMRole,
     VMView,
 )
-from svqtui.monitor import Monitor, join_views
+from svqtui.monitor import Monitor, fold_vms, join_views
 from svqtui.outputs.json_doc import snapshot_document
 from tests.support.fake_source import FakeSource
 
@@ -189,3 +190,27 @@ def test_engine_status_reports_polling_and_spin_share() -> None:
         engine.close()
         for fd in fds:
             os.close(fd)
+
+
+def test_a_found_qemu_folds_into_the_view_that_manages_its_pid() -> None:
+    """One VM, one row: QMP's view of a QEMU process (role FOUND) with the pid
+    of libvirt's domain (role MANAGES) is dropped, its devices and CPU/RSS
+    added to the domain's row; a FOUND view of another pid, and views of a
+    pid nobody manages, stay as they are."""
+    managed = VMView(
+        key="libvirt:u1", name="web1", source="libvirt", pid=42, role=VMRole.MANAGES,
+        rss_bytes=7,
+    )  # fmt: skip
+    extra = DeviceView(key="qmp:x/d", name="d", kind="virtio-net", source=SourceKind.QMP)
+    found = VMView(
+        key="qmp:pid:42", name="qemu-42", source=SourceKind.QMP, pid=42, role=VMRole.FOUND,
+        cpu_percent=3.0, rss_bytes=99, devices=(extra,),
+    )  # fmt: skip
+    elsewhere = dataclasses.replace(found, key="qmp:pid:43", pid=43, devices=())
+    plain = VMView(key="demo:a", name="a", source=SourceKind.DEMO, pid=42)
+    out = fold_vms([found, managed, elsewhere, plain])
+    assert [vm.key for vm in out] == ["libvirt:u1", "qmp:pid:43", "demo:a"]
+    row = out[0]
+    assert (row.name, row.cpu_percent, row.rss_bytes) == ("web1", 3.0, 7)
+    assert row.devices == (extra,)
+    assert [vm.key for vm in join_views([found, managed])] == ["libvirt:u1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from svqtui.sources.demo import settings as demo_settings
+from svqtui.sources.libvirt import settings as libvirt_settings
 from svqtui.sources.plugin import SourcePlugin
 from svqtui.sources.qmp import settings as qmp_settings
 from svqtui.sources.vhost_user import settings as vhost_user_settings
@@ -22,6 +23,7 @@ SOURCE_PLUGINS: tuple[SourcePlugin[Any], ...] = (
     demo_settings.PLUGIN,
     vhost_user_settings.PLUGIN,
     qmp_settings.PLUGIN,
+    libvirt_settings.PLUGIN,
 )
 
 

@@ -101,6 +101,11 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.takeover.errors.TakeoverError",
         "svqtui.takeover.errors.TransportError",
         "svqtui.takeover.errors.StateRefused",
+        # the libvirt source turns its errors into status lines and device text
+        "svqtui.sources.libvirt.errors.LibvirtSourceError",
+        "svqtui.sources.libvirt.errors.LibvirtUnavailable",
+        "svqtui.sources.libvirt.errors.DomainXMLError",
+        "svqtui.sources.libvirt.errors.MonitorCommandFailed",
     }
 )
 

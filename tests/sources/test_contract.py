@@ -23,6 +23,8 @@ from svqtui.io_loop import IOLoop
 from svqtui.lab.interposers import LabInterposers
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.demo import DemoSource
+from svqtui.sources.libvirt.settings import LibvirtConfig
+from svqtui.sources.libvirt.source import LibvirtSource
 from svqtui.sources.qmp import QMPSource
 from svqtui.sources.qmp.settings import QMPConfig, QMPSocket
 from svqtui.sources.vhost_user import VhostUserSource
@@ -43,6 +45,10 @@ SOURCES: dict[str, Callable[[Path], Source]] = {
     "demo": lambda tmp: DemoSource(seed=3, autorun=False),
     "vhost-user": _vhost_user,
     "lab-interposers": lambda tmp: LabInterposers(_vhost_user(tmp)),  # type: ignore[arg-type]
+    # no daemon at that socket: the source retries, saying so in its status line
+    "libvirt": lambda tmp: LibvirtSource(
+        LibvirtConfig(enabled=True, uri=f"qemu+unix:///system?socket={tmp}/no-libvirtd.sock")
+    ),
     "qmp": lambda tmp: QMPSource(
         QMPConfig(sockets=(QMPSocket(str(tmp / "no-vm.qmp"), name="absent"),), discover=False)
     ),

@@ -37,7 +37,7 @@ import psutil
 from qemu.qmp import EventListener
 
 from svqtui.eventlog import EventLog
-from svqtui.model import DeviceView, MigrationView, ShadowVia, SourceKind, VMView
+from svqtui.model import DeviceView, MigrationView, ShadowVia, SourceKind, VMRole, VMView
 from svqtui.sources.discovery import QemuCommandLine
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.client import QMPConnection
@@ -143,6 +143,7 @@ class VMSession:
             status="connecting",
             pid=target.pid,
             label=self._label(),
+            role=VMRole.FOUND,
         )
 
     # -- life cycle (I/O loop only) -----------------------------------------
@@ -588,6 +589,7 @@ class VMSession:
             rss_bytes=self._rss,
             migration=self._migration,
             label=self._label(),
+            role=VMRole.FOUND,
         )
 
     def _publish_disconnected(self, reason: str, delay: float) -> None:
@@ -603,4 +605,5 @@ class VMSession:
             rss_bytes=self._rss,
             migration=self._migration,
             label=self._label(),
+            role=VMRole.FOUND,
         )

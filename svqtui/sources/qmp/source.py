@@ -28,7 +28,7 @@ import psutil
 
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.io_loop import IOLoop
-from svqtui.model import SourceKind, SourceStatus, VMView
+from svqtui.model import SourceKind, SourceStatus, VMRole, VMView
 from svqtui.sources import discovery
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.discovery import DiscoveredVM
@@ -287,6 +287,7 @@ class QMPSource(Source):
             cpu_percent=cpu,
             rss_bytes=rss,
             label="discovered",
+            role=VMRole.FOUND,
         )
 
     # -- names ------------------------------------------------------------------------
