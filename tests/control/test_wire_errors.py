@@ -68,6 +68,8 @@ PINNED_NAMES = frozenset(
         "ControlProtocolError",
         "ControlUnreachable",
         "ControlSocketInUse",
+        "AttachTargetInvalid",
+        "SshTransportLost",
         "IOLoopTimeout",
         "IOLoopReentry",
         "IOLoopStopped",
