@@ -79,7 +79,9 @@ class SshTarget:
         try:
             port = parts.port
         except ValueError:
-            raise bad("the port is not a number in 1..65535") from None
+            port = 0
+        if port == 0:
+            raise bad("the port is not a number in 1..65535")
         host = parts.hostname
         if not host:
             raise bad("no host")
