@@ -88,7 +88,7 @@ def _synthetic_source(queues: int) -> Any:
         def stop(self) -> None:
             pass
 
-        def collect(self) -> list[VMView]:
+        def collect(self, engine: Any = None) -> list[VMView]:
             now = time.monotonic_ns()
             elapsed = (now - self.t0) / 1e9
             devices = []
@@ -134,6 +134,9 @@ def _synthetic_source(queues: int) -> Any:
 
         def status(self) -> SourceStatus:
             return SourceStatus(self.name, self.kind, True, "synthetic")
+
+        def owns(self, device_key: str) -> bool:
+            return device_key.startswith("syn:")
 
         def reset(self, device_key: str | None = None) -> None:
             self.t0 = time.monotonic_ns()
