@@ -135,11 +135,11 @@ def _synthetic_source(queues: int) -> Any:
         def status(self) -> SourceStatus:
             return SourceStatus(self.name, self.kind, True, "synthetic")
 
-        def reset(self, device_key: str | None = None) -> None:
-            self.t0 = time.monotonic_ns()
-
         def owns(self, device_key: str) -> bool:
             return device_key.startswith("syn:")
+
+        def reset(self, device_key: str | None = None) -> None:
+            self.t0 = time.monotonic_ns()
 
     return SyntheticSource()
 

@@ -44,7 +44,8 @@ modes:
                               driven through the control socket (SIGHUP reloads
                               the config file, SIGTERM stops; under systemd see
                               contrib/systemd/svqtui.service)
-  svqtui --attach [SOCKET]    the console on a running --headless svqtui
+  svqtui --attach [TARGET]    the console on a running --headless svqtui, here
+                              (a socket path) or on another host (ssh://...)
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
 
@@ -58,6 +59,9 @@ examples:
   svqtui --log --csv --count 60 > rates.csv
   svqtui -c /etc/svqtui/config.yaml --headless &
   svqtui ctl shadow blk0 on
+  svqtui --attach ssh://root@hv1/run/svqtui/control.sock
+  svqtui --attach ssh://hv1,ssh://hv2:2222      (several hosts, one console)
+  SVQTUI_SSH_OPTS='-i ~/.ssh/fleet' svqtui ctl --host ssh://hv1 status
 """
 
 
@@ -81,9 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--attach",
         nargs="?",
         const="",
-        metavar="SOCKET",
-        help="open the console on a running --headless svqtui (default: its control socket "
-        "from the config); quitting detaches and leaves its devices as they are",
+        action="append",
+        metavar="TARGET",
+        help="open the console on a running --headless svqtui: its control socket path "
+        "(default: control.socket of the config) or ssh://[user@]host[:port][/path] "
+        "(through OpenSSH; ssh options in $SVQTUI_SSH_OPTS). Repeat it, or give a comma "
+        "list, for several hosts in one console. Quitting detaches and leaves the devices "
+        "as they are",
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
@@ -206,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(config: Config, args: argparse.Namespace) -> int:
     if args.attach is not None:
-        return _attach(config, args.attach or config.control_path)
+        return _attach(config, args.attach)
     from svqtui.runtime import Runtime
 
     runtime = Runtime(config, reread=lambda: apply_overrides(load_config(config.path), args))
@@ -231,11 +239,22 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         runtime.stop()
 
 
-def _attach(config: Config, path: str) -> int:
+def _attach(config: Config, values: list[str]) -> int:
     from svqtui.console.app import run_console
     from svqtui.control.attach import RemoteRuntime
+    from svqtui.control.endpoint import split_targets
+    from svqtui.control.errors import AttachTargetInvalid
+    from svqtui.control.multi import MultiRemoteRuntime
 
-    remote = RemoteRuntime(config, path)
+    try:
+        targets = split_targets(v or config.control_path for v in values)
+        remote: RemoteRuntime | MultiRemoteRuntime = (
+            RemoteRuntime(config, targets[0])
+            if len(targets) == 1
+            else MultiRemoteRuntime(config, targets)
+        )
+    except AttachTargetInvalid as err:
+        return _fail(f"--attach: {err}", EXIT_CONFIG)
     try:
         remote.check()  # one clear line now rather than an empty console
         return run_console(remote)

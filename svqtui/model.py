@@ -61,6 +61,12 @@ class ShadowVia(enum.StrEnum):
     NONE = "none"
 
 
+#: In a console attached to several hosts (svqtui.control.multi), the keys of
+#: VMs, devices and queue rows are ``HOST + HOST_SEP + key`` (unique across
+#: hosts), and VM names ``HOST/name``.
+HOST_SEP = "|"
+
+
 # -- what a source reports -------------------------------------------------
 
 

@@ -65,6 +65,24 @@ def test_usage_errors_exit_2() -> None:
     assert svqtui("--refresh", "0").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        (["ssh://hv1:0/x"], "port"),
+        (["ssh://hv1,,ssh://hv2"], "empty target"),
+        (["ssh://hv1", "ssh://hv1"], "given twice"),
+    ],
+)
+def test_bad_attach_targets_exit_2_with_one_line(targets: list[str], expected: str) -> None:
+    """A malformed ssh:// URL, an empty item of a comma list or a repeated
+    target is a usage error: exit 2, one line, before any ssh runs."""
+    args = [word for t in targets for word in ("--attach", t)]
+    result = svqtui(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
 def test_help_answers_the_operators_questions() -> None:
     """--help names the modes, the config lookup, the exit codes and gives examples."""
     result = svqtui("--help")
@@ -81,6 +99,8 @@ def test_help_answers_the_operators_questions() -> None:
         "examples",
         "--seed",
         "--libvirt",
+        "ssh://",
+        "SVQTUI_SSH_OPTS",
     ):
         assert words in result.stdout, words
 

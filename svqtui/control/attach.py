@@ -5,7 +5,9 @@ svqtui.console.target.ConsoleTarget), over the control socket: snapshots and log
 events are fetched every refresh, actions are forwarded. The engine and the
 interposers stay in the headless process, so detaching (quitting) leaves every
 device and its shadow state as it is. A lost connection is shown in the status
-bar and the log, and retried every refresh.
+bar and the log, and retried every refresh. The target is a socket path or an
+``ssh://`` URL (svqtui.control.endpoint); several targets in one console are
+svqtui.control.multi.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 from svqtui.config import Config
 from svqtui.console.feed import SnapshotFeed
-from svqtui.control.client import ControlClient
+from svqtui.control.endpoint import Endpoint
 from svqtui.engine import Link
 from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError
@@ -31,11 +33,12 @@ class RemoteMonitor:
     on a refresh clock of its own (a SnapshotFeed thread) with the local
     Monitor's interface: subscribe, refresh_soon, set_interval, latest."""
 
-    def __init__(self, path: str, log: EventLog, interval_s: float) -> None:
-        self.path = path
+    def __init__(self, endpoint: Endpoint | str, log: EventLog, interval_s: float) -> None:
+        endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint(endpoint)
+        self.path = str(endpoint)
         self.log = log
         self.interval_s = interval_s
-        self._client = ControlClient(path)
+        self._client = endpoint.client()
         self._events_seq = 0
         self._last: Snapshot | None = None
         self._connected = True
@@ -139,12 +142,14 @@ class RemoteMonitor:
 class RemoteRuntime:
     """The console's backend when attached to ``svqtui --headless``."""
 
-    def __init__(self, config: Config, path: str) -> None:
+    def __init__(self, config: Config, target: str) -> None:
+        """``target``: a control socket path or ``ssh://[user@]host[:port][/path]``."""
         self.config = config
-        self.path = path
+        self.endpoint = Endpoint(target)
+        self.path = str(self.endpoint)
         self.log = EventLog()
-        self.monitor = RemoteMonitor(path, self.log, config.refresh_s)
-        self._actions = ControlClient(path)  # its own connection: refresh never waits
+        self.monitor = RemoteMonitor(self.endpoint, self.log, config.refresh_s)
+        self._actions = self.endpoint.client()  # its own connection: refresh never waits
         self._actions_lock = threading.Lock()
 
     @property
@@ -185,3 +190,4 @@ class RemoteRuntime:
     def close(self) -> None:
         self.monitor.close()
         self._actions.close()
+        self.endpoint.close()

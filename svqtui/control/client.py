@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from svqtui.control.codec import decode_event, decode_snapshot
-from svqtui.control.errors import ControlProtocolError, ControlUnreachable
+from svqtui.control.errors import AttachTargetInvalid, ControlProtocolError, ControlUnreachable
 from svqtui.control.protocol import MAX_RESPONSE_BYTES, Command, Request, Response, decode_line
 from svqtui.engine.faults import FAULT_NAMES
 from svqtui.errors import ConfigError, SvqtuiError
@@ -52,8 +52,11 @@ def _unreachable(path: str, err: OSError) -> ControlUnreachable:
 class ControlClient:
     """One connection to a control socket; use as a context manager."""
 
-    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, path: str, timeout: float = DEFAULT_TIMEOUT_S, label: str | None = None
+    ) -> None:
         self.path = path
+        self.label = label or path  # how messages name the socket (an ssh:// URL)
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buf = b""
@@ -66,7 +69,7 @@ class ControlClient:
             sock.connect(self.path)
         except OSError as err:
             sock.close()
-            raise _unreachable(self.path, err) from None
+            raise _unreachable(self.label, err) from None
         self._sock = sock
         return self
 
@@ -100,7 +103,7 @@ class ControlClient:
         except TimeoutError:
             self.close()
             raise ControlUnreachable(
-                f"no reply from the control socket {self.path} within {self.timeout:g} s "
+                f"no reply from the control socket {self.label} within {self.timeout:g} s "
                 "(is `svqtui --headless` stuck? try --timeout)"
             ) from None
         except (OSError, ControlUnreachable) as err:
@@ -109,7 +112,7 @@ class ControlClient:
             if not isinstance(lost, OSError):
                 raise
             raise ControlUnreachable(
-                f"lost the control socket {self.path}: {lost.strerror or lost} "
+                f"lost the control socket {self.label}: {lost.strerror or lost} "
                 "(did `svqtui --headless` stop?)"
             ) from None
         if response.id not in (rid, None):
@@ -125,7 +128,7 @@ class ControlClient:
             chunk = self._sock.recv(1 << 16)
             if not chunk:
                 raise ControlUnreachable(
-                    f"the control socket {self.path} closed the connection "
+                    f"the control socket {self.label} closed the connection "
                     "(did `svqtui --headless` stop?)"
                 )
             self._buf += chunk
@@ -207,7 +210,11 @@ device key, a device name, or VM/NAME, as `svqtui ctl status` shows them.
 
 EPILOG = """\
 The socket is control.socket of the configuration (-c PATH, else the one
-svqtui would load), unless --socket names it.
+svqtui would load), unless --socket names it, or --host names one on another
+host: ssh://[user@]host[:port][/path/to/control.sock] (the path defaults to
+that user's default socket there). svqtui runs the system's ssh client
+(BatchMode=yes: agent or unencrypted keys, known hosts); $SVQTUI_SSH_OPTS
+adds ssh options before svqtui's own, e.g. '-i ~/.ssh/fleet -o Port=2222'.
 
 exit codes: 0 ok, 1 error (one line on stderr), 2 bad configuration or usage.
 
@@ -222,6 +229,7 @@ examples:
   svqtui ctl fault blk0 0 drop-call && svqtui ctl call blk0 0
   svqtui ctl reload
   svqtui ctl events --follow
+  svqtui ctl --host ssh://root@hv1/run/svqtui/control.sock shadow blk0 on
 """
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -316,6 +324,13 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     )
     p.add_argument("--socket", metavar="PATH", help="the control socket (overrides -c)", **default)
     p.add_argument(
+        "--host",
+        metavar="SSH_URL",
+        help="a headless svqtui on another host: ssh://[user@]host[:port][/socket path] "
+        "(overrides -c and --socket)",
+        **default,
+    )
+    p.add_argument(
         "--timeout",
         type=_timeout_arg,
         metavar="SECONDS",
@@ -395,14 +410,19 @@ def ctl_main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+    from svqtui.control.endpoint import Endpoint
+
+    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S
     try:
-        path = socket_path(args)
+        endpoint = Endpoint(args.host if args.host else socket_path(args))
     except ConfigError as err:
         print(f"svqtui: bad configuration: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT_S
+    except AttachTargetInvalid as err:
+        print(f"svqtui: --host: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        with ControlClient(path, timeout) as client:
+        with endpoint.client(timeout) as client:
             return _run(client, args)
     except SvqtuiError as err:
         print(f"svqtui: {err}", file=sys.stderr)
@@ -411,6 +431,8 @@ def ctl_main(argv: list[str]) -> int:
         return EXIT_OK
     except BrokenPipeError:  # `svqtui ctl events -f | head`
         return EXIT_OK
+    finally:
+        endpoint.close()
 
 
 def _run(client: ControlClient, args: argparse.Namespace) -> int:

@@ -19,3 +19,15 @@ class ControlUnreachable(ControlError):
 @wire_error("ControlSocketInUse")
 class ControlSocketInUse(ControlError):
     """Another svqtui is already serving this control socket."""
+
+
+@wire_error("AttachTargetInvalid")
+class AttachTargetInvalid(ControlError):
+    """An ``--attach``/``--host`` target is not a socket path nor a valid
+    ``ssh://[user@]host[:port][/path]`` URL (a usage error: exit 2)."""
+
+
+@wire_error("SshTransportLost")
+class SshTransportLost(ControlUnreachable):
+    """The OpenSSH client carrying a remote control socket could not start,
+    or exited (its own last stderr line is in the message)."""

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from svqtui.eventlog import EventLog
-from svqtui.model import LogEvent
+from svqtui.model import HOST_SEP, LogEvent
 
 LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "info": ""}
 LEVEL_WORDS = {"error": "ERROR ", "warning": "warn  ", "info": ""}
@@ -24,7 +24,9 @@ def event_line(event: LogEvent) -> Text:
     if word:
         line.append(word, style=style)
     if event.device_key:
-        where = event.device_key.split(":", 1)[-1]
+        # "demo:db01/blk0" -> "db01/blk0"; "HOST|demo:db01/blk0" -> the same
+        # (the text of a host's event starts with its host already)
+        where = event.device_key.rsplit(HOST_SEP, 1)[-1].split(":", 1)[-1]
         if where not in event.text:
             line.append(f"{where}: ", style=f"{style} bold".strip())
     line.append(event.text, style=style)

@@ -69,6 +69,8 @@ PINNED_NAMES = frozenset(
         "ControlProtocolError",
         "ControlUnreachable",
         "ControlSocketInUse",
+        "AttachTargetInvalid",
+        "SshTransportLost",
         "IOLoopTimeout",
         "IOLoopReentry",
         "IOLoopStopped",

@@ -1,6 +1,7 @@
 """The test suite's markers: ``qemu`` (needs qemu-system-x86, qemu-storage-daemon
-or a guest image), ``root`` (needs root) and ``libvirt`` (a real libvirtd, which
-the tests start), registered in pyproject.toml.
+or a guest image), ``root`` (needs root), ``libvirt`` (a real libvirtd, which
+the tests start) and ``ssh`` (starts a real sshd on
+127.0.0.1, tests.support.sshd), registered in pyproject.toml.
 
 A fixture that starts such a thing is tagged with ``@needs(QEMU)`` (under its
 ``@pytest.fixture``); the root conftest marks every test that uses a tagged
@@ -20,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 QEMU = "qemu"
 ROOT = "root"
 LIBVIRT = "libvirt"  # a real libvirtd (started by tests.support.libvirt)
+SSH = "ssh"
 _ATTR = "__svqtui_needs__"
 
 
