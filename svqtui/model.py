@@ -42,6 +42,14 @@ class DeviceRole(enum.StrEnum):
     COUNTS = "counts"
 
 
+class StuckRule(enum.StrEnum):
+    """Which rule found a queue stuck (the monitor's verdicts)."""
+
+    IN_FLIGHT = "in_flight"  # config stuck.in_flight: requests in flight, used index still
+    KICKS_WITHOUT_CALLS = "kicks_without_calls"  # config stuck.kicks_without_calls
+    SOURCE = "source"  # the source's own verdict (QueueView.stuck_hint)
+
+
 class ShadowVia(enum.StrEnum):
     """What can put a device into shadow mode."""
 
@@ -160,6 +168,7 @@ class QueueRow:
     last_kick_age_s: float | None = None
     last_call_age_s: float | None = None
     stuck: str | None = None  # reason in words, None when not stuck
+    stuck_rule: StuckRule | None = None  # which rule found it stuck
 
     @property
     def key(self) -> str:
@@ -172,6 +181,8 @@ class EngineStatus:
     relays_per_s: float
     queues: int
     backlog: int
+    heartbeat_age_s: float | None = None  # since the engine loop last ran; None: no heartbeat
+    relays: int = 0  # notifications relayed since the engine started (a counter)
 
 
 @dataclass(frozen=True, slots=True)
