@@ -59,7 +59,8 @@ class MetricsListen:
 
 def parse_listen(text: str) -> MetricsListen:
     """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` or ``PORT`` (the last two on
-    127.0.0.1: any other address must be written out). ValueError says why not."""
+    127.0.0.1: any other address must be written out; port 0: any free port,
+    logged when serving). ValueError says why not."""
     text = text.strip()
     host, sep, port_text = text.rpartition(":")
     if not sep:
@@ -68,8 +69,8 @@ def parse_listen(text: str) -> MetricsListen:
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"expected HOST:PORT with a port from 1 to 65535, got {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {text!r}")
     if any(c.isspace() or c in "/[]" for c in host):
         raise ValueError(f"not a host name or address: {host!r}")
     return MetricsListen(host or LOOPBACK, int(port_text))
