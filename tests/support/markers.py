@@ -1,5 +1,6 @@
 """The test suite's markers: ``qemu`` (needs qemu-system-x86, qemu-storage-daemon
-or a guest image) and ``root`` (needs root), registered in pyproject.toml.
+or a guest image), ``root`` (needs root) and ``prometheus`` (runs Debian's
+prometheus/promtool), registered in pyproject.toml.
 
 A fixture that starts such a thing is tagged with ``@needs(QEMU)`` (under its
 ``@pytest.fixture``); the root conftest marks every test that uses a tagged
@@ -18,6 +19,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 QEMU = "qemu"
 ROOT = "root"
+PROMETHEUS = "prometheus"
 _ATTR = "__svqtui_needs__"
 
 
