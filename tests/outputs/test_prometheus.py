@@ -2,15 +2,21 @@
 of the exposition (parsed with prometheus_client's own parser), counter
 semantics, the HTTP server, and the collector's promise never to refresh.
 
-The end-to-end check with a real Prometheus scraping a real ``svqtui
---headless`` is tests/outputs/test_prometheus_scrape.py.
+The end-to-end tests (marked ``prometheus``) run Debian's real Prometheus on
+127.0.0.1, scraping a real ``svqtui --headless`` on the embedded demo every
+second, and query it through its HTTP API.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import socket
+import time
 import urllib.request
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -38,6 +44,10 @@ from svqtui.outputs.prometheus import (
 )
 from tests.support.console import FROZEN_WALL, synthetic_snapshot
 from tests.support.fake_source import FakeSource
+from tests.support.headless import HeadlessProcess, svqtui
+from tests.support.markers import PROMETHEUS, needs
+from tests.support.prometheus import PrometheusServer
+from tests.support.wait import wait_until
 
 COUNTERS = {
     "svqtui_virtqueue_kicks",
@@ -284,3 +294,149 @@ def test_a_busy_port_is_a_metrics_listen_error() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(MetricsListenError, match=f"127.0.0.1:{port}"):
             MetricsServer(MetricsListen("127.0.0.1", port), monitor).start()
+
+
+# -- a real Prometheus scraping a real svqtui --headless ----------------------------
+
+RATE = "rate(svqtui_virtqueue_kicks_total[10s])"
+QueueId = tuple[str, str, str]
+
+
+@dataclasses.dataclass
+class Scraped:
+    headless: HeadlessProcess
+    prometheus: PrometheusServer
+    since: float = 0.0  # from when Prometheus has a rate for every queue
+
+    def ctl(self, *args: str) -> str:
+        result = svqtui("ctl", "-c", str(self.headless.config), *args, home=self.headless.directory)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def status(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.ctl("status", "--json"))
+        return doc
+
+    def settle(self) -> None:
+        """Let Prometheus scrape what svqtui published until now (two scrapes)."""
+        time.sleep(2.5)
+
+
+def kicks_of(doc: dict[str, Any]) -> dict[QueueId, int]:
+    return {
+        (vm["name"], dev["name"], str(q["index"])): q["kicks"]
+        for vm in doc["vms"]
+        for dev in vm["devices"]
+        for q in dev["queues"]
+        if q["kicks"] is not None
+    }
+
+
+def by_queue(result: list[dict[str, Any]]) -> dict[QueueId, float]:
+    return {
+        (r["metric"]["vm"], r["metric"]["device"], r["metric"]["queue"]): float(r["value"][1])
+        for r in result
+    }
+
+
+@pytest.fixture(scope="module")
+@needs(PROMETHEUS)
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
+    """A headless svqtui (demo, seed 7) serving metrics on a free loopback
+    port, and a real Prometheus scraping it every second."""
+    directory = tmp_path_factory.mktemp("prom")
+    config = directory / "config.yaml"
+    config.write_text(
+        "refresh: 0.2\n"
+        "demo: {enabled: true, seed: 7}\n"
+        "qmp: {discover: false}\n"
+        f"control: {{socket: {directory / 'run' / 'c.sock'}}}\n"
+        'metrics: {listen: "127.0.0.1:0"}\n'
+    )
+    with HeadlessProcess(directory, config=config) as headless:
+        found = wait_until(
+            lambda: re.search(r"metrics: serving http://([0-9.:]+)/metrics", headless.stderr),
+            what="svqtui to say where it serves metrics",
+            describe=lambda: headless.stderr,
+        )
+        prom_dir = directory / "prometheus"
+        prom_dir.mkdir()
+        with PrometheusServer(prom_dir, [found.group(1)]) as prometheus:
+            wait_until(
+                lambda: len(prometheus.query(RATE)) == 10,
+                timeout=60,
+                what="a rate series per demo queue",
+                describe=lambda: prometheus.query(RATE),
+            )
+            yield Scraped(headless, prometheus, since=time.time())
+
+
+def test_prometheus_rates_are_the_demo_rates(scraped: Scraped) -> None:
+    """Through the HTTP API, rate(svqtui_virtqueue_kicks_total[10s]) has one
+    series per demo queue, each near the rate svqtui's own ``ctl status --json``
+    totals give over the same ten seconds."""
+    prom = scraped.prometheus
+    queues = kicks_of(scraped.status())
+    assert len(queues) == 10  # net0: 4 queue pairs, blk0: 2 queues
+    wait_until(
+        lambda: set(by_queue(prom.query(RATE))) == set(queues),
+        timeout=60,
+        what="a rate series per demo queue",
+        describe=lambda: prom.query(RATE),
+    )
+    time.sleep(10)  # a full window of scrapes
+    first = scraped.status()
+    time.sleep(10)
+    last = scraped.status()
+    scraped.settle()
+    rates = by_queue(prom.query(RATE, at=last["time"]))
+    span = last["time"] - first["time"]
+    ours = {q: (n - kicks_of(first)[q]) / span for q, n in kicks_of(last).items()}
+    assert set(rates) == set(ours)
+    for queue, expected in ours.items():
+        assert expected > 0, queue
+        assert abs(rates[queue] - expected) <= 0.25 * expected + 2, (queue, rates[queue], expected)
+
+
+def test_shadow_toggle_and_reset_never_make_a_rate_negative(scraped: Scraped) -> None:
+    """Shadow off and on again (the demo stops counting, then counts on from
+    its carried totals) is no counter reset; ``svqtui ctl reset`` is one, seen
+    by Prometheus' resets(); no kick or call rate is ever negative, and none
+    jumps after the reset (nothing went down without starting again from 0)."""
+    prom = scraped.prometheus
+    net = next(d for vm in scraped.status()["vms"] for d in vm["devices"] if d["name"] == "net0")
+    assert all(q["shadow"] for q in net["queues"])
+    time.sleep(max(0.0, scraped.since + 8 - time.time()))  # rates before the toggle
+    started = time.time()
+    scraped.ctl("shadow", "web01/net0", "off")
+    scraped.settle()
+    off_at = time.time()
+    scraped.ctl("shadow", "web01/net0", "on")
+    scraped.settle()
+    before_reset = time.time()
+    scraped.ctl("reset")
+    scraped.settle()
+    scraped.settle()
+    ended = time.time()
+
+    assert by_queue(prom.query('svqtui_virtqueue_kicks_total{device="net0"}', at=off_at)) == {}
+    assert set(
+        by_queue(prom.query('svqtui_virtqueue_shadow{device="net0"}', at=off_at)).values()
+    ) == {0.0}
+    toggled = (
+        f'resets(svqtui_virtqueue_kicks_total{{device="net0"}}[{before_reset - started + 3:.0f}s])'
+    )
+    assert set(by_queue(prom.query(toggled, at=before_reset)).values()) == {0.0}
+    after = f"resets(svqtui_virtqueue_kicks_total[{ended - before_reset:.0f}s])"
+    assert all(v >= 1 for v in by_queue(prom.query(after, at=ended)).values())
+    assert len(by_queue(prom.query(after, at=ended))) == 10
+
+    for counter in ("svqtui_virtqueue_kicks_total", "svqtui_virtqueue_calls_total"):
+        window = max(started - 20, scraped.since)
+        series = prom.query_range(f"rate({counter}[3s])", window, ended, 0.5)
+        assert len(series) == 10
+        for s in series:
+            values = [(float(t), float(v)) for t, v in s["values"]]
+            assert min(v for _, v in values) >= 0, s["metric"]
+            usual = max(v for t, v in values if t < started)
+            assert max(v for t, v in values if t > before_reset) <= 3 * usual + 20, s["metric"]
