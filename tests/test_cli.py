@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.headless import write_config
 
 
 def svqtui(
@@ -57,6 +60,8 @@ def test_usage_errors_exit_2() -> None:
     assert svqtui("--csv").returncode == 2
     assert svqtui("--once", "--log").returncode == 2
     assert svqtui("--refresh", "0").returncode == 2
+    assert svqtui("--once", "--metrics", "9469").returncode == 2  # headless or console only
+    assert svqtui("--headless", "--metrics", "[::1]").returncode == 2
 
 
 def test_help_answers_the_operators_questions() -> None:
@@ -84,3 +89,18 @@ def test_once_runs_the_demo_by_default(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "web01" in result.stdout and "blk0" in result.stdout
     assert "engine alive" in result.stdout
+
+
+def test_a_busy_metrics_port_exits_1_before_starting(tmp_path: Path) -> None:
+    """--metrics on a port in use: one line naming the address, exit 1, and
+    the control socket never claimed (nothing was started)."""
+    config = write_config(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = svqtui("-c", str(config), "--headless", "--metrics", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "c.sock").exists()

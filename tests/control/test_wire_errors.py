@@ -88,6 +88,7 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.lab.check.CheckFailed",
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
+        "svqtui.outputs.prometheus.MetricsListenError",
         "svqtui.unix_socket.SocketPathTooLong",
     }
 )
