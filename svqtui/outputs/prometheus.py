@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest, start_http_server
-from prometheus_client.registry import Collector, CollectorRegistry
+from typing import TYPE_CHECKING, Protocol, cast
 
 from svqtui.config import MetricsListen
 from svqtui.errors import SvqtuiError
 from svqtui.model import MaskState, QueueRow, QueueView, Snapshot, StuckRule, VMView
 from svqtui.outputs.base import SnapshotOutput, register
+
+if TYPE_CHECKING:  # prometheus_client is imported when first used: every svqtui
+    # command loads the output registry, and its HTTP stack costs ~0.4 s to import
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector, CollectorRegistry
 
 QUEUE_LABELS = ("vm", "device", "queue")
 DEVICE_LABELS = ("vm", "device")
@@ -78,6 +79,8 @@ class _Queues:
     """The per-queue families, filled device by device."""
 
     def __init__(self) -> None:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         def counter(name: str, doc: str) -> CounterMetricFamily:
             return CounterMetricFamily(f"svqtui_virtqueue_{name}", doc, labels=QUEUE_LABELS)
 
@@ -146,6 +149,8 @@ def _device_names(vms: Iterable[VMView]) -> Iterator[tuple[VMView, str, str]]:
 
 
 def _vm_families(vms: Iterable[VMView]) -> Iterator[Metric]:
+    from prometheus_client.core import GaugeMetricFamily
+
     status = GaugeMetricFamily(
         "svqtui_vm_migration_status",
         "1 for the VM's current migration status (QEMU's query-migrate), 0 for the others.",
@@ -188,6 +193,8 @@ def _vm_families(vms: Iterable[VMView]) -> Iterator[Metric]:
 
 def snapshot_metrics(snap: Snapshot, now: float | None = None) -> list[Metric]:
     """Every metric family of one snapshot (``now``: wall time, for the age)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     queues = _Queues()
     connected = GaugeMetricFamily(
         "svqtui_device_connected", "1 while the device is connected.", labels=DEVICE_LABELS
@@ -249,8 +256,9 @@ def snapshot_metrics(snap: Snapshot, now: float | None = None) -> list[Metric]:
     ]
 
 
-class SnapshotCollector(Collector):
-    """A prometheus_client collector over a monitor's latest snapshot."""
+class SnapshotCollector:
+    """A prometheus_client collector (``collect``, ``describe``) over a
+    monitor's latest snapshot."""
 
     def __init__(self, monitor: LatestSnapshot, wall_clock: Callable[[], float] = time.time):
         self._monitor = monitor
@@ -260,6 +268,8 @@ class SnapshotCollector(Collector):
         return ()  # registering must not read a snapshot
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         refresh = GaugeMetricFamily(
             "svqtui_monitor_refresh_seconds", "How long the monitor's last refresh took."
         )
@@ -270,16 +280,35 @@ class SnapshotCollector(Collector):
             yield from snapshot_metrics(snap, self._wall_clock())
 
 
-def exposition(snap: Snapshot, now: float | None = None) -> bytes:
-    """``snap`` in Prometheus' text format (version 0.0.4)."""
-
-    class _Fixed(Collector):
-        def collect(self) -> Iterable[Metric]:
-            return snapshot_metrics(snap, now)
+def registry_of(*collectors: object) -> CollectorRegistry:
+    """A prometheus_client registry of our own (never the global one) holding
+    ``collectors`` (objects with ``collect()`` and ``describe()``)."""
+    from prometheus_client.registry import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed())
-    return generate_latest(registry)
+    for collector in collectors:
+        registry.register(cast("Collector", collector))
+    return registry
+
+
+class _Fixed:
+    """A collector of one given snapshot."""
+
+    def __init__(self, snap: Snapshot, now: float | None) -> None:
+        self._snap, self._now = snap, now
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterable[Metric]:
+        return snapshot_metrics(self._snap, self._now)
+
+
+def exposition(snap: Snapshot, now: float | None = None) -> bytes:
+    """``snap`` in Prometheus' text format (version 0.0.4)."""
+    from prometheus_client.exposition import generate_latest
+
+    return generate_latest(registry_of(_Fixed(snap, now)))
 
 
 class MetricsServer:
@@ -287,13 +316,14 @@ class MetricsServer:
 
     def __init__(self, listen: MetricsListen, monitor: LatestSnapshot) -> None:
         self.listen = listen
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(SnapshotCollector(monitor))
+        self.registry = registry_of(SnapshotCollector(monitor))
         self._stop: Callable[[], None] | None = None
         self.port = listen.port
 
     def start(self) -> None:
         """Listen and serve; ``port`` is the bound one (``listen.port`` 0: any free)."""
+        from prometheus_client.exposition import start_http_server
+
         try:
             server, thread = start_http_server(
                 self.listen.port, self.listen.host, registry=self.registry

@@ -6,10 +6,9 @@ import dataclasses
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import CollectorRegistry
 
 from svqtui.model import MigrationView, Snapshot
-from svqtui.outputs.prometheus import SnapshotCollector
+from svqtui.outputs.prometheus import SnapshotCollector, registry_of
 from tests.support.console import synthetic_snapshot
 
 
@@ -31,8 +30,7 @@ def exported_names() -> set[str]:
         vms=(vm, *snap.vms[1:]),
         engine=dataclasses.replace(snap.engine, heartbeat_age_s=0.1),
     )
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(_Published(snap)))
+    registry = registry_of(SnapshotCollector(_Published(snap)))
     names = set()
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         assert family.samples, f"{family.name} has no sample: extend exported_names()"

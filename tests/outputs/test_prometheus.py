@@ -13,6 +13,8 @@ import dataclasses
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -440,3 +442,20 @@ def test_shadow_toggle_and_reset_never_make_a_rate_negative(scraped: Scraped) ->
             assert min(v for _, v in values) >= 0, s["metric"]
             usual = max(v for t, v in values if t < started)
             assert max(v for t, v in values if t > before_reset) <= 3 * usual + 20, s["metric"]
+
+
+def test_svqtui_starts_without_importing_prometheus_client() -> None:
+    """Loading the command line (and so the output registry) does not import
+    prometheus_client: ``svqtui ctl`` and the batch modes do not pay for its
+    HTTP stack; rendering a snapshot does import it."""
+    code = (
+        "import sys, svqtui.cli; before = 'prometheus_client' in sys.modules; "
+        "from svqtui.outputs import output_named; "
+        "from tests.support.console import synthetic_snapshot; "
+        "output_named('prometheus').render(synthetic_snapshot(1, 1)); "
+        "print(before, 'prometheus_client' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["False", "True"]
