@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # svqtui and tests.support
 
-from svqtui.config import MetricsListen  # noqa: E402
-from svqtui.model import Snapshot  # noqa: E402
-from svqtui.outputs.prometheus import MetricsServer, exposition  # noqa: E402
-from tests.support.console import synthetic_snapshot  # noqa: E402
+from svqtui.config import MetricsListen
+from svqtui.model import Snapshot
+from svqtui.outputs.prometheus import MetricsServer, exposition
+from tests.support.console import synthetic_snapshot
 
 QUEUES_PER_DEVICE = 16
 SCRAPE_INTERVAL_S = 15.0
