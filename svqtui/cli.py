@@ -13,13 +13,17 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from svqtui.config import Config, load_config
+from svqtui.config import Config, load_config, parse_listen
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.outputs import OUTPUTS, output_named
 from svqtui.sources.demo.settings import PLUGIN as DEMO
 from svqtui.sources.libvirt.settings import PLUGIN as LIBVIRT
 from svqtui.sources.qmp.settings import PLUGIN as QMP
+
+if TYPE_CHECKING:
+    from svqtui.runtime import Runtime
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -46,6 +50,9 @@ modes:
                               contrib/systemd/svqtui.service)
   svqtui --attach [TARGET]    the console on a running --headless svqtui, here
                               (a socket path) or on another host (ssh://...)
+  svqtui --headless --metrics 127.0.0.1:9469
+                              also serve Prometheus metrics (README: Prometheus
+                              and Grafana; config: metrics.listen)
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
 
@@ -117,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="force the demo source on or off (config: demo.enabled)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        help="with --headless or the console: serve Prometheus metrics at http://ADDR/metrics "
+        "(HOST:PORT, [IPv6]:PORT, or PORT for 127.0.0.1:PORT; no authentication, so any "
+        "other address must be written out; config: metrics.listen)",
+    )
+    parser.add_argument(
         "--no-discover",
         action="store_true",
         help="do not look for QEMU processes on this host (config: qmp.discover)",
@@ -145,6 +159,11 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if args.demo is not None:
             demo = dataclasses.replace(demo, enabled=args.demo)
         config = config.with_section(DEMO, demo)
+    if args.metrics is not None:
+        try:
+            config = dataclasses.replace(config, metrics=parse_listen(args.metrics))
+        except ValueError as err:
+            raise ConfigError("--metrics", None, None, str(err)) from None
     if args.no_discover:
         config = config.with_section(QMP, dataclasses.replace(config.section(QMP), discover=False))
     if args.libvirt is not None:
@@ -200,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--json goes with --once (try: svqtui --once --json)", EXIT_CONFIG)
     if (args.csv or args.count is not None) and not args.log:
         return _fail("--csv and --count go with --log", EXIT_CONFIG)
+    if args.metrics is not None and (args.once or args.log or args.attach is not None):
+        return _fail("--metrics goes with --headless or the console", EXIT_CONFIG)
     try:
         config = apply_overrides(load_config(args.config), args)
     except ConfigError as err:
@@ -218,25 +239,49 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from svqtui.runtime import Runtime
 
     runtime = Runtime(config, reread=lambda: apply_overrides(load_config(config.path), args))
-    if args.headless:
-        from svqtui.control.headless import run_headless
-
-        return run_headless(runtime)
+    if args.headless or not (args.once or args.log):
+        return _serve(runtime, args.headless)
     runtime.start()
     try:
         if args.once:
             from svqtui.batch import run_once
 
             return run_once(runtime, output_named(_output_name(args)))
-        if args.log:
-            from svqtui.batch import run_log
+        from svqtui.batch import run_log
 
-            return run_log(runtime, output_named(_output_name(args)), args.count)
-        from svqtui.console.app import run_console
-
-        return run_console(runtime)
+        return run_log(runtime, output_named(_output_name(args)), args.count)
     finally:
         runtime.stop()
+
+
+def _serve(runtime: Runtime, headless: bool) -> int:
+    """Headless or the console, with the Prometheus exporter when configured
+    (listening first: a busy port is one clear error before anything starts)."""
+    metrics = None
+    if runtime.config.metrics is not None:
+        from svqtui.outputs.prometheus import serve_metrics
+
+        metrics = serve_metrics(runtime.config.metrics, runtime.monitor)
+        note = "" if runtime.config.metrics.loopback else " (no authentication: any host can read)"
+        message = f"metrics: serving {metrics.url}{note}"
+        runtime.log.info(message)
+        if headless:
+            print(f"svqtui: {message}", file=sys.stderr, flush=True)
+    try:
+        if headless:
+            from svqtui.control.headless import run_headless
+
+            return run_headless(runtime)
+        runtime.start()
+        try:
+            from svqtui.console.app import run_console
+
+            return run_console(runtime)
+        finally:
+            runtime.stop()
+    finally:
+        if metrics is not None:
+            metrics.stop()
 
 
 def _attach(config: Config, values: list[str]) -> int:

@@ -3,7 +3,7 @@
 The file is parsed with PyYAML into nodes (not plain values) so that every
 problem, an unknown key, a wrong type, a bad value, is reported as one
 ``ConfigError`` naming the file, the line and the dotted key. This module owns
-the core settings (refresh, history, stuck, engine, control); each source
+the core settings (refresh, history, stuck, engine, control, metrics); each source
 plug-in owns its own section (svqtui.sources.registry), kept in ``sections``.
 
 Lookup order when no path is given: ./config.yaml, then the user's config
@@ -38,6 +38,44 @@ class StuckConfig:
     kicks_without_calls: bool = True  # kicks rising while calls stay flat
 
 
+DEFAULT_METRICS_PORT = 9469
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsListen:
+    """Where the Prometheus exporter listens (svqtui.outputs.prometheus)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+def parse_listen(text: str) -> MetricsListen:
+    """``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` or ``PORT`` (the last two on
+    127.0.0.1: any other address must be written out; port 0: any free port,
+    logged when serving). ValueError says why not."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, got {text!r}")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return MetricsListen(host or LOOPBACK, int(port_text))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str = "<defaults>"
@@ -46,6 +84,7 @@ class Config:
     stuck: StuckConfig = field(default_factory=StuckConfig)
     max_queues: int = 4096
     control_socket: str | None = None  # None: default_control_socket()
+    metrics: MetricsListen | None = None  # None: no Prometheus exporter
     sections: Mapping[str, object] = field(default_factory=dict)  # source plug-in settings
     engine: EngineConfig = field(default_factory=lambda: EngineConfig())  # class: by _engine
 
@@ -115,7 +154,7 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
     if root is None:
         return Config(path=path)
     plugins = _plugins()
-    core = ("refresh", "history", "stuck", "engine", "control")
+    core = ("refresh", "history", "stuck", "engine", "control", "metrics")
     top = r.mapping(root, "", core + tuple(p.section for p in plugins))
     sections: dict[str, object] = {}
     for plugin in plugins:
@@ -132,6 +171,7 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
         stuck=_stuck(r, top),
         max_queues=max_queues,
         control_socket=_control(r, top),
+        metrics=_metrics(r, top),
         sections=sections,
         engine=engine,
     )
@@ -214,3 +254,22 @@ def _control(r: ConfigReader, top: Found) -> str | None:
         return None if value == "auto" else value
 
     return r.optional(found, "socket", "control", socket, None)
+
+
+def _metrics(r: ConfigReader, top: Found) -> MetricsListen | None:
+    if "metrics" not in top:
+        return None
+    found = r.mapping(top["metrics"][1], "metrics", ("listen",))
+
+    def listen(node: yaml.Node, key: str) -> MetricsListen | None:
+        value = r.scalar(node, key)
+        if value is None or value is False or (isinstance(value, str) and value == "off"):
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise r.fail(node, key, f"expected HOST:PORT or off, got {value!r}")
+        try:
+            return parse_listen(str(value))
+        except ValueError as err:
+            raise r.fail(node, key, str(err)) from None
+
+    return r.optional(found, "listen", "metrics", listen, None)

@@ -53,6 +53,14 @@ class VMRole(enum.StrEnum):
     FOUND = "found"
 
 
+class StuckRule(enum.StrEnum):
+    """Which rule found a queue stuck (the monitor's verdicts)."""
+
+    IN_FLIGHT = "in_flight"  # config stuck.in_flight: requests in flight, used index still
+    KICKS_WITHOUT_CALLS = "kicks_without_calls"  # config stuck.kicks_without_calls
+    SOURCE = "source"  # the source's own verdict (QueueView.stuck_hint)
+
+
 class ShadowVia(enum.StrEnum):
     """What can put a device into shadow mode."""
 
@@ -182,6 +190,7 @@ class QueueRow:
     last_kick_age_s: float | None = None
     last_call_age_s: float | None = None
     stuck: str | None = None  # reason in words, None when not stuck
+    stuck_rule: StuckRule | None = None  # which rule found it stuck
 
     @property
     def key(self) -> str:
@@ -198,6 +207,8 @@ class EngineStatus:
     spinning: bool = False  # in a spin window at the refresh (else asleep or relaying)
     spin_share: float = 0.0  # fraction of a core spent spinning over the last interval
     cpu_share: float | None = None  # the engine thread's CPU over the last interval
+    heartbeat_age_s: float | None = None  # since the engine loop last ran; None: no heartbeat
+    relays: int = 0  # notifications relayed since the engine started (a counter)
 
 
 @dataclass(frozen=True, slots=True)

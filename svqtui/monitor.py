@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from svqtui.model import (
     QueueView,
     Snapshot,
     SourceStatus,
+    StuckRule,
     VMRole,
     VMView,
 )
@@ -410,6 +412,7 @@ class Monitor:
                 self._last_spin_ns, self._last_cpu_ns = polling.spin_ns, cpu_ns
                 self._spin_share = max(spin, 0.0)
                 self._cpu_share = None if cpu is None else max(cpu, 0.0)
+        age = health.heartbeat_age_s
         return EngineStatus(
             alive=health.alive,
             relays_per_s=self._relays_per_s,
@@ -419,6 +422,8 @@ class Monitor:
             spinning=polling.spinning if polling is not None else False,
             spin_share=self._spin_share,
             cpu_share=self._cpu_share,
+            heartbeat_age_s=age if math.isfinite(age) else None,
+            relays=health.relays,
         )
 
     def _row(
@@ -451,6 +456,7 @@ class Monitor:
             track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
             if dt is not None:
                 track.history.append(track.kick_rate + track.call_rate)
+        stuck = self._stuck_reason(q, track, now) if dev.connected else None
         return QueueRow(
             view=q,
             device_key=dev.key,
@@ -461,14 +467,18 @@ class Monitor:
             history=tuple(track.history),
             last_kick_age_s=(now_ns - q.last_kick_ns) / 1e9 if q.last_kick_ns else None,
             last_call_age_s=(now_ns - q.last_call_ns) / 1e9 if q.last_call_ns else None,
-            stuck=self._stuck_reason(q, track, now) if dev.connected else None,
+            stuck=stuck[1] if stuck else None,
+            stuck_rule=stuck[0] if stuck else None,
         )
 
-    def _stuck_reason(self, q: QueueView, track: _QueueTrack, now: float) -> str | None:
+    def _stuck_reason(
+        self, q: QueueView, track: _QueueTrack, now: float
+    ) -> tuple[StuckRule, str] | None:
+        """(rule, reason in words) when the queue is stuck."""
         after = self.stuck.after_s
         in_flight = q.in_flight
         if self.stuck.in_flight and in_flight and now - track.used_changed_at >= after:
-            return (
+            return StuckRule.IN_FLIGHT, (
                 f"{in_flight} request(s) in flight, used index stuck at {q.used_idx} "
                 f"for {now - track.used_changed_at:.0f}s"
             )
@@ -479,8 +489,10 @@ class Monitor:
             and unanswered > 0
             and now - track.calls_changed_at >= after
         ):
-            return f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
-        return q.stuck_hint
+            return StuckRule.KICKS_WITHOUT_CALLS, (
+                f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
+            )
+        return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
 
 
 def _rate(before: int | None, after: int | None, dt: float | None) -> float:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.headless import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,6 +66,8 @@ def test_usage_errors_exit_2() -> None:
     assert svqtui("--csv").returncode == 2
     assert svqtui("--once", "--log").returncode == 2
     assert svqtui("--refresh", "0").returncode == 2
+    assert svqtui("--once", "--metrics", "9469").returncode == 2  # headless or console only
+    assert svqtui("--headless", "--metrics", "[::1]").returncode == 2
 
 
 @pytest.mark.parametrize(
@@ -126,3 +131,18 @@ def test_libvirt_without_a_daemon_is_one_status_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "libvirt: down (no daemon answers at qemu+unix" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_busy_metrics_port_exits_1_before_starting(tmp_path: Path) -> None:
+    """--metrics on a port in use: one line naming the address, exit 1, and
+    the control socket never claimed (nothing was started)."""
+    config = write_config(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = svqtui("-c", str(config), "--headless", "--metrics", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "c.sock").exists()

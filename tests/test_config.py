@@ -67,6 +67,29 @@ def test_full_config_round_trip() -> None:
     assert qmp.sockets[1].name == "vm2" and not qmp.discover
 
 
+@pytest.mark.parametrize(
+    ("listen", "expected", "loopback"),
+    [
+        ("off", None, None),
+        ("null", None, None),
+        ("127.0.0.1:9469", "127.0.0.1:9469", True),
+        ("9469", "127.0.0.1:9469", True),  # a bare port stays on loopback
+        ("':9469'", "127.0.0.1:9469", True),
+        ("'[::1]:9469'", "[::1]:9469", True),
+        ("0.0.0.0:9469", "0.0.0.0:9469", False),  # written out: the only way off loopback
+        ("'[::]:9100'", "[::]:9100", False),
+        ("hv1.example:80", "hv1.example:80", False),
+    ],
+)
+def test_metrics_listen(listen: str, expected: str | None, loopback: bool | None) -> None:
+    """metrics.listen is off by default; a bare port means loopback; any other
+    address is taken only as written."""
+    assert parse_config("refresh: 1\n").metrics is None
+    metrics = parse_config(f"metrics:\n  listen: {listen}\n").metrics
+    assert (str(metrics) if metrics else None) == expected
+    assert (metrics.loopback if metrics else None) == loopback
+
+
 def test_demo_auto_turns_off_when_devices_are_configured() -> None:
     """demo: auto means the demo runs only when nothing else is configured."""
     config = parse_config("devices:\n  - {name: a, listen: /l, backend: /b}\n")
@@ -100,6 +123,10 @@ def test_demo_auto_turns_off_when_devices_are_configured() -> None:
         ("qmp:\n  poll: [1]\n", 2, "qmp.poll", "single value"),
         ("engine:\n  max_queues: 0\n", 2, "engine.max_queues", "between"),
         ("refresh: 1\nrefresh: 2\n", 2, "refresh", "duplicate"),
+        ("metrics:\n  listen: 127.0.0.1:99999\n", 2, "metrics.listen", "port from 0 to 65535"),
+        ("metrics:\n  listen: '::1:9469'\n", 2, "metrics.listen", "in brackets: [::1]:9469"),
+        ("metrics:\n  listen: [1]\n", 2, "metrics.listen", "single value"),
+        ("metrics:\n  lisen: 9469\n", 2, "metrics.lisen", "did you mean 'listen'"),
     ],
 )
 def test_bad_values_name_file_line_and_key(text: str, line: int, key: str, words: str) -> None:

@@ -20,12 +20,14 @@ from svqtui.model import (
     QueueView,
     ShadowVia,
     SourceKind,
+    StuckRule,
     VMRole,
     VMView,
 )
 from svqtui.monitor import Monitor, fold_vms, join_views
 from svqtui.outputs.json_doc import snapshot_document
 from tests.support.fake_source import FakeSource
+from tests.support.wait import wait_until
 
 
 class Clock:
@@ -74,11 +76,14 @@ def test_in_flight_without_used_progress_is_stuck_after_the_threshold() -> None:
     clock.advance(4.0)
     assert monitor.refresh().rows["d#0"].stuck is None
     clock.advance(1.5)
-    reason = monitor.refresh().rows["d#0"].stuck
+    row = monitor.refresh().rows["d#0"]
+    reason = row.stuck
     assert reason is not None and "6 request(s) in flight" in reason and "stuck at 4" in reason
+    assert row.stuck_rule is StuckRule.IN_FLIGHT
     source.queue = QueueView(index=0, kicks=1, calls=1, avail_idx=10, used_idx=10)
     clock.advance(1.0)
-    assert monitor.refresh().rows["d#0"].stuck is None
+    row = monitor.refresh().rows["d#0"]
+    assert row.stuck is None and row.stuck_rule is None
 
 
 def test_kicks_without_calls_is_stuck() -> None:
@@ -89,8 +94,37 @@ def test_kicks_without_calls_is_stuck() -> None:
         row = monitor.refresh().rows["d#0"]
         clock.advance(2.0)
     assert row.stuck is not None and "30 kick(s) and no call for 6s" in row.stuck
+    assert row.stuck_rule is StuckRule.KICKS_WITHOUT_CALLS
     source.queue = QueueView(index=0, kicks=41, calls=8)
     assert monitor.refresh().rows["d#0"].stuck is None
+
+
+def test_a_sources_own_verdict_is_the_source_rule() -> None:
+    """A source's stuck hint is the row's stuck reason, under the rule "source"."""
+    source, monitor, _, _ = make()
+    source.queue = QueueView(index=0, kicks=1, calls=1, stuck_hint="device stalled")
+    row = monitor.refresh().rows["d#0"]
+    assert (row.stuck, row.stuck_rule) == ("device stalled", StuckRule.SOURCE)
+
+
+def test_engine_status_carries_heartbeat_age_and_relays() -> None:
+    """With a running engine, the snapshot has its heartbeat age (fresh: the
+    idle loop beats every 100 ms) and its relay counter; without one, none."""
+    engine = Engine(4)
+    engine.start()
+    try:
+        monitor = Monitor([FakeSource()], engine, EventLog(), StuckConfig())
+        wait_until(
+            lambda: monitor.refresh().engine.heartbeat_age_s is not None,
+            what="an engine heartbeat",
+        )
+        status = monitor.refresh().engine
+        assert status.alive and status.heartbeat_age_s is not None
+        assert 0 <= status.heartbeat_age_s < 1.0
+        assert status.relays == 0
+    finally:
+        engine.close()
+    assert make()[1].refresh().engine.heartbeat_age_s is None
 
 
 def test_stuck_rules_can_be_switched_off() -> None:

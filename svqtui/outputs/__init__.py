@@ -10,7 +10,16 @@ they never refresh the monitor or touch a source.
 
 from __future__ import annotations
 
-from svqtui.outputs import json_doc, rate_log, table, wire
+from svqtui.outputs import json_doc, prometheus, rate_log, table, wire
 from svqtui.outputs.base import OUTPUTS, SnapshotOutput, output_named
 
-__all__ = ["OUTPUTS", "SnapshotOutput", "json_doc", "output_named", "rate_log", "table", "wire"]
+__all__ = [
+    "OUTPUTS",
+    "SnapshotOutput",
+    "json_doc",
+    "output_named",
+    "prometheus",
+    "rate_log",
+    "table",
+    "wire",
+]

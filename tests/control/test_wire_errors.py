@@ -91,6 +91,7 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.lab.check.CheckFailed",
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
+        "svqtui.outputs.prometheus.MetricsListenError",
         "svqtui.unix_socket.SocketPathTooLong",
         # guest memory reads fail into a ring view's one line, never a reply
         "svqtui.virtio.guest_memory.GuestMemoryError",

@@ -1,5 +1,6 @@
 """The test suite's markers: ``qemu`` (needs qemu-system-x86, qemu-storage-daemon
-or a guest image), ``root`` (needs root), ``libvirt`` (a real libvirtd, which
+or a guest image), ``root`` (needs root), ``prometheus`` (runs Debian's
+prometheus/promtool), ``libvirt`` (a real libvirtd, which
 the tests start) and ``ssh`` (starts a real sshd on
 127.0.0.1, tests.support.sshd), registered in pyproject.toml.
 
@@ -22,6 +23,7 @@ QEMU = "qemu"
 ROOT = "root"
 LIBVIRT = "libvirt"  # a real libvirtd (started by tests.support.libvirt)
 SSH = "ssh"
+PROMETHEUS = "prometheus"
 _ATTR = "__svqtui_needs__"
 
 

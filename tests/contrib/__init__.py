@@ -1,0 +1,1 @@
+"""Tests of contrib/: the Prometheus alert rules and the Grafana dashboard."""
