@@ -21,6 +21,7 @@ from svqtui.outputs import OUTPUTS, output_named
 from svqtui.sources.demo.settings import PLUGIN as DEMO
 from svqtui.sources.libvirt.settings import PLUGIN as LIBVIRT
 from svqtui.sources.qmp.settings import PLUGIN as QMP
+from svqtui.web import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from svqtui.runtime import Runtime
@@ -53,6 +54,7 @@ modes:
   svqtui --headless --metrics 127.0.0.1:9469
                               also serve Prometheus metrics (README: Prometheus
                               and Grafana; config: metrics.listen)
+  svqtui --web [--attach]     the console in a browser (http://127.0.0.1:8470)
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
 
@@ -99,6 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(through OpenSSH; ssh options in $SVQTUI_SSH_OPTS). Repeat it, or give a comma "
         "list, for several hosts in one console. Quitting detaches and leaves the devices "
         "as they are",
+    )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the console to a browser (textual-serve; one console per tab; with "
+        "--attach every tab attaches to the headless svqtui) on --bind:--port",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        metavar="N",
+        help="with --web (default %(default)s)",
+    )
+    parser.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="with --web: the address to listen on (default %(default)s; any other address "
+        "serves the console with no authentication in front of it)",
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
@@ -213,6 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return lab_main(argv[:lab_at] + argv[lab_at + 1 :])
     args = build_parser().parse_args(argv)
+    if args.web:
+        if args.once or args.log or args.headless:
+            return _fail(
+                "--web serves the console: not with --once, --log or --headless", EXIT_CONFIG
+            )
+        from svqtui.web import serve
+
+        try:
+            return serve(argv, args.bind, args.port)
+        except SvqtuiError as err:
+            return _fail(str(err), EXIT_ERROR)
     if args.output and not (args.once or args.log):
         return _fail("--output goes with --once or --log", EXIT_CONFIG)
     if args.json and not args.once:
