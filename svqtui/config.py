@@ -63,9 +63,14 @@ class Config:
 
 
 def default_control_socket() -> str:
+    """Root: /run/svqtui/control.sock; others: $XDG_RUNTIME_DIR/svqtui/, else a
+    private per-user directory /tmp/svqtui-UID/ (svqtui.control.rundir checks
+    its owner and mode before anything is created in it)."""
+    if os.geteuid() == 0:
+        return "/run/svqtui/control.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path(f"/tmp/svqtui-{os.getuid()}")
-    return str(base / "svqtui" / "control.sock")
+    base = Path(runtime) / "svqtui" if runtime else Path(f"/tmp/svqtui-{os.getuid()}")
+    return str(base / "control.sock")
 
 
 def user_config_path() -> Path:

@@ -5,11 +5,15 @@ bytes in the filesystem encoding) may be at most 107 bytes long. Every place
 that binds or connects a unix socket (the control socket, the lab's sockets,
 QEMU's and qemu-storage-daemon's) checks with ``check_path`` before it starts
 anything, and fails with ``SocketPathTooLong`` naming the path and the fix.
+``bind_private`` binds one with an exact mode and owner, whatever the umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
 
 from svqtui.errors import SvqtuiError
 
@@ -47,3 +51,35 @@ def check_path(
     ``what`` names the socket ("control", "QMP", ...), ``hint`` the fix."""
     if not fits(path):
         raise SocketPathTooLong(path, what, hint)
+
+
+_umask_lock = threading.Lock()
+
+
+def bind_private(
+    sock: socket.socket,
+    path: str,
+    mode: int = 0o600,
+    uid: int = -1,
+    gid: int = -1,
+) -> None:
+    """Bind ``sock`` (not yet listening) to ``path`` with exactly ``mode`` and
+    the given owner, whatever the umask: the file is created under umask 0177
+    (no one else can connect even for an instant), then chown-ed (-1 keeps
+    the owner/group) and chmod-ed by path. The caller calls ``listen()``
+    after this returns, so nothing connects before the mode is final. The
+    umask is process-wide: it is held narrow only around ``bind`` itself."""
+    with _umask_lock:
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+    try:
+        if uid != -1 or gid != -1:
+            os.lchown(path, uid, gid)
+        os.chmod(path, mode)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise

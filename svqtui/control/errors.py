@@ -19,3 +19,9 @@ class ControlUnreachable(ControlError):
 @wire_error("ControlSocketInUse")
 class ControlSocketInUse(ControlError):
     """Another svqtui is already serving this control socket."""
+
+
+class UnsafeRuntimePath(ControlError):
+    """A runtime path (the control socket's directory, its lock file) that
+    another user could swap: a symlink, a foreign owner, a writable parent.
+    Raised and reported where svqtui starts; never sent."""

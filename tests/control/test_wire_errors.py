@@ -89,6 +89,7 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
+        "svqtui.control.errors.UnsafeRuntimePath",
     }
 )
 
