@@ -5,7 +5,8 @@ bytes in the filesystem encoding) may be at most 107 bytes long. Every place
 that binds or connects a unix socket (the control socket, the lab's sockets,
 QEMU's and qemu-storage-daemon's) checks with ``check_path`` before it starts
 anything, and fails with ``SocketPathTooLong`` naming the path and the fix.
-``bind_private`` binds one with an exact mode and owner, whatever the umask.
+``bind_private`` binds one with an exact mode and owner, whatever the umask;
+``peer_uid`` reads who is at the other end of a connected one (SO_PEERCRED).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import threading
 
 from svqtui.errors import SvqtuiError
@@ -83,3 +85,14 @@ def bind_private(
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of the connected unix socket
+    ``sock`` (SO_PEERCRED: fixed at connect/listen time), or None if unknown."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)

@@ -2,7 +2,8 @@
 
 ``ControlClient`` is the in-process API (scripts, tests, an attaching console):
 one connection, blocking calls, server errors raised as their svqtui.errors
-classes. ``ctl_main`` is the command line on top of it; exit codes are 0 ok,
+classes; before the first request it checks that the server runs as root or
+as this user (``check_server``). ``ctl_main`` is the command line on top of it; exit codes are 0 ok,
 1 error (one line on stderr), 2 bad configuration or usage.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import textwrap
@@ -17,10 +19,12 @@ import time
 from typing import Any
 
 from svqtui.control.codec import decode_event, decode_snapshot
-from svqtui.control.errors import ControlProtocolError, ControlUnreachable
+from svqtui.control.errors import ControlProtocolError, ControlUnreachable, UntrustedServer
 from svqtui.control.protocol import MAX_RESPONSE_BYTES, Command, Request, Response, decode_line
+from svqtui.control.rundir import user_name
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.model import LogEvent, Snapshot
+from svqtui.unix_socket import peer_uid
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,6 +52,20 @@ def _unreachable(path: str, err: OSError) -> ControlUnreachable:
     return ControlUnreachable(f"cannot reach the control socket {path}: {why}")
 
 
+def check_server(sock: socket.socket, path: str) -> None:
+    """Refuse a server that runs as neither root nor this user (SO_PEERCRED),
+    before anything is sent: someone may have swapped the socket file."""
+    uid = peer_uid(sock)
+    me = os.geteuid()
+    if uid in (0, me):
+        return
+    who = "an unknown user" if uid is None else user_name(uid)
+    raise UntrustedServer(
+        f"the control socket {path} is served by {who}, not by root or {user_name(me)}: "
+        "sent nothing (someone may have replaced the socket; check who owns its directory)"
+    )
+
+
 class ControlClient:
     """One connection to a control socket; use as a context manager."""
 
@@ -66,6 +84,11 @@ class ControlClient:
         except OSError as err:
             sock.close()
             raise _unreachable(self.path, err) from None
+        try:
+            check_server(sock, self.path)
+        except UntrustedServer:
+            sock.close()
+            raise
         self._sock = sock
         return self
 

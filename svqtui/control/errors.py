@@ -25,3 +25,9 @@ class UnsafeRuntimePath(ControlError):
     """A runtime path (the control socket's directory, its lock file) that
     another user could swap: a symlink, a foreign owner, a writable parent.
     Raised and reported where svqtui starts; never sent."""
+
+
+class UntrustedServer(ControlError):
+    """The process serving a control socket runs as neither root nor this
+    user (SO_PEERCRED): the client sends it nothing. Raised in the client;
+    never sent."""

@@ -20,7 +20,6 @@ import concurrent.futures
 import contextlib
 import os
 import socket
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +40,7 @@ from svqtui.engine import Link
 from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
+from svqtui.unix_socket import peer_uid
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
@@ -52,14 +52,7 @@ LATEST_TIMEOUT_S = 5.0  # how long a command waits for the first snapshot
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
     sock = writer.get_extra_info("socket")
-    if sock is None:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return int(uid)
+    return None if sock is None else peer_uid(sock)
 
 
 class ControlServer:

@@ -90,6 +90,7 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
         "svqtui.control.errors.UnsafeRuntimePath",
+        "svqtui.control.errors.UntrustedServer",
     }
 )
 
