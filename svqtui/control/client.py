@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
 import sys
 import textwrap
@@ -96,6 +97,7 @@ class ControlClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._buf = b""
 
     def __enter__(self) -> ControlClient:
         return self.connect() if self._sock is None else self
@@ -107,6 +109,8 @@ class ControlClient:
 
     def request(self, cmd: Command, **args: Any) -> Any:
         """Send one request and return its result (or raise the server's error)."""
+        if self._sock is not None and self._closed_by_server():
+            self.close()  # idle too long (or told to go): a fresh connection
         if self._sock is None:
             self.connect()
         assert self._sock is not None
@@ -138,6 +142,15 @@ class ControlClient:
             self.close()
             raise ControlProtocolError(f"reply to request {response.id!r}, expected {rid}")
         return response.unwrap()
+
+    def _closed_by_server(self) -> bool:
+        """Between requests the server sends nothing, unless it is closing this
+        connection (idle timeout, busy): then EOF or a line is waiting."""
+        assert self._sock is not None
+        if self._buf:
+            return True
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        return bool(readable)
 
     def _read_line(self) -> bytes:
         assert self._sock is not None

@@ -39,6 +39,8 @@ PINNED_NAMES = frozenset(
         "ProtocolError",
         "ActionError",
         "ControlError",
+        "ControlBusy",
+        "ControlIdleTimeout",
         "IOLoopError",
         "LabError",
         "EngineStartError",
