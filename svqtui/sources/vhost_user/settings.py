@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from svqtui.config_nodes import ConfigReader
-from svqtui.sources.plugin import SourcePlugin
+from svqtui.sources.plugin import SocketUse, SourcePlugin
 
 if TYPE_CHECKING:
     from svqtui.config import Config
@@ -97,6 +97,15 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
     return tuple(devices)
 
 
+def sockets(devices: tuple[VhostUserDevice, ...]) -> tuple[SocketUse, ...]:
+    """Each device's listen socket (svqtui binds it) and back-end (it connects)."""
+    uses: list[SocketUse] = []
+    for i, d in enumerate(devices):
+        uses.append(SocketUse(d.listen, True, f"devices[{i}].listen", d.line))
+        uses.append(SocketUse(d.backend, False, f"devices[{i}].backend", d.line))
+    return tuple(uses)
+
+
 def build(devices: tuple[VhostUserDevice, ...], config: Config) -> list[Source]:
     if not devices:
         return []
@@ -112,6 +121,7 @@ PLUGIN: SourcePlugin[tuple[VhostUserDevice, ...]] = SourcePlugin(
     parse=parse,
     build=build,
     names_targets=bool,
+    sockets=sockets,
     shipped="""\
 # vhost-user devices svqtui interposes on: QEMU connects to `listen`
 # (-chardev socket,path=LISTEN), svqtui connects on to the real back-end at
