@@ -174,7 +174,7 @@ def test_a_symlinked_directory_does_not_hide_a_collision(tmp_path: Path) -> None
         f"  - {{name: a, listen: {tmp_path}/real/a.sock, backend: {tmp_path}/b.sock}}\n"
         f"  - {{name: b, listen: {tmp_path}/link/a.sock, backend: {tmp_path}/c.sock}}\n"
     )
-    with pytest.raises(ConfigError, match="devices\\[1\\].listen: .* is also devices\\[0\\]"):
+    with pytest.raises(ConfigError, match=r"devices\[1\]\.listen: .* is also devices\[0\]"):
         load_config(str(cfg))
 
 
