@@ -149,8 +149,9 @@ class ControlClient:
         assert self._sock is not None
         if self._buf:
             return True
-        readable, _, _ = select.select([self._sock], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # not select(): any fd number
+        poller.register(self._sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
 
     def _read_line(self) -> bytes:
         assert self._sock is not None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +162,29 @@ def test_default_control_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_control_socket() == "/run/user/1000/svqtui/control.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_control_socket() == "/tmp/svqtui-1000/control.sock"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files of another user")
+def test_headless_refuses_a_foreign_directory_in_one_line(shared_tmp: Path) -> None:
+    """`svqtui --headless` with its control socket in a directory owned by
+    nobody: exit 1, one line on stderr naming the directory and the fix,
+    nothing created there."""
+    d = shared_tmp / "svqtui-0"
+    d.mkdir(mode=0o755)
+    os.chown(d, NOBODY, NOBODY)
+    cfg = shared_tmp / "config.yaml"
+    cfg.write_text(
+        f"demo: {{enabled: true}}\nqmp: {{discover: false}}\ncontrol: {{socket: {d}/c.sock}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "svqtui", "-c", str(cfg), "--headless"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(d) in lines[0] and "control.socket" in lines[0], result.stderr
+    assert os.listdir(d) == []
