@@ -5,9 +5,10 @@ The loop only reads request lines and writes replies; everything else (device
 lookup, actions that may wait ~2 s on the engine or a vhost-user round trip,
 encoding a large snapshot) runs in thread pools, so the loop keeps forwarding
 vhost-user messages meanwhile. Actions run one at a time *per device*, in
-arrival order, each device in its own lane (thread): a hung back-end delays
-only its own device's actions, and at most ``max_waiting_actions`` wait in a
-lane (more get a ``ControlBusy`` reply). Reads run beside them.
+arrival order, each device in its own lane (a thread that exists while the
+device has actions): a hung back-end delays only its own device's actions,
+and at most ``max_waiting_actions`` wait in a lane (more get a
+``ControlBusy`` reply). Reads run beside them.
 
 Slots are fair (docs/design.md#limits): a connection must send its first
 request within ``first_request_s`` and then one at least every ``idle_s``,
@@ -120,7 +121,8 @@ class ControlServer:
         self.first_request_s = first_request_s
         self.idle_s = idle_s
         self.write_timeout_s = write_timeout_s
-        self._lanes: dict[str, _Lane] = {}  # device key -> its action lane
+        self._lanes: dict[str, _Lane] = {}  # device key -> its action lane, while busy
+        self._lane_count = 0
         self._reads = concurrent.futures.ThreadPoolExecutor(2, "svqtui-ctl-read")
         self._server: asyncio.Server | None = None
         self._clients: dict[asyncio.Task[None], _Conn] = {}
@@ -285,7 +287,8 @@ class ControlServer:
             raise RuntimeError("stopping")
         lane = self._lanes.get(key)
         if lane is None:
-            name = f"svqtui-ctl-action-{len(self._lanes)}"
+            self._lane_count += 1
+            name = f"svqtui-ctl-action-{self._lane_count}"
             lane = self._lanes[key] = _Lane(concurrent.futures.ThreadPoolExecutor(1, name))
         if lane.waiting >= self.max_waiting_actions:
             busy = ControlBusy(
@@ -299,6 +302,11 @@ class ControlServer:
             return await loop.run_in_executor(lane.pool, self._reply, rid, request)
         finally:
             lane.waiting -= 1
+            if lane.waiting == 0 and self._lanes.get(key) is lane:
+                # Idle lanes go: no thread per device ever seen (QMP VMs come
+                # and go for months); the next action makes a new lane.
+                del self._lanes[key]
+                lane.pool.shutdown(wait=False)
 
     # -- requests (in the thread pools) ------------------------------------------
 

@@ -20,6 +20,7 @@ from svqtui.control.errors import ControlBusy
 from svqtui.model import DeviceView, QueueView, SourceKind, VMView
 from tests.support.control import Served, demo_runtime, serve
 from tests.support.fake_source import FakeSource
+from tests.support.wait import wait_until
 
 
 def line(sock: socket.socket) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def test_a_hung_device_does_not_delay_another_devices_action(
 ) -> None:
     """While shadowing "a" hangs, shadowing "b" is answered at once; actions
     piling up on "a" past max_waiting_actions get a ControlBusy reply; "a"'s
-    action completes once its back-end answers."""
+    action completes once its back-end answers, and idle lanes leave no thread."""
     served, source = two
     done: list[object] = []
 
@@ -164,3 +165,8 @@ def test_a_hung_device_does_not_delay_another_devices_action(
             t.join(30)
     assert len(done) == served.server.max_waiting_actions
     assert ("shadow", "t:b", "True") in source.actions
+    wait_until(lambda: not action_threads(), what="idle action lanes to end their threads")
+
+
+def action_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("svqtui-ctl-action")]
