@@ -105,9 +105,22 @@ def open_private_dir(path: str, mode: int = 0o700, fix: str = "", create: bool =
         raise
 
 
+def _lock_problem(st: os.stat_result) -> str | None:
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symlink, which svqtui does not follow"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"is owned by {user_name(st.st_uid)}"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links"
+    return None
+
+
 def open_lock_file(dir_fd: int, name: str, where: str) -> int:
     """Open (creating, 0600) the regular file ``name`` in ``dir_fd`` without
-    following a symlink; refuse one another user owns or that has other links."""
+    following a symlink; refuse one another user owns or that has other links
+    (nothing is truncated or written before these checks)."""
     try:
         fd = os.open(
             name,
@@ -116,20 +129,16 @@ def open_lock_file(dir_fd: int, name: str, where: str) -> int:
             dir_fd=dir_fd,
         )
     except OSError as err:
-        if _is_link(dir_fd, name):
-            raise UnsafeRuntimePath(
-                f"{where} is a symlink, which svqtui does not follow: remove it "
-                "(someone may be trying to make svqtui overwrite another file)"
-            ) from None
-        raise UnsafeRuntimePath(f"cannot open the lock file {where}: {err.strerror}") from None
-    st = os.fstat(fd)
-    problem = None
-    if not stat.S_ISREG(st.st_mode):
-        problem = "is not a regular file"
-    elif st.st_uid != os.geteuid():
-        problem = f"is owned by {user_name(st.st_uid)}"
-    elif st.st_nlink != 1:
-        problem = f"has {st.st_nlink} hard links"
+        try:  # fs.protected_regular may refuse another user's file before we look
+            problem = _lock_problem(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+        except OSError:
+            problem = None
+        if problem is None:
+            problem = f"cannot be opened: {err.strerror}"
+        raise UnsafeRuntimePath(
+            f"the lock file {where} {problem}: remove it (svqtui only writes its own lock files)"
+        ) from None
+    problem = _lock_problem(os.fstat(fd))
     if problem is not None:
         os.close(fd)
         raise UnsafeRuntimePath(

@@ -85,6 +85,18 @@ def test_a_group_writable_directory_is_refused(shared_tmp: Path) -> None:
     assert os.listdir(d) == []
 
 
+def test_a_hard_link_at_the_lock_path_is_refused(tmp_path: Path) -> None:
+    """A hard link to another file of ours at the lock path (what a planted
+    link to a root file looks like to root): refused, the file not truncated."""
+    d = tmp_path / "run"
+    d.mkdir(mode=0o700)
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    os.link(precious, d / "c.sock.lock")
+    refused(d / "c.sock", "has 2 hard links")
+    assert precious.read_text() == "keep me\n"
+
+
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files of another user")
 def test_a_directory_owned_by_another_user_is_refused(shared_tmp: Path) -> None:
