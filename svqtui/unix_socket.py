@@ -12,8 +12,10 @@ anything, and fails with ``SocketPathTooLong`` naming the path and the fix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
+import stat
 import struct
 import threading
 
@@ -80,11 +82,22 @@ def bind_private(
     try:
         if uid != -1 or gid != -1:
             os.lchown(path, uid, gid)
-        os.chmod(path, mode)
+        _chmod_nofollow(path, mode)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+
+
+def _chmod_nofollow(path: str, mode: int) -> None:
+    """chmod ``path`` unless it has been swapped for a symlink since bind (in
+    a directory others can write, root must not chmod the link's target)."""
+    try:
+        os.chmod(path, mode, follow_symlinks=False)
+    except NotImplementedError:  # a symlink (or a libc without the flag)
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise OSError(errno.ELOOP, "replaced by a symlink after bind", path) from None
+        os.chmod(path, mode)
 
 
 def peer_uid(sock: socket.socket) -> int | None:
