@@ -228,7 +228,10 @@ device key, a device name, or VM/NAME, as `svqtui ctl status` shows them.
 
 EPILOG = """\
 The socket is control.socket of the configuration (-c PATH, else the one
-svqtui would load), unless --socket names it.
+svqtui would load), unless --socket names it. Nothing is sent unless the
+process serving it runs as root or as you (checked with SO_PEERCRED). A busy
+server (too many clients or followers, actions piling up on a hung device)
+answers with one "busy" line: try again.
 
 exit codes: 0 ok, 1 error (one line on stderr), 2 bad configuration or usage.
 
