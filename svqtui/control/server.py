@@ -136,10 +136,10 @@ class ControlServer:
 
     def stop(self) -> None:
         """Stop listening, drop every client, and finish the running actions."""
+        self._stopping = True  # from now on lanes stay, for the waits below
         if self.runtime.loop.running:
             with contextlib.suppress(Exception):
                 self.runtime.loop.call(self._close(), what="control socket: close")
-        self._stopping = True
         self._reads.shutdown(wait=True, cancel_futures=True)
         for lane in list(self._lanes.values()):
             lane.pool.shutdown(wait=True, cancel_futures=True)
@@ -302,7 +302,7 @@ class ControlServer:
             return await loop.run_in_executor(lane.pool, self._reply, rid, request)
         finally:
             lane.waiting -= 1
-            if lane.waiting == 0 and self._lanes.get(key) is lane:
+            if lane.waiting == 0 and self._lanes.get(key) is lane and not self._stopping:
                 # Idle lanes go: no thread per device ever seen (QMP VMs come
                 # and go for months); the next action makes a new lane.
                 del self._lanes[key]
