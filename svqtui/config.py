@@ -6,6 +6,11 @@ problem, an unknown key, a wrong type, a bad value, is reported as one
 the core settings (refresh, history, stuck, engine, control, metrics); each source
 plug-in owns its own section (svqtui.sources.registry), kept in ``sections``.
 
+Every input, however malformed (binary, not UTF-8, nested 10,000 deep, a
+5,000-digit number), gives one ``ConfigError``; ``validate`` then checks
+what spans sections, the unix socket paths, before anything starts. Relative
+paths are taken from the config file's directory.
+
 Lookup order when no path is given: ./config.yaml, then the user's config
 directory ($XDG_CONFIG_HOME/svqtui/config.yaml), then the shipped default.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +31,11 @@ from svqtui.config_nodes import ConfigReader, Found
 from svqtui.errors import ConfigError
 
 if TYPE_CHECKING:
-    from svqtui.sources.plugin import SourcePlugin
+    from svqtui.sources.plugin import SocketUse, SourcePlugin
 
 SHIPPED_DEFAULT = Path(__file__).resolve().parent / "default_config.yaml"
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything past 1 MiB is not one
+MAX_DEPTH = 32  # the deepest real config nests 4 levels
 S = TypeVar("S")
 
 
@@ -85,6 +93,7 @@ class Config:
     max_queues: int = 4096
     control_socket: str | None = None  # None: default_control_socket()
     metrics: MetricsListen | None = None  # None: no Prometheus exporter
+    control_line: int | None = None  # where control.socket is set
     sections: Mapping[str, object] = field(default_factory=dict)  # source plug-in settings
     engine: EngineConfig = field(default_factory=lambda: EngineConfig())  # class: by _engine
 
@@ -103,9 +112,14 @@ class Config:
 
 
 def default_control_socket() -> str:
+    """Root: /run/svqtui/control.sock; others: $XDG_RUNTIME_DIR/svqtui/, else a
+    private per-user directory /tmp/svqtui-UID/ (svqtui.control.rundir checks
+    its owner and mode before anything is created in it)."""
+    if os.geteuid() == 0:
+        return "/run/svqtui/control.sock"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path(f"/tmp/svqtui-{os.getuid()}")
-    return str(base / "svqtui" / "control.sock")
+    base = Path(runtime) / "svqtui" if runtime else Path(f"/tmp/svqtui-{os.getuid()}")
+    return str(base / "control.sock")
 
 
 def user_config_path() -> Path:
@@ -127,30 +141,87 @@ def load_config(explicit: str | None = None) -> Config:
     """Find, read and validate the configuration; raise ConfigError."""
     path = find_config(explicit)
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             str(path), None, None, "no such file (check the -c/--config path)"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), None, None, "is a directory, not a config file") from None
     except OSError as err:
         raise ConfigError(str(path), None, None, f"cannot read: {err.strerror}") from None
-    return parse_config(text, str(path))
+    config = parse_config(data, str(path))
+    validate(config, filesystem=True)
+    return config
 
 
 # -- the validator -----------------------------------------------------------
 
 
-def parse_config(text: str, path: str = "config.yaml") -> Config:
-    """Validate YAML text as an svqtui configuration."""
-    r = ConfigReader(path)
+def decode(data: bytes, path: str) -> str:
+    """Config bytes as text: UTF-8 only, else the line of the first bad byte."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, None, None, f"larger than {MAX_CONFIG_BYTES} bytes: not a config")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            path, line, None, f"not UTF-8 text (byte 0x{data[err.start]:02x}): save it as UTF-8"
+        ) from None
+
+
+def _yaml_line(err: yaml.YAMLError) -> int | None:
+    if isinstance(err, yaml.MarkedYAMLError):
         mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(path, line, None, f"not valid YAML: {err.problem or err}") from None
+        return mark.line + 1 if mark is not None else None
+    return None
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    if isinstance(err, yaml.reader.ReaderError):
+        return f"not valid YAML: character {err.character!r} is not allowed"
+    if isinstance(err, yaml.MarkedYAMLError):
+        return f"not valid YAML: {err.problem or err.context or 'cannot parse'}"
+    return f"not valid YAML: {err}"
+
+
+def _check_depth(text: str, path: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing (the composer
+    recurses), using the parser's event stream (which does not)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ConfigError(
+                    path, line, None, f"nested deeper than {MAX_DEPTH} levels: not a config"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def parse_config(text: str | bytes, path: str = "config.yaml") -> Config:
+    """Validate YAML text (or bytes: UTF-8) as an svqtui configuration; the
+    checks that need no filesystem (svqtui.config.validate) included.
+    Raises ConfigError, and nothing else, whatever the input."""
+    if isinstance(text, bytes):
+        text = decode(text, path)
+    try:
+        _check_depth(text, path)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
-        raise ConfigError(path, None, None, f"not valid YAML: {err}") from None
+        raise ConfigError(path, _yaml_line(err), None, _yaml_reason(err)) from None
+    except RecursionError:  # a safety net: _check_depth bounds the nesting
+        raise ConfigError(path, None, None, "nested too deeply: not a config") from None
+    config = _build(ConfigReader(path), root, path)
+    validate(config, filesystem=False)
+    return config
+
+
+def _build(r: ConfigReader, root: yaml.Node | None, path: str) -> Config:
     if root is None:
         return Config(path=path)
     plugins = _plugins()
@@ -164,17 +235,99 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
                 continue
             sections[plugin.section] = plugin.parse(r, node, plugin.section)
     max_queues, engine = _engine(r, top)
+    control_socket, control_line = _control(r, top)
     return Config(
         path=path,
         refresh_s=r.optional(top, "refresh", "", lambda n, k: r.number(n, k, 0.05, 60), 1.0),
         history=r.optional(top, "history", "", lambda n, k: r.integer(n, k, 2, 3600), 60),
         stuck=_stuck(r, top),
         max_queues=max_queues,
-        control_socket=_control(r, top),
+        control_socket=control_socket,
+        control_line=control_line,
         metrics=_metrics(r, top),
         sections=sections,
         engine=engine,
     )
+
+
+# -- checks across sections (docs/design.md#limits) ----------------------------
+
+
+def socket_uses(config: Config) -> list[SocketUse]:
+    """Every unix socket the config names: the control socket, then each
+    plug-in's (SourcePlugin.sockets)."""
+    from svqtui.sources.plugin import SocketUse
+
+    uses = [SocketUse(config.control_path, True, "control.socket", config.control_line)]
+    for plugin in _plugins():
+        if plugin.section in config.sections:
+            uses.extend(plugin.sockets(config.sections[plugin.section]))
+    return uses
+
+
+def validate(config: Config, *, filesystem: bool = True) -> None:
+    """The checks across sections, before anything starts: every socket path
+    fits in a unix socket address, no two sockets are the same file (which
+    also refuses a back-end that is one of svqtui's own listen sockets, the
+    a <-> b cycle), and with ``filesystem`` each listen socket's directory
+    exists (the control socket's is created when missing). Raises ConfigError."""
+    from svqtui.unix_socket import MAX_PATH, path_length
+
+    uses = socket_uses(config)
+    for use in uses:
+        if path_length(use.path) > MAX_PATH:
+            raise ConfigError(
+                config.path,
+                use.line,
+                use.key,
+                f"{use.path} is {path_length(use.path)} bytes, longer than {MAX_PATH} "
+                "(the AF_UNIX limit): use a shorter path",
+            )
+    if filesystem:
+        for use in uses[1:]:
+            if use.listens:
+                _check_listen_dir(config, use)
+    seen: dict[str, SocketUse] = {}
+    for use in uses:
+        where = _identity(use.path, filesystem)
+        first = seen.get(where)
+        if first is None:
+            seen[where] = use
+            continue
+        at = f" (line {first.line})" if first.line is not None else ""
+        if first.listens != use.listens:
+            why = "svqtui would connect to its own socket (a loop through svqtui)"
+        else:
+            why = "two sockets cannot share one path"
+        raise ConfigError(
+            config.path, use.line, use.key, f"{use.path} is also {first.key}{at}: {why}"
+        )
+
+
+def _identity(path: str, filesystem: bool) -> str:
+    """What makes two socket paths the same file: the normalised path, and
+    with the filesystem the parent directory's real path (symlinks)."""
+    if not filesystem:
+        return os.path.normpath(path)
+    parent, name = os.path.split(os.path.normpath(path))
+    return os.path.join(os.path.realpath(parent), name)
+
+
+def _check_listen_dir(config: Config, use: SocketUse) -> None:
+    parent = os.path.dirname(use.path) or "."
+    try:
+        st = os.stat(parent)
+    except FileNotFoundError:
+        reason = f"the directory {parent} does not exist: create it or fix the path"
+    except NotADirectoryError:
+        reason = f"{parent} is not a directory: the socket cannot go under a file"
+    except OSError as err:
+        reason = f"cannot reach {parent}: {err.strerror}"
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            return
+        reason = f"{parent} is not a directory: the socket cannot go under a file"
+    raise ConfigError(config.path, use.line, use.key, reason)
 
 
 def _plugins() -> tuple[SourcePlugin[Any], ...]:
@@ -244,16 +397,19 @@ def _engine(r: ConfigReader, top: Found) -> tuple[int, EngineConfig]:
     )
 
 
-def _control(r: ConfigReader, top: Found) -> str | None:
+def _control(r: ConfigReader, top: Found) -> tuple[str | None, int | None]:
+    """control.socket (None: the default) and its line."""
     if "control" not in top:
-        return None
+        return None, None
     found = r.mapping(top["control"][1], "control", ("socket",))
 
     def socket(node: yaml.Node, key: str) -> str | None:
-        value = r.path_text(node, key)
-        return None if value == "auto" else value
+        if r.text(node, key) == "auto":
+            return None
+        return r.path_text(node, key)
 
-    return r.optional(found, "socket", "control", socket, None)
+    path = r.optional(found, "socket", "control", socket, None)
+    return path, found["socket"][1].start_mark.line + 1 if path is not None else None
 
 
 def _metrics(r: ConfigReader, top: Found) -> MetricsListen | None:

@@ -18,6 +18,7 @@ import yaml
 from svqtui.errors import ConfigError
 
 T = TypeVar("T")
+MAX_SCALAR_CHARS = 4096  # PATH_MAX; no setting needs a longer value
 Found = dict[str, tuple[yaml.Node, yaml.Node]]  # key -> (key node, value node)
 
 
@@ -38,6 +39,8 @@ class ConfigReader:
             raise self.fail(node, key or None, f"expected a mapping of {', '.join(known)}")
         found: Found = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, key or None, "a key must be a plain name")
             name = str(key_node.value)
             dotted = f"{key}.{name}" if key else name
             if name not in known:
@@ -52,7 +55,15 @@ class ConfigReader:
     def scalar(self, node: yaml.Node, key: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, key, "expected a single value, not a list or mapping")
-        return yaml.safe_load(yaml.serialize(node))
+        if len(node.value) > MAX_SCALAR_CHARS:
+            raise self.fail(node, key, f"value longer than {MAX_SCALAR_CHARS} characters")
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except yaml.YAMLError as err:  # e.g. an unknown !!tag
+            problem = getattr(err, "problem", None) or str(err)
+            raise self.fail(node, key, f"cannot read this value: {problem}") from None
+        except ValueError as err:  # e.g. an integer past Python's digit limit
+            raise self.fail(node, key, f"cannot read this value: {err}") from None
 
     def number(self, node: yaml.Node, key: str, minimum: float, maximum: float) -> float:
         value = self.scalar(node, key)
@@ -85,10 +96,15 @@ class ConfigReader:
         return value
 
     def path_text(self, node: yaml.Node, key: str) -> str:
+        """A path, ``~`` expanded, relative ones taken from the config file's
+        directory, normalised (``./``, ``..``, ``//``) so equal paths compare equal."""
         value = self.text(node, key)
         if "\0" in value:
             raise self.fail(node, key, "a path cannot contain NUL")
-        return os.path.expanduser(value)
+        value = os.path.expanduser(value)
+        if not os.path.isabs(value):
+            value = os.path.join(os.path.dirname(os.path.abspath(self.path)), value)
+        return os.path.normpath(value)
 
     def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):

@@ -105,7 +105,7 @@ class ConfigError(SvqtuiError):
         self.message = message
         where = f"{path}:{line}" if line is not None else path
         what = f"{key}: {message}" if key else message
-        super().__init__(f"{where}: {what}")
+        super().__init__(_one_line(f"{where}: {what}"))
 
     @classmethod
     def from_wire(cls, message: str) -> Self:
@@ -115,6 +115,15 @@ class ConfigError(SvqtuiError):
         SvqtuiError.__init__(err, message)
         err.path, err.line, err.key, err.message = "", None, None, message
         return err
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one printable line: newlines become spaces, other control
+    characters (from a config's own bytes) their escapes."""
+    text = " ".join(text.splitlines())
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @wire_error("EngineError")

@@ -2,7 +2,8 @@
 
 ``ControlClient`` is the in-process API (scripts, tests, an attaching console):
 one connection, blocking calls, server errors raised as their svqtui.errors
-classes. ``ctl_main`` is the command line on top of it; exit codes are 0 ok,
+classes; before the first request it checks that the server runs as root or
+as this user (``check_server``). ``ctl_main`` is the command line on top of it; exit codes are 0 ok,
 1 error (one line on stderr), 2 bad configuration or usage.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import socket
 import sys
 import textwrap
@@ -17,11 +20,18 @@ import time
 from typing import Any
 
 from svqtui.control.codec import decode_event, decode_snapshot
-from svqtui.control.errors import AttachTargetInvalid, ControlProtocolError, ControlUnreachable
+from svqtui.control.errors import (
+    AttachTargetInvalid,
+    ControlProtocolError,
+    ControlUnreachable,
+    UntrustedServer,
+)
 from svqtui.control.protocol import MAX_RESPONSE_BYTES, Command, Request, Response, decode_line
+from svqtui.control.rundir import user_name
 from svqtui.engine.faults import FAULT_NAMES
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.model import LogEvent, Snapshot
+from svqtui.unix_socket import peer_uid
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,6 +59,20 @@ def _unreachable(path: str, err: OSError) -> ControlUnreachable:
     return ControlUnreachable(f"cannot reach the control socket {path}: {why}")
 
 
+def check_server(sock: socket.socket, path: str) -> None:
+    """Refuse a server that runs as neither root nor this user (SO_PEERCRED),
+    before anything is sent: someone may have swapped the socket file."""
+    uid = peer_uid(sock)
+    me = os.geteuid()
+    if uid in (0, me):
+        return
+    who = "an unknown user" if uid is None else user_name(uid)
+    raise UntrustedServer(
+        f"the control socket {path} is served by {who}, not by root or {user_name(me)}: "
+        "sent nothing (someone may have replaced the socket; check who owns its directory)"
+    )
+
+
 class ControlClient:
     """One connection to a control socket; use as a context manager."""
 
@@ -70,6 +94,11 @@ class ControlClient:
         except OSError as err:
             sock.close()
             raise _unreachable(self.label, err) from None
+        try:
+            check_server(sock, self.path)
+        except UntrustedServer:
+            sock.close()
+            raise
         self._sock = sock
         return self
 
@@ -77,6 +106,7 @@ class ControlClient:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._buf = b""
 
     def __enter__(self) -> ControlClient:
         return self.connect() if self._sock is None else self
@@ -88,6 +118,8 @@ class ControlClient:
 
     def request(self, cmd: Command, **args: Any) -> Any:
         """Send one request and return its result (or raise the server's error)."""
+        if self._sock is not None and self._closed_by_server():
+            self.close()  # idle too long (or told to go): a fresh connection
         if self._sock is None:
             self.connect()
         assert self._sock is not None
@@ -119,6 +151,16 @@ class ControlClient:
             self.close()
             raise ControlProtocolError(f"reply to request {response.id!r}, expected {rid}")
         return response.unwrap()
+
+    def _closed_by_server(self) -> bool:
+        """Between requests the server sends nothing, unless it is closing this
+        connection (idle timeout, busy): then EOF or a line is waiting."""
+        assert self._sock is not None
+        if self._buf:
+            return True
+        poller = select.poll()  # not select(): any fd number
+        poller.register(self._sock, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
 
     def _read_line(self) -> bytes:
         assert self._sock is not None
@@ -215,6 +257,10 @@ host: ssh://[user@]host[:port][/path/to/control.sock] (the path defaults to
 that user's default socket there). svqtui runs the system's ssh client
 (BatchMode=yes: agent or unencrypted keys, known hosts); $SVQTUI_SSH_OPTS
 adds ssh options before svqtui's own, e.g. '-i ~/.ssh/fleet -o Port=2222'.
+Nothing is sent unless the process serving it runs as root or as you
+(checked with SO_PEERCRED). A busy
+server (too many clients or followers, actions piling up on a hung device)
+answers with one "busy" line: try again.
 
 exit codes: 0 ok, 1 error (one line on stderr), 2 bad configuration or usage.
 

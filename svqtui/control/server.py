@@ -4,8 +4,20 @@ Runtime's I/O loop.
 The loop only reads request lines and writes replies; everything else (device
 lookup, actions that may wait ~2 s on the engine or a vhost-user round trip,
 encoding a large snapshot) runs in thread pools, so the loop keeps forwarding
-vhost-user messages meanwhile. Actions run one at a time, in arrival order;
-reads run beside them.
+vhost-user messages meanwhile. Actions run one at a time *per device*, in
+arrival order, each device in its own lane (a thread that exists while the
+device has actions): a hung back-end delays only its own device's actions,
+and at most ``max_waiting_actions`` wait in a lane (more get a
+``ControlBusy`` reply). Reads run beside them.
+
+Slots are fair (docs/design.md#limits): a connection must send its first
+request within ``first_request_s`` and then one at least every ``idle_s``,
+else it is told why and closed; connections that have sent nothing yet are
+at most ``max_fresh`` (a new one replaces the oldest); connections that keep
+polling ``events`` (``ctl events --follow``, an attached console) are at
+most ``max_followers``; a client that does not read its replies within
+``write_timeout_s`` is dropped. Past ``max_clients`` in all, a new
+connection gets a ``ControlBusy`` line.
 
 Only processes of the same user (or root) may talk to the socket: besides the
 file's 0600 mode, each connection's peer credentials are checked. A malformed
@@ -20,13 +32,14 @@ import concurrent.futures
 import contextlib
 import os
 import socket
-import struct
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import svqtui
 from svqtui.control.codec import encode_event, encode_snapshot
-from svqtui.control.errors import ControlProtocolError
+from svqtui.control.errors import ControlBusy, ControlIdleTimeout, ControlProtocolError
 from svqtui.control.protocol import (
     ACTIONS,
     MAX_REQUEST_BYTES,
@@ -42,26 +55,47 @@ from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
+from svqtui.unix_socket import peer_uid
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
     from svqtui.reload import ReloadReport
     from svqtui.runtime import Runtime
 
-MAX_CLIENTS = 32
+MAX_CLIENTS = 64  # connections in all
+MAX_FRESH = 16  # connections that have sent nothing yet (a new one replaces the oldest)
+MAX_FOLLOWERS = 16  # connections polling `events` (ctl events --follow, --attach)
+MAX_WAITING_ACTIONS = 4  # actions queued on one device (its back-end may hang)
+FIRST_REQUEST_S = 5.0  # a new connection must send its first request within this
+IDLE_S = 300.0  # then one at least this often (--attach polls every refresh <= 60 s)
+WRITE_TIMEOUT_S = 30.0  # a client must read its replies within this
 LATEST_TIMEOUT_S = 5.0  # how long a command waits for the first snapshot
+ALL_DEVICES = "*"  # the action lane of `reset` without a device
+
+
+@dataclass(eq=False)
+class _Conn:
+    """One client connection's slot bookkeeping (I/O loop thread only)."""
+
+    task: asyncio.Task[None]
+    writer: asyncio.StreamWriter
+    since: float  # time.monotonic() at connect
+    requests: int = 0
+    events: int = 0
+    follower: bool = False
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One device's action thread and how many actions wait on it."""
+
+    pool: concurrent.futures.ThreadPoolExecutor
+    waiting: int = 0
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
     sock = writer.get_extra_info("socket")
-    if sock is None:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return None
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return int(uid)
+    return None if sock is None else peer_uid(sock)
 
 
 class ControlServer:
@@ -74,6 +108,12 @@ class ControlServer:
         refresh_after_action: bool = True,
         max_clients: int = MAX_CLIENTS,
         reload: Callable[[], ReloadReport] | None = None,
+        max_fresh: int = MAX_FRESH,
+        max_followers: int = MAX_FOLLOWERS,
+        max_waiting_actions: int = MAX_WAITING_ACTIONS,
+        first_request_s: float = FIRST_REQUEST_S,
+        idle_s: float = IDLE_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         """``reload`` runs ``svqtui ctl reload`` (default: the runtime's
         ``reload_config``; headless wraps it in the service notifications)."""
@@ -81,10 +121,18 @@ class ControlServer:
         self._reload_config = reload or runtime.reload_config
         self.refresh_after_action = refresh_after_action
         self.max_clients = max_clients
-        self._actions = concurrent.futures.ThreadPoolExecutor(1, "svqtui-ctl-action")
+        self.max_fresh = max_fresh
+        self.max_followers = max_followers
+        self.max_waiting_actions = max_waiting_actions
+        self.first_request_s = first_request_s
+        self.idle_s = idle_s
+        self.write_timeout_s = write_timeout_s
+        self._lanes: dict[str, _Lane] = {}  # device key -> its action lane, while busy
+        self._lane_count = 0
         self._reads = concurrent.futures.ThreadPoolExecutor(2, "svqtui-ctl-read")
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._clients: dict[asyncio.Task[None], _Conn] = {}
+        self._stopping = False
 
     # -- lifecycle (called from any thread but the I/O loop's) -------------
 
@@ -94,11 +142,13 @@ class ControlServer:
 
     def stop(self) -> None:
         """Stop listening, drop every client, and finish the running actions."""
+        self._stopping = True  # from now on lanes stay, for the waits below
         if self.runtime.loop.running:
             with contextlib.suppress(Exception):
                 self.runtime.loop.call(self._close(), what="control socket: close")
         self._reads.shutdown(wait=True, cancel_futures=True)
-        self._actions.shutdown(wait=True, cancel_futures=True)
+        for lane in list(self._lanes.values()):
+            lane.pool.shutdown(wait=True, cancel_futures=True)
 
     async def _serve(self, sock: socket.socket) -> None:
         self._server = await asyncio.start_unix_server(
@@ -121,62 +171,148 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
+        conn = _Conn(task, writer, time.monotonic())
+        self._clients[task] = conn
         try:
             uid = _peer_uid(writer)
             if uid is not None and uid not in (0, os.getuid()):
                 self.runtime.log.warning(f"control: refused a client of uid {uid}")
                 return
+            self._make_room(conn)
             if len(self._clients) > self.max_clients:
-                err = ControlError(f"too many control clients (at most {self.max_clients})")
-                writer.write(Response.for_error(None, err).encode())
-                await writer.drain()
+                err = ControlBusy(
+                    f"too many control clients (at most {self.max_clients}): try again later"
+                )
+                await self._send(writer, Response.for_error(None, err).encode())
                 return
-            await self._converse(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
+            await self._converse(reader, writer, conn)
+        except (ConnectionError, asyncio.CancelledError, TimeoutError):
             pass
         except Exception as err:  # a bug: drop this client, keep serving the others
             self.runtime.log.error(f"control: client dropped: {type(err).__name__}: {err}")
         finally:
-            self._clients.discard(task)
+            self._clients.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _make_room(self, new: _Conn) -> None:
+        """Past max_fresh connections that have sent nothing, close the oldest."""
+        fresh = [c for c in self._clients.values() if c.requests == 0 and c is not new]
+        if len(fresh) < self.max_fresh:
+            return
+        oldest = min(fresh, key=lambda c: c.since)
+        err = ControlBusy(
+            f"closed: {len(fresh)} control connections had sent nothing "
+            f"(at most {self.max_fresh}); this was the oldest"
+        )
+        with contextlib.suppress(Exception):
+            oldest.writer.write(Response.for_error(None, err).encode())
+        oldest.task.cancel()
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Write ``data``; a client that does not read it in time is dropped
+        (TimeoutError ends its connection)."""
+        writer.write(data)
+        await asyncio.wait_for(writer.drain(), self.write_timeout_s)
+
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Conn
+    ) -> None:
         while True:
             last = False
+            wait = self.first_request_s if conn.requests == 0 else self.idle_s
             try:
-                line = await reader.readuntil(b"\n")
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), wait)
+            except TimeoutError:
+                idle = ControlIdleTimeout(
+                    f"no request for {wait:g} s: closing the connection (connect again)"
+                )
+                await self._send(writer, Response.for_error(None, idle).encode())
+                return
             except asyncio.IncompleteReadError as eof:
                 line, last = eof.partial, True  # a final request without its newline
             except asyncio.LimitOverrunError:
                 err = ControlProtocolError(
                     f"request line longer than {MAX_REQUEST_BYTES} bytes: closing the connection"
                 )
-                writer.write(Response.for_error(None, err).encode())
-                await writer.drain()
+                await self._send(writer, Response.for_error(None, err).encode())
                 return
             if line.strip():
-                writer.write(await self._answer(line))
-                await writer.drain()
+                conn.requests += 1
+                reply, close = await self._answer(line, conn)
+                await self._send(writer, reply)
+                if close:
+                    return
             if last:
                 return
 
-    async def _answer(self, line: bytes) -> bytes:
+    def _follow(self, conn: _Conn) -> ControlBusy | None:
+        """Count a connection polling `events` as a follower; refuse one past
+        max_followers."""
+        conn.events += 1
+        if conn.follower or conn.events < 2:
+            return None
+        followers = sum(1 for c in self._clients.values() if c.follower)
+        if followers >= self.max_followers:
+            return ControlBusy(
+                f"too many clients following events ({followers}, at most "
+                f"{self.max_followers}): stop one (ctl events --follow, --attach) or try later"
+            )
+        conn.follower = True
+        return None
+
+    async def _answer(self, line: bytes, conn: _Conn) -> tuple[bytes, bool]:
+        """The reply to one request line, and whether to close the connection."""
         rid: int | str | None = None
         try:
             obj = decode_line(line)
             rid = request_id(obj)
             request = Request.from_wire(obj)
         except ControlProtocolError as err:
-            return Response.for_error(rid, err).encode()
-        pool = self._actions if request.cmd in ACTIONS else self._reads
+            return Response.for_error(rid, err).encode(), False
+        if request.cmd is Command.EVENTS:
+            busy = self._follow(conn)
+            if busy is not None:
+                return Response.for_error(rid, busy).encode(), True
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(pool, self._reply, rid, request)
-        except RuntimeError:  # the pool is shut down: svqtui is stopping
-            return Response.for_error(rid, ControlError("svqtui is stopping")).encode()
+            if request.cmd not in ACTIONS:
+                return await loop.run_in_executor(self._reads, self._reply, rid, request), False
+            key = await loop.run_in_executor(self._reads, self._action_key, request)
+            if isinstance(key, bytes):  # the device is unknown: the error reply
+                return key, False
+            return await self._act_in_lane(key, rid, request), False
+        except RuntimeError:  # a pool is shut down: svqtui is stopping
+            return Response.for_error(rid, ControlError("svqtui is stopping")).encode(), False
+
+    async def _act_in_lane(self, key: str, rid: int | str | None, request: Request) -> bytes:
+        """Run an action in its device's lane: after that device's earlier
+        actions, beside every other device's."""
+        if self._stopping:
+            raise RuntimeError("stopping")
+        lane = self._lanes.get(key)
+        if lane is None:
+            self._lane_count += 1
+            name = f"svqtui-ctl-action-{self._lane_count}"
+            lane = self._lanes[key] = _Lane(concurrent.futures.ThreadPoolExecutor(1, name))
+        if lane.waiting >= self.max_waiting_actions:
+            busy = ControlBusy(
+                f"{lane.waiting} actions are already waiting on {key} (its back-end may be "
+                "hung): try again later"
+            )
+            return Response.for_error(rid, busy).encode()
+        lane.waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(lane.pool, self._reply, rid, request)
+        finally:
+            lane.waiting -= 1
+            if lane.waiting == 0 and self._lanes.get(key) is lane and not self._stopping:
+                # Idle lanes go: no thread per device ever seen (QMP VMs come
+                # and go for months); the next action makes a new lane.
+                del self._lanes[key]
+                lane.pool.shutdown(wait=False)
 
     # -- requests (in the thread pools) ------------------------------------------
 
@@ -195,6 +331,16 @@ class ControlServer:
             )
             reply = Response.for_error(rid, internal).encode()
         return reply
+
+    def _action_key(self, request: Request) -> str | bytes:
+        """The lane an action runs in (its device's key), or the error reply
+        when the device cannot be found."""
+        try:
+            if request.cmd is Command.RESET and request.optional_text("device") is None:
+                return ALL_DEVICES
+            return self._device(request).key
+        except SvqtuiError as err:
+            return Response.for_error(request.id, err).encode()
 
     def _latest(self) -> Snapshot:
         monitor = self.runtime.monitor

@@ -20,7 +20,7 @@ from svqtui.widgets.help_screen import HelpScreen
 from tests.support.console import until
 
 SIZE = (160, 50)
-EXTRA = KeySpec("x", "x", "extra", "Extra", "Count one extra press (a subclass's own key)")
+EXTRA = KeySpec("z", "z", "extra", "Extra", "Count one extra press (a subclass's own key)")
 
 
 class ExtraApp(SvqtuiApp):
@@ -63,8 +63,8 @@ def test_the_subclass_gets_a_binding_for_its_key_only() -> None:
         return {key: bs[-1].action for key, bs in merged.key_to_bindings.items()}
 
     plain = {b.key: b.action for b in SvqtuiApp.BINDINGS if isinstance(b, Binding)}
-    assert "x" not in plain and plain["s"] == "shadow"
-    assert actions(ExtraApp)["x"] == "extra"
+    assert "z" not in plain and plain["s"] == "shadow"
+    assert actions(ExtraApp)["z"] == "extra"
     assert actions(ExtraApp)["s"] == "shadow"
 
 
@@ -74,7 +74,7 @@ async def test_the_added_key_runs_and_shows_everywhere(runtime: Runtime) -> None
     app = ExtraApp(runtime)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.frames >= 1, "the first snapshot")
-        await pilot.press("x")
+        await pilot.press("z")
         await until(pilot, lambda: app.presses == 1, "the key's action")
 
         await pilot.press("question_mark")
@@ -82,7 +82,7 @@ async def test_the_added_key_runs_and_shows_everywhere(runtime: Runtime) -> None
         console = Console(width=160, record=True, file=io.StringIO())
         console.print(app.screen.query_one("#help-text", Static).content)
         assert EXTRA.help in " ".join(console.export_text().split())
-        await pilot.press("x")
+        await pilot.press("z")
         await pilot.pause(0.1)
         assert app.presses == 1, "x behind the help screen ran nothing"
         await pilot.press("escape")

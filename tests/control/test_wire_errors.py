@@ -39,6 +39,8 @@ PINNED_NAMES = frozenset(
         "ProtocolError",
         "ActionError",
         "ControlError",
+        "ControlBusy",
+        "ControlIdleTimeout",
         "IOLoopError",
         "LabError",
         "EngineStartError",
@@ -109,6 +111,8 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.sources.libvirt.errors.LibvirtUnavailable",
         "svqtui.sources.libvirt.errors.DomainXMLError",
         "svqtui.sources.libvirt.errors.MonitorCommandFailed",
+        "svqtui.control.errors.UnsafeRuntimePath",
+        "svqtui.control.errors.UntrustedServer",
     }
 )
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from svqtui.config_nodes import ConfigReader
-from svqtui.sources.plugin import SourcePlugin
+from svqtui.sources.plugin import SocketUse, SourcePlugin
 
 if TYPE_CHECKING:
     from svqtui.config import Config
@@ -55,6 +55,14 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> QMPConfig:
     )
 
 
+def sockets(settings: QMPConfig) -> tuple[SocketUse, ...]:
+    """The QMP sockets svqtui connects to."""
+    return tuple(
+        SocketUse(s.path, False, f"qmp.sockets[{i}]", s.line)
+        for i, s in enumerate(settings.sockets)
+    )
+
+
 def build(settings: QMPConfig, config: Config) -> list[Source]:
     if not (settings.sockets or settings.discover):
         return []
@@ -70,6 +78,7 @@ PLUGIN: SourcePlugin[QMPConfig] = SourcePlugin(
     parse=parse,
     build=build,
     names_targets=lambda settings: bool(settings.sockets),
+    sockets=sockets,
     shipped="""\
 # QMP: sockets to watch, and discovery of qemu-system-* processes on this host
 # (their -qmp unix:PATH and -chardev socket + -mon mode=control sockets).

@@ -39,6 +39,7 @@ from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
+from svqtui.unix_socket import bind_private
 from svqtui.virtio.guest_memory import GuestMemory
 
 CONNECT_TIMEOUT_S = 5.0
@@ -89,14 +90,17 @@ class DeviceInterposer:
     # -- listening ------------------------------------------------------------------
 
     async def listen(self) -> None:
-        """Bind the listen path (removing a stale socket file) and accept QEMU."""
+        """Bind the listen path (removing a stale socket file) with the
+        configured mode and owner, and accept QEMU."""
         self._loop = asyncio.get_running_loop()
         path = self.config.listen
         try:
             claim_socket_path(path)
             sock = _unix_socket()
             try:
-                sock.bind(path)
+                # mode and owner are final before listen(): nobody else connects
+                # in between, whatever the umask (docs/design.md#limits).
+                bind_private(sock, path, self.config.mode, self.config.uid, self.config.gid)
                 sock.listen(4)
                 sock.setblocking(False)
             except OSError:

@@ -3,13 +3,15 @@ vhost-user source's plug-in declaration."""
 
 from __future__ import annotations
 
+import grp
+import pwd
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import yaml
 
 from svqtui.config_nodes import ConfigReader
-from svqtui.sources.plugin import SourcePlugin
+from svqtui.sources.plugin import SocketUse, SourcePlugin
 
 if TYPE_CHECKING:
     from svqtui.config import Config
@@ -23,6 +25,41 @@ class VhostUserDevice:
     backend: str  # the real back-end's socket
     shadow: bool = False  # shadow mode from connect
     line: int | None = None
+    mode: int = 0o600  # the listen socket's mode, whatever the umask
+    uid: int = -1  # the listen socket's owner (-1: svqtui's user)
+    gid: int = -1  # the listen socket's group (-1: svqtui's group)
+
+
+def file_mode(r: ConfigReader, node: yaml.Node, key: str) -> int:
+    """An octal mode as written (0660, "0660", 660 and 0o660 all mean rw-rw----)."""
+    r.scalar(node, key)  # a single value, else that error
+    text = str(node.value).strip()
+    digits = text.removeprefix("0o")
+    if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
+        raise r.fail(node, key, f"expected an octal mode such as 0600 or 0660, got {text!r}")
+    return int(digits, 8)
+
+
+def user_id(r: ConfigReader, node: yaml.Node, key: str) -> int:
+    """A user name or uid that exists on this host."""
+    value = r.scalar(node, key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32 - 1:
+        return value
+    try:
+        return pwd.getpwnam(str(value)).pw_uid
+    except KeyError:
+        raise r.fail(node, key, f"no user {value!r} on this host (see getent passwd)") from None
+
+
+def group_id(r: ConfigReader, node: yaml.Node, key: str) -> int:
+    """A group name or gid that exists on this host."""
+    value = r.scalar(node, key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32 - 1:
+        return value
+    try:
+        return grp.getgrnam(str(value)).gr_gid
+    except KeyError:
+        raise r.fail(node, key, f"no group {value!r} on this host (see getent group)") from None
 
 
 def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, ...]:
@@ -30,7 +67,9 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(r.sequence(node, key)):
         at = f"{key}[{i}]"
-        found = r.mapping(item, at, ("name", "listen", "backend", "shadow"))
+        found = r.mapping(
+            item, at, ("name", "listen", "backend", "shadow", "owner", "group", "mode")
+        )
         for required in ("name", "listen", "backend"):
             if required not in found:
                 raise r.fail(
@@ -44,6 +83,9 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
             backend=r.path_text(found["backend"][1], f"{at}.backend"),
             shadow=r.optional(found, "shadow", at, r.boolean, False),
             line=item.start_mark.line + 1,
+            mode=r.optional(found, "mode", at, lambda n, k: file_mode(r, n, k), 0o600),
+            uid=r.optional(found, "owner", at, lambda n, k: user_id(r, n, k), -1),
+            gid=r.optional(found, "group", at, lambda n, k: group_id(r, n, k), -1),
         )
         if device.listen == device.backend:
             raise r.fail(item, f"{at}.listen", "listen and backend must be different sockets")
@@ -53,6 +95,15 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
             seen.add((what, value))
         devices.append(device)
     return tuple(devices)
+
+
+def sockets(devices: tuple[VhostUserDevice, ...]) -> tuple[SocketUse, ...]:
+    """Each device's listen socket (svqtui binds it) and back-end (it connects)."""
+    uses: list[SocketUse] = []
+    for i, d in enumerate(devices):
+        uses.append(SocketUse(d.listen, True, f"devices[{i}].listen", d.line))
+        uses.append(SocketUse(d.backend, False, f"devices[{i}].backend", d.line))
+    return tuple(uses)
 
 
 def build(devices: tuple[VhostUserDevice, ...], config: Config) -> list[Source]:
@@ -70,15 +121,22 @@ PLUGIN: SourcePlugin[tuple[VhostUserDevice, ...]] = SourcePlugin(
     parse=parse,
     build=build,
     names_targets=bool,
+    sockets=sockets,
     shipped="""\
 # vhost-user devices svqtui interposes on: QEMU connects to `listen`
 # (-chardev socket,path=LISTEN), svqtui connects on to the real back-end at
 # `backend` (qemu-storage-daemon, DPDK, virtiofsd...). shadow: on relays the
 # device's notifications through the engine from the moment QEMU connects.
+# The listen socket is created with `mode` (default 0600, whatever the umask),
+# owned by `owner`/`group` (default: svqtui's user; on libvirt hosts QEMU runs
+# as libvirt-qemu: owner: libvirt-qemu, or group: kvm with mode: 0660).
+# Relative paths are relative to this file's directory.
 devices: []
 #  - name: blk0
 #    listen: /run/svqtui/blk0.sock
 #    backend: /run/qsd/blk0.sock
 #    shadow: off
+#    owner: libvirt-qemu
+#    mode: 0600
 """,
 )
