@@ -3,7 +3,7 @@
 The file is parsed with PyYAML into nodes (not plain values) so that every
 problem, an unknown key, a wrong type, a bad value, is reported as one
 ``ConfigError`` naming the file, the line and the dotted key. This module owns
-the core settings (refresh, history, stuck, engine, control); each source
+the core settings (refresh, history, stuck, engine, control, record); each source
 plug-in owns its own section (svqtui.sources.registry), kept in ``sections``.
 
 Lookup order when no path is given: ./config.yaml, then the user's config
@@ -23,6 +23,8 @@ import yaml
 
 from svqtui.config_nodes import ConfigReader, Found
 from svqtui.errors import ConfigError
+from svqtui.recording import settings as record_settings
+from svqtui.recording.settings import RecordSettings
 
 if TYPE_CHECKING:
     from svqtui.sources.plugin import SourcePlugin
@@ -46,6 +48,7 @@ class Config:
     stuck: StuckConfig = field(default_factory=StuckConfig)
     max_queues: int = 4096
     control_socket: str | None = None  # None: default_control_socket()
+    record: RecordSettings = field(default_factory=RecordSettings)  # the flight recorder
     sections: Mapping[str, object] = field(default_factory=dict)  # source plug-in settings
 
     def section(self, plugin: SourcePlugin[S]) -> S:
@@ -114,7 +117,7 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
     if root is None:
         return Config(path=path)
     plugins = _plugins()
-    core = ("refresh", "history", "stuck", "engine", "control")
+    core = ("refresh", "history", "stuck", "engine", "control", "record")
     top = r.mapping(root, "", core + tuple(p.section for p in plugins))
     sections: dict[str, object] = {}
     for plugin in plugins:
@@ -130,6 +133,7 @@ def parse_config(text: str, path: str = "config.yaml") -> Config:
         stuck=_stuck(r, top),
         max_queues=_engine(r, top),
         control_socket=_control(r, top),
+        record=record_settings.parse(r, top),
         sections=sections,
     )
 
