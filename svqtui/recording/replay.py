@@ -306,4 +306,3 @@ class ReplayRuntime:
     def close(self) -> None:
         self.monitor.stop()
         self.recording.close()
-

@@ -44,6 +44,12 @@ class RecordSettings:
     on_migration: bool = True  # ... when a migration starts or fails
     rotate_bytes: int = DEFAULT_ROTATE_BYTES
     rotate_s: float = DEFAULT_ROTATE_S
+    continuous: str | None = None  # --record PATH: every snapshot, to PATH (rotated)
+
+    @property
+    def active(self) -> bool:
+        """Whether a recorder runs at all (the window, or a continuous recording)."""
+        return self.enabled or self.continuous is not None
 
     @property
     def directory(self) -> str:

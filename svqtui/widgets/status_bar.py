@@ -21,6 +21,7 @@ class ViewState:
     paused: bool = False
     sort: SortMode = SortMode.NAME
     filter_text: str = ""
+    timeline: str = ""  # a replay's position (svqtui.recording.replay), else empty
 
 
 def delay_text(seconds: float) -> str:
@@ -29,6 +30,9 @@ def delay_text(seconds: float) -> str:
 
 def status_text(snap: Snapshot | None, view: ViewState) -> Text:
     out = Text()
+    if view.timeline:
+        out.append(view.timeline, style="bold magenta")
+        out.append(" │ ")
     if snap is None:
         out.append("waiting for the first snapshot…", style="dim")
     else:
@@ -47,7 +51,8 @@ def status_text(snap: Snapshot | None, view: ViewState) -> Text:
         down = [s.name for s in snap.sources if not s.connected]
         if down:
             out.append(f" (down: {', '.join(down)})", style="red")
-    out.append(f" │ every {delay_text(view.interval_s)}")
+    if not view.timeline:
+        out.append(f" │ every {delay_text(view.interval_s)}")
     if view.paused:
         out.append(" │ ")
         out.append("PAUSED", style="bold reverse yellow")
