@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import textwrap
@@ -180,6 +181,13 @@ class ControlClient:
         result: dict[str, Any] = self.request(Command.RESET, device=device)
         return result
 
+    def record_dump(self, path: str | None = None) -> str:
+        """Have the flight recorder write its window now; the file it wrote."""
+        result = self.request(Command.RECORD_DUMP, path=path)
+        if not isinstance(result, dict) or not isinstance(result.get("path"), str):
+            raise ControlProtocolError("record-dump reply without a path")
+        return str(result["path"])
+
 
 # -- the command line ------------------------------------------------------------
 
@@ -243,6 +251,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reset": (
         "zero the counters of one device, or of every device",
         "  svqtui ctl reset blk0\n  svqtui ctl reset",
+    ),
+    "record": (
+        "write the flight recorder's window (the last record.window of snapshots and log "
+        "lines) to a file now; replay it with `svqtui --replay FILE`",
+        "  svqtui ctl record dump\n  svqtui ctl record dump /tmp/incident.svqrec",
     ),
 }
 
@@ -325,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     subs["reset"].add_argument(
         "device", metavar="DEVICE", nargs="?", help=device_help + "; default: every device"
     )
+    subs["record"].add_argument("action", choices=("dump",), metavar="dump")
+    subs["record"].add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        help="a file or a directory (default: record.dir of the headless svqtui)",
+    )
     return parser
 
 
@@ -374,6 +394,9 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
         _print_json(client.request(Command.SNAPSHOT))
     elif command == "events":
         _events(client, args.since, args.follow, args.json)
+    elif command == "record":
+        path = os.path.abspath(args.path) if args.path else None  # the server's cwd differs
+        print(f"svqtui: recorded: {client.record_dump(path)}")
     else:
         if command == "shadow":
             result = client.shadow(args.device, args.state == "on")

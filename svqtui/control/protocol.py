@@ -29,6 +29,8 @@ unmask    device, queue          release them (a pending call is delivered once)
 kick      device, queue          inject one kick (guest -> device)
 call      device, queue          inject one call (device -> guest)
 reset     device (optional)      zero counters of one device, or of all
+record-   path (optional)        write the flight recorder's window to a file now
+dump                             (svqtui.recording); {path}
 ========  =====================  =============================================
 
 A request line is at most ``MAX_REQUEST_BYTES``; a longer one is answered
@@ -48,6 +50,7 @@ from svqtui.control.errors import ControlProtocolError
 from svqtui.engine import errors as engine_errors
 from svqtui.errors import SvqtuiError, wire_lineage
 from svqtui.lab import errors as lab_errors
+from svqtui.recording import errors as recording_errors
 from svqtui.sources import errors as action_errors
 from svqtui.sources.qmp import errors as qmp_errors
 from svqtui.sources.vhost_user import errors as vhost_user_errors
@@ -62,6 +65,7 @@ WIRE_ERROR_MODULES = (
     qmp_errors,
     vhost_user_errors,
     lab_errors,
+    recording_errors,
     io_loop,
 )
 
@@ -83,6 +87,7 @@ class Command(enum.StrEnum):
     KICK = "kick"
     CALL = "call"
     RESET = "reset"
+    RECORD_DUMP = "record-dump"
 
 
 #: Commands that change something (run one at a time, in arrival order).

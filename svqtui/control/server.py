@@ -40,6 +40,7 @@ from svqtui.control.protocol import (
 from svqtui.engine import Link
 from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
+from svqtui.recording.errors import RecorderOff
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
 
 if TYPE_CHECKING:
@@ -280,6 +281,15 @@ class ControlServer:
         dev = self._device(request)
         return self._act(f"reset {dev.name}", dev, lambda: self.runtime.reset(dev.key))
 
+    def _record_dump(self, request: Request) -> dict[str, Any]:
+        recorder = self.runtime.recorder
+        if recorder is None:
+            raise RecorderOff(
+                "this svqtui keeps no recording: set record.enabled: true in its config "
+                "or start it with --record FILE"
+            )
+        return {"path": recorder.dump(request.optional_text("path"))}
+
     _handlers: ClassVar[dict[Command, Callable[[ControlServer, Request], Any]]] = {
         Command.HELLO: _hello,
         Command.STATUS: _status,
@@ -291,4 +301,5 @@ class ControlServer:
         Command.KICK: _inject,
         Command.CALL: _inject,
         Command.RESET: _reset,
+        Command.RECORD_DUMP: _record_dump,
     }

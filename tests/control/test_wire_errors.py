@@ -78,6 +78,10 @@ PINNED_NAMES = frozenset(
         "GuestIOError",
         "LabBusy",
         "MigrationFailed",
+        "RecorderOff",
+        "RecorderBusy",
+        "RecordingWriteFailed",
+        "ReplayReadOnly",
     }
 )
 
@@ -89,6 +93,9 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
+        "svqtui.recording.errors.RecordingError",
+        "svqtui.recording.errors.RecordingDamaged",
+        "svqtui.recording.batch.BadTime",
     }
 )
 
