@@ -112,7 +112,13 @@ class ContinuousFile:
         self.size = 0
         self.opened_at = now
         self.first_time = None
-        self.append(header)
+        try:
+            self.append(header)
+        except OSError:  # not even the header fits: leave no file that is not a recording
+            self.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise
 
     def append(self, data: bytes) -> None:
         assert self._fh is not None

@@ -41,6 +41,7 @@ OUTBOX = 64  # writes waiting for the disk
 INCIDENT_AFTER_S = 10.0  # an incident file also holds this much after the incident
 INCIDENT_GAP_S = 30.0  # at most one incident file per cause in this long
 DUMP_TIMEOUT_S = 10.0
+RECOVERED_AFTER = 20  # writes in a row that must succeed before a failure counts as over
 STOP_TIMEOUT_S = 10.0
 MIGRATING = frozenset(
     {"setup", "active", "pre-switchover", "device", "postcopy-active", "wait-unplug"}
@@ -121,6 +122,7 @@ class Recorder:
         )
         self._cont_broken = False
         self._failing = False
+        self._ok_writes = 0
         self._dropping = False
         self._write_dropping = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -338,7 +340,8 @@ class Recorder:
                 self._failed(err, job)
             else:
                 self._write_dropping = False
-                if self._failing:
+                self._ok_writes += 1
+                if self._failing and self._ok_writes >= RECOVERED_AFTER:
                     self._failing = False
                     self.log.info("recording: writing again")
         if self._cont is not None:
@@ -382,6 +385,7 @@ class Recorder:
 
     def _failed(self, err: OSError, job: _Write | _Append) -> None:
         self.write_failures += 1
+        self._ok_writes = 0
         if isinstance(job, _Append):
             self._cont_broken = True  # the next key frame starts a new file
             self._need_key.set()
@@ -396,5 +400,5 @@ class Recorder:
             self._failing = True
             self.log.error(
                 f"recording: cannot write {where}: {err.strerror or err}; "
-                "svqtui goes on without it (one line until a write succeeds)"
+                "svqtui goes on without it (one line until writes succeed again)"
             )
