@@ -48,9 +48,12 @@ def test_ctl_record_dump_writes_the_window(tmp_path: Path) -> None:
 
 def test_dump_without_a_recorder_says_how_to_turn_it_on(tmp_path: Path) -> None:
     """A headless svqtui without record: answers with RecorderOff, naming the setting."""
-    with serve(demo_runtime(tmp_path / "ctl.sock")) as served, served.client() as client:
-        with pytest.raises(RecorderOff, match="record.enabled"):
-            client.record_dump()
+    with (
+        serve(demo_runtime(tmp_path / "ctl.sock")) as served,
+        served.client() as client,
+        pytest.raises(RecorderOff, match=r"record\.enabled"),
+    ):
+        client.record_dump()
 
 
 def test_retention_keeps_the_newest_files(tmp_path: Path) -> None:
