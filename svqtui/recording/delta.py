@@ -11,7 +11,8 @@ says only that, in small tagged lists that compress well:
 - ``["s", k, [items]]``: a list that dropped its first ``k`` items and got
   ``items`` at its end (a rate history).
 
-``diff(a, b)`` is None when the two are equal; ``apply(a, diff(a, b)) == b``.
+``diff(a, b)`` is None when the two are equal; ``apply(a, diff(a, b)) == b``
+(``apply`` changes ``a`` in place: pass a copy to keep it).
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ _MISSING = object()
 
 class BadPatch(ValueError):
     """A patch that does not fit the value it is applied to."""
-
-
-def _is_int(v: Any) -> bool:
-    return type(v) is int
 
 
 def diff(a: Any, b: Any) -> Patch | None:
@@ -86,35 +83,40 @@ def _shift(a: list[Any], b: list[Any]) -> Patch | None:
 
 
 def apply(a: Any, patch: Patch) -> Any:
-    """``a`` with ``patch`` applied (a new value; ``a`` is not changed)."""
-    if not isinstance(patch, list) or not patch:
+    """``a`` with ``patch`` applied, IN PLACE: the objects and lists of ``a``
+    that the patch changes are changed (the reader owns the value it patches:
+    it was just decoded). Returns the new value (a replaced or added scalar)."""
+    if type(patch) is not list or not patch:
         raise BadPatch(f"not a patch: {patch!r:.60}")
     tag = patch[0]
     try:
         if tag == "=":
             return patch[1]
         if tag == "+":
-            if not _is_int(a) or not _is_int(patch[1]):
+            if type(a) is not int or type(patch[1]) is not int:
                 raise BadPatch("an integer patch on a non-integer")
             return a + patch[1]
         if tag == "d":
-            if not isinstance(a, dict):
+            if type(a) is not dict:
                 raise BadPatch("an object patch on a non-object")
-            out = {k: v for k, v in a.items() if k not in patch[2]}
+            for key in patch[2]:
+                a.pop(key, None)
             for key, sub in patch[1].items():
-                out[key] = apply(a.get(key), sub)
-            return out
+                a[key] = apply(a.get(key), sub)
+            return a
         if tag == "l":
-            if not isinstance(a, list):
+            if type(a) is not list:
                 raise BadPatch("a list patch on a non-list")
-            items = list(a)
             for index, sub in patch[1].items():
-                items[int(index)] = apply(items[int(index)], sub)
-            return items
+                i = int(index)
+                a[i] = apply(a[i], sub)
+            return a
         if tag == "s":
-            if not isinstance(a, list):
+            if type(a) is not list:
                 raise BadPatch("a shift patch on a non-list")
-            return a[patch[1] :] + list(patch[2])
-    except (KeyError, IndexError, TypeError, ValueError) as err:
+            del a[: patch[1]]
+            a.extend(patch[2])
+            return a
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
         raise BadPatch(f"patch {tag!r} does not fit: {err}") from None
     raise BadPatch(f"unknown patch tag {tag!r}")

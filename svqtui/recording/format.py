@@ -18,8 +18,9 @@ payload, so a torn or corrupt record is found and reading stops there. Kinds:
 - ``E`` the log events of the interval that ends at the next frame:
   zlib(JSON ``{"events": [...]}``).
 
-A key frame comes every ``key_every`` frames and starts every file, so a
-reader seeks by decoding at most that many deltas. Versioning: a reader skips
+A key frame starts every file, and comes again once the deltas since the
+last one add up to its size (or after ``key_every`` frames), so a reader
+seeks by decoding at most about two key frames' worth of JSON. Versioning: a reader skips
 record kinds and JSON keys it does not know (a later minor addition), and
 refuses a header whose ``version`` is above ``VERSION`` (an incompatible one).
 Why a compressed stream rather than SQLite: one append per refresh with no
@@ -68,7 +69,11 @@ def file_header(meta: dict[str, Any]) -> bytes:
 
 def record(kind: bytes, time_s: float, value: Any) -> bytes:
     """One record: its head, then ``value`` as compressed JSON."""
-    payload = zlib.compress(_dumps(value), ZLIB_LEVEL)
+    return _record(kind, time_s, _dumps(value))
+
+
+def _record(kind: bytes, time_s: float, body: bytes) -> bytes:
+    payload = zlib.compress(body, ZLIB_LEVEL)
     head = RECORD.pack(kind, len(payload), time_s)
     return head + CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
 
@@ -83,13 +88,18 @@ class Encoded:
 
 
 class FrameEncoder:
-    """Turns successive snapshots into records: a key frame every
-    ``key_every`` frames (and on ``restart()``), deltas in between."""
+    """Turns successive snapshots into records: deltas, and a key frame first
+    (and after ``restart()``), then whenever the deltas since the last key
+    frame add up to as many bytes as it had, or ``key_every`` frames passed.
+    So a seek reads and patches at most about two key frames' worth of JSON,
+    on a busy host (every counter moving) as on a quiet one."""
 
     def __init__(self, key_every: int = KEY_EVERY) -> None:
         self.key_every = key_every
         self._previous: dict[str, Any] | None = None
         self._since_key = 0
+        self._key_bytes = 0
+        self._delta_bytes = 0
 
     def restart(self) -> None:
         """The next frame is a key frame (a new file, or after a gap)."""
@@ -100,12 +110,19 @@ class FrameEncoder:
         out = b""
         if events:
             out += record(EVENTS, snap.taken_at, {"events": [encode_event(e) for e in events]})
-        key = self._previous is None or self._since_key >= self.key_every - 1
+        key = (
+            self._previous is None
+            or self._since_key >= self.key_every - 1
+            or self._delta_bytes >= self._key_bytes
+        )
         if key:
-            out += record(KEY, snap.taken_at, {"snap": wire})
-            self._since_key = 0
+            body = _dumps({"snap": wire})
+            self._since_key, self._key_bytes, self._delta_bytes = 0, len(body), 0
+            out += _record(KEY, snap.taken_at, body)
         else:
-            out += record(DELTA, snap.taken_at, {"patch": delta.diff(self._previous, wire)})
+            body = _dumps({"patch": delta.diff(self._previous, wire)})
             self._since_key += 1
+            self._delta_bytes += len(body)
+            out += _record(DELTA, snap.taken_at, body)
         self._previous = wire
         return Encoded(snap.taken_at, key, out)

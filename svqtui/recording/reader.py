@@ -5,7 +5,8 @@ checking each one's CRC and keeping only where it is: a file of an hour opens
 in well under a second and takes little memory. A damaged record (a bad CRC,
 a torn tail, a bad patch) ends the recording there: ``damage`` says where, in
 one line, and every frame before it replays. ``frame(i)`` decodes frame ``i``
-from the key frame before it; stepping forward decodes one delta.
+from the key frame before it (at most ``key_every`` deltas, applied in place to
+the decoded key frame); stepping forward decodes one delta.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class Recording:
             start, wire = cached[0], cached[1]
         else:
             wire = self._payload(start, start).get("snap")
+        self._cached = None  # patched in place from here on (svqtui.recording.delta.apply)
         for i in range(start + 1, index + 1):
             patch = self._payload(i, i).get("patch")
             if patch is not None:

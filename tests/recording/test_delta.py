@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ def test_apply_of_diff_is_the_new_value(a: Any, b: Any) -> None:
     if patch is None:
         assert a == b and type(a) is type(b)
     else:
-        assert apply(a, patch) == b
+        assert apply(copy.deepcopy(a), patch) == b
 
 
 def test_a_rolling_history_is_a_shift() -> None:
