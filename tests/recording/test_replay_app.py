@@ -130,3 +130,25 @@ def test_replay_console_svg(frozen_app: ReplayApp, snap_compare: Callable[..., b
         await pilot.pause()
 
     assert snap_compare(frozen_app, terminal_size=(160, 50), run_before=at_stall)
+
+
+async def test_playing_follows_the_recorded_pace(recorded: Recorded) -> None:
+    """Live, at x10, the replay clock shows each frame in turn (one recorded
+    second is 0.1 s) and stops on the last one."""
+    runtime = ReplayRuntime(Recording.open(recorded.path))
+    runtime.monitor.set_speed(10)
+    app = ReplayApp(runtime)
+    shown: list[float] = []
+    runtime.monitor.subscribe(lambda snap: shown.append(snap.taken_at))
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            started = time.monotonic()
+            await until(pilot, lambda: runtime.monitor.at_end, "the end of the recording")
+            elapsed = time.monotonic() - started
+            await _shown(pilot, REFRESHES - 1)
+            assert "■" in app.status_bar.text
+    finally:
+        runtime.close()
+    assert shown == sorted(shown) and shown[-1] == runtime.recording.frames[-1].time_s
+    assert len(set(shown)) == REFRESHES
+    assert elapsed >= (REFRESHES - 1) / 10 * 0.9  # not faster than x10
