@@ -141,7 +141,7 @@ class Recorder:
 
     def attach(self, monitor: Any) -> None:
         """Subscribe to ``monitor``'s snapshots (a Monitor or anything with subscribe)."""
-        self._event_seq, _ = self.log.since(10**18)  # only events from now on
+        self._event_seq = 0  # the first frame carries the log so far (sources starting...)
         self._unsubscribe = monitor.subscribe(self.offer)
         self.start()
 
