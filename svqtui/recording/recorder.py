@@ -141,6 +141,13 @@ class Recorder:
 
     def attach(self, monitor: Any) -> None:
         """Subscribe to ``monitor``'s snapshots (a Monitor or anything with subscribe)."""
+        if self.settings.enabled:
+            self.log.info(
+                f"recording: keeping the last {self.settings.window_s:g}s; incident files go "
+                f"to {self.directory}"
+            )
+        if self.continuous is not None:
+            self.log.info(f"recording: every snapshot to {self.continuous}")
         self._event_seq = 0  # the first frame carries the log so far (sources starting...)
         self._unsubscribe = monitor.subscribe(self.offer)
         self.start()

@@ -94,7 +94,10 @@ def test_a_full_filesystem_is_one_log_line_and_no_stall(tmp_path: Path) -> None:
     so once, the dump request fails with a clear error, and the monitor keeps
     refreshing at its usual cost."""
     with tiny_tmpfs(tmp_path / "full") as full:
-        settings = RecordSettings(enabled=True, dir=str(full), continuous=str(full / "c.svqrec"))
+        # incident files off: one failure episode, the continuous file filling the disk
+        settings = RecordSettings(
+            enabled=True, dir=str(full), continuous=str(full / "c.svqrec"), on_stuck=False
+        )
         runtime, demo = stepped_runtime(settings)
         runtime.start()
         try:

@@ -52,11 +52,18 @@ def stepped_runtime(settings: RecordSettings, seed: int = 7) -> tuple[Runtime, F
     return runtime, demo
 
 
-def record_demo(tmp_path: Path, refreshes: int, skip_ticks: int = STALL_STARTS - 200) -> Recorded:
+def record_demo(
+    tmp_path: Path, refreshes: int, skip_ticks: int = STALL_STARTS - 200, *, relative: bool = False
+) -> Recorded:
     """Record ``refreshes`` refreshes of the demo continuously to a file,
-    starting ``skip_ticks`` demo ticks in (by default 10 s before its stall)."""
+    starting ``skip_ticks`` demo ticks in (by default 10 s before its stall).
+    ``relative``: name the files relative to ``tmp_path``, the current
+    directory (the recorder's log lines then hold no temporary path)."""
     path = tmp_path / "demo.svqrec"
-    settings = RecordSettings(enabled=True, dir=str(tmp_path / "incidents"), continuous=str(path))
+    base = Path() if relative else tmp_path
+    settings = RecordSettings(
+        enabled=True, dir=str(base / "incidents"), continuous=str(base / "demo.svqrec")
+    )
     runtime, demo = stepped_runtime(settings)
     live: list[Snapshot] = []
     runtime.start()
