@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--at",
         metavar="TIME",
-        help="with --replay: start at TIME into the recording (12.5, 12.5s, 2m); "
-        "--once prints the frame recorded nearest it",
+        help="with --replay: start at TIME into the recording (12.5, 12.5s, 2m; default 0: "
+        "the first frame); --once prints the frame recorded nearest it",
     )
     parser.add_argument(
         "--record",

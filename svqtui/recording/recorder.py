@@ -82,6 +82,10 @@ class _Append:
     header: bytes
 
 
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"
+
+
 class Recorder:
     """The flight recorder of one svqtui process (start/attach/stop)."""
 
@@ -358,7 +362,7 @@ class Recorder:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         size = files.write_atomic(job.path, job.chunks)
         self.written.append(job.path)
-        self.log.info(f"recording: wrote {job.path} ({job.cause}, {size / 1e6:.1f} MB)")
+        self.log.info(f"recording: wrote {job.path} ({job.cause}, {_size_text(size)})")
         if job.path.parent == self.directory:
             removed = files.prune(
                 self.directory,
