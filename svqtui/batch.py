@@ -7,6 +7,7 @@ snapshots (docs/design.md#data-flow); it never refreshes on its own.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
 from svqtui.errors import SvqtuiError
@@ -30,9 +31,8 @@ def first_rated(runtime: Runtime) -> Snapshot:
     return snap
 
 
-def run_once(runtime: Runtime, output: SnapshotOutput, out: TextIO = sys.stdout) -> int:
-    """Print the first snapshot with rates in ``output``'s format."""
-    snap = first_rated(runtime)
+def write_once(output: SnapshotOutput, snap: Snapshot, out: TextIO = sys.stdout) -> int:
+    """``snap`` as ``--once`` prints it (a header, if the output has one, then it)."""
     header = output.begin(snap)
     if header is not None:
         out.write(header + "\n")
@@ -40,24 +40,46 @@ def run_once(runtime: Runtime, output: SnapshotOutput, out: TextIO = sys.stdout)
     return 0
 
 
+def write_log(
+    output: SnapshotOutput,
+    first: Snapshot,
+    snaps: Iterable[Snapshot],
+    count: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``--log``: the header ``first`` decides, then one rendering per snapshot
+    of ``snaps`` (``count`` of them at most)."""
+    header = output.begin(first)
+    if header is not None:
+        out.write(header + "\n")
+        out.flush()
+    for n, snap in enumerate(snaps):
+        if count is not None and n >= count:
+            break
+        out.write(output.render(snap) + "\n")
+        out.flush()
+    return 0
+
+
+def run_once(runtime: Runtime, output: SnapshotOutput, out: TextIO = sys.stdout) -> int:
+    """Print the first snapshot with rates in ``output``'s format."""
+    return write_once(output, first_rated(runtime), out)
+
+
 def run_log(
     runtime: Runtime, output: SnapshotOutput, count: int | None = None, out: TextIO = sys.stdout
 ) -> int:
     """One rendering per refresh (``count`` of them, or until interrupted)."""
     monitor = runtime.monitor
-    snap = first_rated(runtime)
-    seq = monitor.seq
-    header = output.begin(snap)
-    if header is not None:
-        out.write(header + "\n")
-        out.flush()
-    n = 0
-    while count is None or n < count:
-        newer = monitor.wait_newer(seq, runtime.config.refresh_s + WAIT_SLACK_S)
-        if newer is None:
-            raise MonitorStalled("the monitor stopped refreshing")
-        snap, seq = newer, monitor.seq
-        out.write(output.render(snap) + "\n")
-        out.flush()
-        n += 1
-    return 0
+    first = first_rated(runtime)
+
+    def newer() -> Iterable[Snapshot]:
+        seq = monitor.seq
+        while True:
+            snap = monitor.wait_newer(seq, runtime.config.refresh_s + WAIT_SLACK_S)
+            if snap is None:
+                raise MonitorStalled("the monitor stopped refreshing")
+            seq = monitor.seq
+            yield snap
+
+    return write_log(output, first, newer(), count, out)

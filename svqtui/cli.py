@@ -1,6 +1,7 @@
 """Command line: argument parsing, mode selection and exit codes.
 
 Modes: the console (default), ``--once`` and ``--log`` batch modes,
+``--replay FILE`` (the console or a batch mode on a recording, svqtui.recording),
 ``--headless`` (engine and interposers without a UI, driven through the
 control socket), ``svqtui ctl ...`` (a client of that socket) and ``svqtui lab``
 (the live-migration demo, svqtui.lab.cli).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -57,6 +59,9 @@ modes:
   svqtui --web [--attach]     the console in a browser (http://127.0.0.1:8470)
   svqtui ctl --help           talk to a --headless svqtui (status, shadow, ...)
   svqtui lab [--check]        a live-migration demo on this host (svqtui lab --help)
+  svqtui --replay FILE        the console on a recording (flight recorder, lab runs)
+  svqtui --replay FILE --once --json --at 12.5s   the frame nearest 12.5 s in
+  svqtui --record FILE        record every snapshot to FILE (console or --headless)
 
 configuration (first found): -c PATH, ./config.yaml,
   $XDG_CONFIG_HOME/svqtui/config.yaml, the shipped default (demo on).
@@ -71,6 +76,8 @@ examples:
   svqtui --attach ssh://root@hv1/run/svqtui/control.sock
   svqtui --attach ssh://hv1,ssh://hv2:2222      (several hosts, one console)
   SVQTUI_SSH_OPTS='-i ~/.ssh/fleet' svqtui ctl --host ssh://hv1 status
+  svqtui ctl record dump /tmp/now.svqrec
+  svqtui --replay /tmp/now.svqrec --log --csv > rates.csv
 """
 
 
@@ -134,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--count", type=int, metavar="N", help="with --log: stop after N lines")
     parser.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="open the console (or --once/--log) on a recording instead of live devices; "
+        "read-only: keys , . step, [ ] seek 10 s, n next event, t next stuck, - + speed, p pause",
+    )
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="with --replay: start at TIME into the recording (12.5, 12.5s, 2m; default 0: "
+        "the first frame); --once prints the frame recorded nearest it",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record every snapshot and log line to FILE (rotated by record.rotate; "
+        "replay with --replay FILE); with the console or --headless",
+    )
+    parser.add_argument(
         "--refresh", type=float, metavar="SECONDS", help="refresh interval (config: refresh)"
     )
     parser.add_argument(
@@ -186,6 +211,9 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
             config = dataclasses.replace(config, metrics=parse_listen(args.metrics))
         except ValueError as err:
             raise ConfigError("--metrics", None, None, str(err)) from None
+    if args.record is not None:
+        record = dataclasses.replace(config.record, continuous=os.path.abspath(args.record))
+        config = dataclasses.replace(config, record=record)
     if args.no_discover:
         config = config.with_section(QMP, dataclasses.replace(config.section(QMP), discover=False))
     if args.libvirt is not None:
@@ -254,6 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--csv and --count go with --log", EXIT_CONFIG)
     if args.metrics is not None and (args.once or args.log or args.attach is not None):
         return _fail("--metrics goes with --headless or the console", EXIT_CONFIG)
+    if args.replay is not None and (args.headless or args.attach is not None or args.record):
+        return _fail("--replay goes alone, or with --once or --log", EXIT_CONFIG)
+    if args.at is not None and args.replay is None:
+        return _fail("--at goes with --replay (try: svqtui --replay FILE --at 12.5s)", EXIT_CONFIG)
+    if args.record and (args.once or args.attach is not None):
+        return _fail("--record goes with the console, --log or --headless", EXIT_CONFIG)
     try:
         config = apply_overrides(load_config(args.config), args)
     except ConfigError as err:
@@ -262,11 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(config, args)
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # `svqtui --replay FILE --log | head`
+        return EXIT_OK
     except SvqtuiError as err:
         return _fail(str(err), EXIT_ERROR)
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return _replay(config, args)
     if args.attach is not None:
         return _attach(config, args.attach)
     from svqtui.runtime import Runtime
@@ -315,6 +353,31 @@ def _serve(runtime: Runtime, headless: bool) -> int:
     finally:
         if metrics is not None:
             metrics.stop()
+
+
+def _replay(config: Config, args: argparse.Namespace) -> int:
+    from svqtui.recording.batch import parse_at
+    from svqtui.recording.reader import Recording
+
+    at_s = parse_at(args.at) if args.at is not None else None
+    with Recording.open(args.replay) as recording:
+        if args.once or args.log:
+            from svqtui.recording.batch import replay_log, replay_once
+
+            output = output_named(_output_name(args))
+            if args.once:
+                return replay_once(recording, output, at_s or 0.0)
+            return replay_log(recording, output, at_s or 0.0, args.count)
+        from svqtui.recording.app import run_replay_console
+        from svqtui.recording.replay import ReplayRuntime
+
+        runtime = ReplayRuntime(recording, config)
+        if at_s is not None:
+            runtime.monitor.seek_to(at_s)
+        try:
+            return run_replay_console(runtime)
+        finally:
+            runtime.close()
 
 
 def _attach(config: Config, values: list[str]) -> int:

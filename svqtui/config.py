@@ -3,7 +3,7 @@
 The file is parsed with PyYAML into nodes (not plain values) so that every
 problem, an unknown key, a wrong type, a bad value, is reported as one
 ``ConfigError`` naming the file, the line and the dotted key. This module owns
-the core settings (refresh, history, stuck, engine, control, metrics); each source
+the core settings (refresh, history, stuck, engine, control, metrics, record); each source
 plug-in owns its own section (svqtui.sources.registry), kept in ``sections``.
 
 Every input, however malformed (binary, not UTF-8, nested 10,000 deep, a
@@ -29,6 +29,8 @@ import yaml
 
 from svqtui.config_nodes import ConfigReader, Found
 from svqtui.errors import ConfigError
+from svqtui.recording import settings as record_settings
+from svqtui.recording.settings import RecordSettings
 
 if TYPE_CHECKING:
     from svqtui.sources.plugin import SocketUse, SourcePlugin
@@ -94,6 +96,7 @@ class Config:
     control_socket: str | None = None  # None: default_control_socket()
     metrics: MetricsListen | None = None  # None: no Prometheus exporter
     control_line: int | None = None  # where control.socket is set
+    record: RecordSettings = field(default_factory=RecordSettings)  # the flight recorder
     sections: Mapping[str, object] = field(default_factory=dict)  # source plug-in settings
     engine: EngineConfig = field(default_factory=lambda: EngineConfig())  # class: by _engine
 
@@ -225,7 +228,7 @@ def _build(r: ConfigReader, root: yaml.Node | None, path: str) -> Config:
     if root is None:
         return Config(path=path)
     plugins = _plugins()
-    core = ("refresh", "history", "stuck", "engine", "control", "metrics")
+    core = ("refresh", "history", "stuck", "engine", "control", "metrics", "record")
     top = r.mapping(root, "", core + tuple(p.section for p in plugins))
     sections: dict[str, object] = {}
     for plugin in plugins:
@@ -245,6 +248,7 @@ def _build(r: ConfigReader, root: yaml.Node | None, path: str) -> Config:
         control_socket=control_socket,
         control_line=control_line,
         metrics=_metrics(r, top),
+        record=record_settings.parse(r, top),
         sections=sections,
         engine=engine,
     )

@@ -3,7 +3,9 @@ the monitor for one svqtui process, and routes operator actions to the source
 that owns a device.
 
 Every front end (console, batch modes, headless, control socket) drives svqtui
-through one Runtime, so they all behave the same.
+through one Runtime, so they all behave the same. With ``record:`` enabled (or
+``--record PATH``) it also runs the flight recorder (svqtui.recording.recorder)
+on the monitor's snapshots.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView
 from svqtui.monitor import Monitor
+from svqtui.recording.recorder import Recorder
 from svqtui.reload import ReloadReport, build_inputs, core_changes
 from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.errors import UnknownDevice
@@ -70,6 +73,9 @@ class Runtime:
             history=config.history,
             interval_s=config.refresh_s,
         )
+        self.recorder: Recorder | None = None  # the flight recorder (config: record)
+        if config.record.active:
+            self.recorder = Recorder(config.record, self.log, continuous=config.record.continuous)
         self._started = False
 
     def start(self) -> None:
@@ -81,6 +87,8 @@ class Runtime:
         ctx = self._ctx = SourceContext(self.engine, self.loop, self.log)
         for source in list(self.sources):
             self._start_source(source, ctx)
+        if self.recorder is not None:
+            self.recorder.attach(self.monitor)  # before the clock: it sees the first snapshot
         if self._clock:
             self.monitor.start()
 
@@ -102,6 +110,8 @@ class Runtime:
         if not self._started:
             return
         self.monitor.stop()
+        if self.recorder is not None:
+            self.recorder.stop()  # writes pending incident files, closes --record's file
         for source in self.sources:
             self._stop_source(source)
         self.loop.stop()

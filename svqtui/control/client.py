@@ -241,6 +241,13 @@ class ControlClient:
         result: dict[str, Any] = self.request(Command.RELOAD)
         return result
 
+    def record_dump(self, path: str | None = None) -> str:
+        """Have the flight recorder write its window now; the file it wrote."""
+        result = self.request(Command.RECORD_DUMP, path=path)
+        if not isinstance(result, dict) or not isinstance(result.get("path"), str):
+            raise ControlProtocolError("record-dump reply without a path")
+        return str(result["path"])
+
 
 # -- the command line ------------------------------------------------------------
 
@@ -331,6 +338,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "vhost-user devices listen, removed ones are drained and closed, changed "
         "settings apply; an invalid file is refused (exit 2) and nothing changes",
         "  svqtui ctl reload\n  svqtui ctl reload --json",
+    ),
+    "record": (
+        "write the flight recorder's window (the last record.window of snapshots and log "
+        "lines) to a file now; replay it with `svqtui --replay FILE`",
+        "  svqtui ctl record dump\n  svqtui ctl record dump /tmp/incident.svqrec",
     ),
 }
 
@@ -438,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     subs["reset"].add_argument(
         "device", metavar="DEVICE", nargs="?", help=device_help + "; default: every device"
     )
+    subs["record"].add_argument("action", choices=("dump",), metavar="dump")
+    subs["record"].add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        help="a file or a directory (default: record.dir of the headless svqtui)",
+    )
     return parser
 
 
@@ -496,6 +515,9 @@ def _run(client: ControlClient, args: argparse.Namespace) -> int:
         _events(client, args.since, args.follow, args.json)
     elif command == "reload":
         return _reload(client, args.json)
+    elif command == "record":
+        path = os.path.abspath(args.path) if args.path else None  # the server's cwd differs
+        print(f"svqtui: recorded: {client.record_dump(path)}")
     else:
         if command == "shadow":
             result = client.shadow(args.device, args.state == "on")

@@ -26,13 +26,35 @@ from svqtui.model import LogEvent, QueueRow, QueueView, Snapshot, VMView
 T = TypeVar("T")
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}  # None: not a dataclass
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    names = _FIELD_NAMES.get(cls, ())
+    if names == ():
+        if dataclasses.is_dataclass(cls):
+            names = tuple(f.name for f in dataclasses.fields(cls))
+        else:
+            names = None
+        _FIELD_NAMES[cls] = names
+    return names
+
+
 def encode(value: Any) -> Any:
-    """A dataclass tree as plain JSON values (dicts, lists, str, numbers, None)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """A dataclass tree as plain JSON values (dicts, lists, str, numbers, None).
+
+    Dispatches on the exact type, with each dataclass's field names looked up
+    once: the flight recorder encodes every snapshot (svqtui.recording)."""
+    cls = type(value)
+    if cls in _PLAIN:
+        return value
+    names = _field_names(cls)
+    if names is not None:
+        return {name: encode(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, tuple | list):
+    if cls is tuple or cls is list or isinstance(value, tuple | list):
         return [encode(v) for v in value]
     if isinstance(value, dict):
         return {str(k): encode(v) for k, v in value.items()}

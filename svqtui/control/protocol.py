@@ -34,6 +34,8 @@ fault     device, queue, fault,  arm a fault (drop-kick, drop-call, delay-call,
 reload    -                      re-read the config file and apply it:
                                  {config, changes, restart, seconds}; an invalid
                                  file is a ConfigError and nothing changes
+record-   path (optional)        write the flight recorder's window to a file now
+dump                             (svqtui.recording); {path}
 ========  =====================  =============================================
 
 A request line is at most ``MAX_REQUEST_BYTES``; a longer one is answered
@@ -53,6 +55,7 @@ from svqtui.control.errors import ControlProtocolError
 from svqtui.engine import errors as engine_errors
 from svqtui.errors import SvqtuiError, wire_lineage
 from svqtui.lab import errors as lab_errors
+from svqtui.recording import errors as recording_errors
 from svqtui.sources import errors as action_errors
 from svqtui.sources.qmp import errors as qmp_errors
 from svqtui.sources.vhost_user import errors as vhost_user_errors
@@ -67,6 +70,7 @@ WIRE_ERROR_MODULES = (
     qmp_errors,
     vhost_user_errors,
     lab_errors,
+    recording_errors,
     io_loop,
 )
 
@@ -90,6 +94,7 @@ class Command(enum.StrEnum):
     RESET = "reset"
     FAULT = "fault"
     RELOAD = "reload"
+    RECORD_DUMP = "record-dump"
 
 
 #: Commands that change something (run one at a time, in arrival order).

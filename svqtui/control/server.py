@@ -54,6 +54,7 @@ from svqtui.engine import Link
 from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
+from svqtui.recording.errors import RecorderOff
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
 from svqtui.unix_socket import peer_uid
 
@@ -445,6 +446,15 @@ class ControlServer:
         self.runtime.monitor.refresh_soon(wait=True)
         return report.to_wire()
 
+    def _record_dump(self, request: Request) -> dict[str, Any]:
+        recorder = self.runtime.recorder
+        if recorder is None:
+            raise RecorderOff(
+                "this svqtui keeps no recording: set record.enabled: true in its config "
+                "or start it with --record FILE"
+            )
+        return {"path": recorder.dump(request.optional_text("path"))}
+
     _handlers: ClassVar[dict[Command, Callable[[ControlServer, Request], Any]]] = {
         Command.HELLO: _hello,
         Command.STATUS: _status,
@@ -458,4 +468,5 @@ class ControlServer:
         Command.RESET: _reset,
         Command.FAULT: _fault,
         Command.RELOAD: _reload,
+        Command.RECORD_DUMP: _record_dump,
     }

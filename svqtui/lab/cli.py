@@ -12,6 +12,7 @@ Exit codes: 0 ok, 1 a failed check or a lab error, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.layout import STUCK_AFTER_S
 from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import LAB_PARAMS, Lab, LabOptions
+from svqtui.recording.files import SUFFIX, stamp
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -54,6 +56,9 @@ examples:
   svqtui lab --check --migrations 6
   svqtui lab --check --migration paused   (on a busy machine)
   svqtui lab --workdir /tmp/lab --shadow --cpus 2
+  svqtui lab --record /tmp/demo.svqrec && svqtui --replay /tmp/demo.svqrec
+
+Every run is recorded (--no-record: not); the file is named at exit.
 """
 
 
@@ -109,7 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help=f"guest pause between I/O iterations (default {LAB_PARAMS.delay_ms})",
     )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="record the run to FILE (default: a new file in $XDG_CACHE_HOME/svqtui/lab, "
+        "~/.cache/svqtui/lab; printed at exit; replay it with svqtui --replay FILE)",
+    )
+    parser.add_argument("--no-record", action="store_true", help="do not record the run")
     return parser
+
+
+def default_recording(now: float | None = None) -> Path:
+    """A new file for this run's recording: $XDG_CACHE_HOME/svqtui/lab/lab-TIME.svqrec."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    name = f"lab-{stamp(time.time() if now is None else now)}{SUFFIX}"
+    return Path(base) / "svqtui" / "lab" / name
 
 
 def options_from(args: argparse.Namespace) -> LabOptions:
@@ -122,6 +142,8 @@ def options_from(args: argparse.Namespace) -> LabOptions:
         raise ValueError("--stuck-after must be between 0.1 and 60 seconds")
     if not 0 <= args.delay_ms <= 10000:
         raise ValueError("--delay-ms must be between 0 and 10000")
+    if args.record is not None and args.no_record:
+        raise ValueError("--record and --no-record exclude each other")
     params = GuestParams(
         delay_ms=args.delay_ms,
         blocks=LAB_PARAMS.blocks,
@@ -135,6 +157,7 @@ def options_from(args: argparse.Namespace) -> LabOptions:
         params=params,
         stuck_after_s=args.stuck_after,
         migration=Mode(args.migration),
+        record=None if args.no_record else (args.record or default_recording()),
     )
 
 
@@ -200,6 +223,14 @@ def lab_main(argv: Sequence[str]) -> int:
             if lab is not None:
                 with stop_signals_ignored():
                     lab.close()
+                _said_recording(lab)
+
+
+def _said_recording(lab: Lab) -> None:
+    """Name the run's recording (written by now: the runtime has stopped)."""
+    path = lab.recording
+    if path is not None and path.exists():
+        _say(f"this run is recorded in {path} (replay: svqtui --replay {path})")
 
 
 def _console(lab: Lab) -> int:

@@ -43,6 +43,7 @@ from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
 from svqtui.lab.qmp import LabQMP
 from svqtui.lab.source import LabSource, Role
 from svqtui.model import DeviceView, MaskState
+from svqtui.recording.settings import RecordSettings
 from svqtui.runtime import Runtime
 from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.qmp.errors import QMPError
@@ -67,6 +68,7 @@ class LabOptions:
     stuck_after_s: float = STUCK_AFTER_S
     boot_timeout_s: float = BOOT_TIMEOUT_S
     migration: Mode = Mode.LIVE
+    record: Path | None = None  # a recording of the whole run (svqtui.recording), or none
 
 
 class Lab:
@@ -78,6 +80,13 @@ class Lab:
         self.config = lab_config(
             self.layout, shadow=self.options.shadow, stuck_after_s=self.options.stuck_after_s
         )
+        self.recording: Path | None = self.options.record
+        if self.recording is not None:
+            # The whole run to one file, and incident files (stuck, migration) beside it.
+            record = RecordSettings(
+                enabled=True, dir=str(self.recording.parent), continuous=str(self.recording)
+            )
+            self.config = dataclasses.replace(self.config, record=record)
         devices = self.config.section(VHOST_USER)
         self.vhost = VhostUserSource(devices)
         self.guest = GuestWatch(device_key=lambda: self.current.device_key)

@@ -43,6 +43,13 @@ class LogPane(RichLog):
         self.lines_written: list[str] = []  # plain text of every line (tests)
         self.border_title = "log"
 
+    def restart(self) -> None:
+        """Forget every line: the log is read again from its start (a replay
+        that jumped to another moment, svqtui.recording.replay.ReplayLog)."""
+        self.clear()
+        self.lines_written.clear()
+        self._seq = 0
+
     def pull(self) -> int:
         """Append events added since the last pull; return how many."""
         self._seq, events = self.event_log.since(self._seq)

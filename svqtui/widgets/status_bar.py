@@ -23,6 +23,7 @@ class ViewState:
     paused: bool = False
     sort: SortMode = SortMode.NAME
     filter_text: str = ""
+    timeline: str = ""  # a replay's position (svqtui.recording.replay), else empty
 
 
 def delay_text(seconds: float) -> str:
@@ -31,6 +32,9 @@ def delay_text(seconds: float) -> str:
 
 def status_text(snap: Snapshot | None, view: ViewState) -> Text:
     out = Text()
+    if view.timeline:
+        out.append(view.timeline, style="bold magenta")
+        out.append(" │ ")
     if snap is None:
         out.append("waiting for the first snapshot…", style="dim")
     else:
@@ -55,7 +59,8 @@ def status_text(snap: Snapshot | None, view: ViewState) -> Text:
         if faults:
             out.append(" │ ")
             out.append(f"FAULT on {faults} queue{'s' if faults > 1 else ''}", style=FAULT_STYLE)
-    out.append(f" │ every {delay_text(view.interval_s)}")
+    if not view.timeline:
+        out.append(f" │ every {delay_text(view.interval_s)}")
     if view.paused:
         out.append(" │ ")
         out.append("PAUSED", style="bold reverse yellow")

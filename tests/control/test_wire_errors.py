@@ -83,6 +83,10 @@ PINNED_NAMES = frozenset(
         "GuestIOError",
         "LabBusy",
         "MigrationFailed",
+        "RecorderOff",
+        "RecorderBusy",
+        "RecordingWriteFailed",
+        "ReplayReadOnly",
     }
 )
 
@@ -113,6 +117,9 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.sources.libvirt.errors.MonitorCommandFailed",
         "svqtui.control.errors.UnsafeRuntimePath",
         "svqtui.control.errors.UntrustedServer",
+        "svqtui.recording.errors.RecordingError",
+        "svqtui.recording.errors.RecordingDamaged",
+        "svqtui.recording.batch.BadTime",
     }
 )
 
