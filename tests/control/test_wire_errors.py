@@ -46,6 +46,8 @@ PINNED_NAMES = frozenset(
         "EngineTimeout",
         "EngineFull",
         "UnknownQueue",
+        "BadFd",
+        "FdInUse",
         "ActionUnsupported",
         "UnknownDevice",
         "QueueOutOfRange",
