@@ -8,6 +8,8 @@ through one Runtime, so they all behave the same.
 
 from __future__ import annotations
 
+import resource
+
 from svqtui.config import Config
 from svqtui.engine import Engine, Link
 from svqtui.errors import SvqtuiError
@@ -32,7 +34,7 @@ class Runtime:
         self.config = config
         self.log = EventLog()
         self.engine = Engine(config.max_queues)
-        self.loop = IOLoop()
+        self.loop = IOLoop(log=self.log)
         self.sources = sources if sources is not None else build_sources(config)
         self.monitor = Monitor(
             self.sources,
@@ -47,6 +49,9 @@ class Runtime:
     def start(self) -> None:
         """Start the engine, the I/O loop, then every source. A source
         that fails to start is logged and left out; the rest go on."""
+        raised = raise_fd_limit()
+        if raised is not None:
+            self.log.info(f"open-file limit raised from {raised[0]} to {raised[1]}")
         self.engine.start()
         self.loop.start()
         self._started = True
@@ -136,3 +141,18 @@ class Runtime:
         else:
             self._owner(device_key).reset(device_key)
         self.monitor.forget_rates()
+
+
+def raise_fd_limit() -> tuple[int, int] | None:
+    """Raise this process's open-file soft limit to its hard limit (to 2**20
+    when the hard limit is unlimited) (docs/design.md#limits); (old, new)
+    when raised, None when it already was there or cannot be raised."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, target

@@ -48,6 +48,7 @@ PINNED_NAMES = frozenset(
         "UnknownQueue",
         "BadFd",
         "FdInUse",
+        "DeviceLimitExceeded",
         "ActionUnsupported",
         "UnknownDevice",
         "QueueOutOfRange",

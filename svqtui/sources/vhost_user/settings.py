@@ -3,6 +3,7 @@ vhost-user source's plug-in declaration."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,47 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLimits:
+    """What one front-end connection may make svqtui hold (docs/design.md#limits).
+
+    A front-end over a limit is disconnected alone, with one log line naming
+    the limit; the other devices go on. The defaults fit any QEMU device
+    (a 32-queue-pair virtio-net has 65 rings; QEMU uses a handful of memory
+    regions, up to the back-end's GET_MAX_MEM_SLOTS with memory hotplug).
+    """
+
+    rings: int = 64  # ring indices the front-end may name (the protocol allows 256)
+    regions: int = 64  # memory regions held at once (SET_MEM_TABLE has at most 8; ADD_MEM_REG)
+    fds: int = 512  # fds svqtui holds for the connection (4 per shadowed ring, 1 per region)
+
+
+MAX_LIMIT_RINGS = 256  # an 8-bit ring index
+MAX_LIMIT_REGIONS = 509  # VHOST_USER_MAX_RAM_SLOTS
+MAX_LIMIT_FDS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
 class VhostUserDevice:
     name: str
     listen: str  # the socket QEMU's -chardev socket,path= connects to
     backend: str  # the real back-end's socket
     shadow: bool = False  # shadow mode from connect
     line: int | None = None
+    limits: DeviceLimits = DeviceLimits()
+
+
+def parse_limits(r: ConfigReader, node: yaml.Node, key: str) -> DeviceLimits:
+    found = r.mapping(node, key, ("rings", "regions", "fds"))
+    default = DeviceLimits()
+
+    def bounded(maximum: int) -> Callable[[yaml.Node, str], int]:
+        return lambda n, k: r.integer(n, k, 1, maximum)
+
+    return DeviceLimits(
+        rings=r.optional(found, "rings", key, bounded(MAX_LIMIT_RINGS), default.rings),
+        regions=r.optional(found, "regions", key, bounded(MAX_LIMIT_REGIONS), default.regions),
+        fds=r.optional(found, "fds", key, bounded(MAX_LIMIT_FDS), default.fds),
+    )
 
 
 def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, ...]:
@@ -30,7 +66,7 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(r.sequence(node, key)):
         at = f"{key}[{i}]"
-        found = r.mapping(item, at, ("name", "listen", "backend", "shadow"))
+        found = r.mapping(item, at, ("name", "listen", "backend", "shadow", "limits"))
         for required in ("name", "listen", "backend"):
             if required not in found:
                 raise r.fail(
@@ -44,6 +80,9 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
             backend=r.path_text(found["backend"][1], f"{at}.backend"),
             shadow=r.optional(found, "shadow", at, r.boolean, False),
             line=item.start_mark.line + 1,
+            limits=r.optional(
+                found, "limits", at, lambda n, k: parse_limits(r, n, k), DeviceLimits()
+            ),
         )
         if device.listen == device.backend:
             raise r.fail(item, f"{at}.listen", "listen and backend must be different sockets")
@@ -80,5 +119,6 @@ devices: []
 #    listen: /run/svqtui/blk0.sock
 #    backend: /run/qsd/blk0.sock
 #    shadow: off
+#    limits: {rings: 64, regions: 64, fds: 512}   # per connection; over it, disconnected
 """,
 )
