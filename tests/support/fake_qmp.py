@@ -32,8 +32,8 @@ class FakeQMP:
     Hostile extras, for what no real QEMU sends: ``raw_replies`` maps a
     command to the exact bytes sent as its reply line (e.g. JSON nested
     20,000 deep); ``flood`` is a list of events sent over and over, as fast
-    as the socket takes them, from the first command on, until ``flood_stop``
-    is set (``events_sent`` counts them).
+    as the socket takes them (or in bursts ``flood_pause_s`` apart), from the
+    first command on, until ``flood_stop`` is set (``events_sent`` counts them).
     """
 
     def __init__(
@@ -46,7 +46,9 @@ class FakeQMP:
         replies: Mapping[str, Reply] | None = None,
         raw_replies: Mapping[str, bytes] | None = None,
         flood: list[dict[str, Any]] | None = None,
+        flood_pause_s: float = 0.0,
     ) -> None:
+        self.flood_pause_s = flood_pause_s
         self.raw_replies = dict(raw_replies or {})
         self.flood = flood
         self._flood_events = list(flood or [])
@@ -139,6 +141,8 @@ class FakeQMP:
                 with self._send_lock:
                     conn.sendall(burst)
                 self.events_sent += 64 * len(events)
+                if self.flood_pause_s:
+                    self.flood_stop.wait(self.flood_pause_s)
         except OSError:
             return
 
