@@ -14,6 +14,7 @@ which the monitor calls on every refresh).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -52,13 +53,7 @@ class EventLog:
                 allowed = self._limiter.allow(kind)
             if not allowed:
                 return None
-        event = LogEvent(
-            time.time(),
-            level,
-            safe_text(text),
-            device_key,
-            queue_index,
-        )
+        event = LogEvent(time.time(), level, text, device_key, queue_index)
         self.replay(event)
         return event
 
@@ -67,11 +62,14 @@ class EventLog:
         with self._lock:
             ended = self._limiter.summaries()
         for gone in ended:
-            self.replay(LogEvent(time.time(), "warning", safe_text(gone.line()), None, None))
+            self.replay(LogEvent(time.time(), "warning", gone.line(), None, None))
 
     def replay(self, event: LogEvent) -> None:
-        """Append an event as it is (also one that happened in an attached
-        headless svqtui, keeping its time)."""
+        """Append an event (also one that happened in an attached headless
+        svqtui, keeping its time), its text made safe."""
+        safe = safe_text(event.text)
+        if safe != event.text:
+            event = dataclasses.replace(event, text=safe)
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, event))

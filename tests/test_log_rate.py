@@ -57,3 +57,13 @@ def test_lines_are_made_safe() -> None:
     log = EventLog()
     log.error("qmp \x1b]0;pwned\x07vm: gone")
     assert log.since(0)[1][0].text == "qmp \\x1b]0;pwned\\x07vm: gone"
+
+
+def test_replayed_events_are_made_safe() -> None:
+    """An event replayed from an attached svqtui (which could be anyone
+    answering on the control socket) is stored escaped too."""
+    from svqtui.model import LogEvent
+
+    log = EventLog()
+    log.replay(LogEvent(0.0, "info", "\x1b[2Jspoofed\u202e"))
+    assert log.since(0)[1][0].text == "\\x1b[2Jspoofed\\u202e"

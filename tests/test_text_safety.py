@@ -103,3 +103,17 @@ def test_safe_json_refuses_deep_nesting() -> None:
         deep = [deep]
     with pytest.raises(JSONTooDeep):
         safe_json(deep)
+
+
+def test_the_queue_table_is_made_safe() -> None:
+    """`--once` / `ctl status`: a VM name and a status with escape sequences
+    (the snapshot may come from another process) print escaped."""
+    import dataclasses
+
+    from svqtui.outputs.table import format_table
+    from tests.support.console import synthetic_snapshot
+
+    snap = synthetic_snapshot(devices=1, queues=1)
+    vm = dataclasses.replace(snap.vms[0], name="\x1b]0;x\x07vm", devices=(), status="\x1b[2J")
+    out = format_table(dataclasses.replace(snap, vms=(vm,)))
+    assert "\x1b" not in out and "\\x1b" in out
