@@ -239,7 +239,7 @@ class QMPConnection:
         greeting = client.greeting
         v = greeting.QMP.version.get("qemu") if greeting is not None else None
         if isinstance(v, Mapping):
-            self.version = f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}"
+            self.version = safe_name(f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}")
 
     async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
         """Run one command (never two at once on this connection)."""
