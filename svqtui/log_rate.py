@@ -55,6 +55,7 @@ class RateLimiter:
         self._clock = clock
         self._max_kinds = max_kinds
         self._windows: collections.OrderedDict[str, _Window] = collections.OrderedDict()
+        self._next_scan = float("-inf")  # summaries() scans at most once a second
 
     def allow(self, kind: str) -> bool:
         """Whether a line of ``kind`` may be written now (else it is counted)."""
@@ -74,8 +75,12 @@ class RateLimiter:
         return False
 
     def summaries(self) -> list[Suppressed]:
-        """One entry per ended window that suppressed lines (each only once)."""
+        """One entry per ended window that suppressed lines (each only once;
+        found at most a second after the window ended)."""
         now = self._clock()
+        if now < self._next_scan:
+            return []
+        self._next_scan = now + min(1.0, self.window_s)
         out: list[Suppressed] = []
         for kind, window in list(self._windows.items()):
             if now - window.start >= self.window_s:
