@@ -2,16 +2,26 @@
 
 Sources and actions append; the console's log pane, the detail view and
 ``--headless`` (stderr) read. Bounded, so a noisy device cannot eat memory.
+
+Every line is made safe on the way in (``svqtui.text_safety.safe_text``: no
+control characters or escape sequences, bounded length), whoever wrote it:
+much of what is logged quotes peers. A line given a ``kind`` is rate-limited
+per kind (``svqtui.log_rate``): a flood becomes a few lines and one "... and
+N more KIND in 10 s" when its window ends (at the next line, or ``flush()``,
+which the monitor calls on every refresh).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 
+from svqtui.log_rate import RateLimiter
 from svqtui.model import LogEvent
+from svqtui.text_safety import safe_text
 
 Listener = Callable[[LogEvent], None]
 
@@ -19,8 +29,9 @@ Listener = Callable[[LogEvent], None]
 class EventLog:
     """A thread-safe ring of LogEvents with sequence numbers for readers."""
 
-    def __init__(self, maxlen: int = 2000) -> None:
+    def __init__(self, maxlen: int = 2000, limiter: RateLimiter | None = None) -> None:
         self._lock = threading.Lock()
+        self._limiter = limiter or RateLimiter()
         self._events: collections.deque[tuple[int, LogEvent]] = collections.deque(maxlen=maxlen)
         self._seq = 0
         self._listeners: list[Listener] = []
@@ -31,14 +42,34 @@ class EventLog:
         text: str,
         device_key: str | None = None,
         queue_index: int | None = None,
-    ) -> LogEvent:
+        *,
+        kind: str | None = None,
+    ) -> LogEvent | None:
+        """Append a line (made safe). With ``kind``: only if that kind is
+        within its rate (returns None when the line was counted instead)."""
+        self.flush()
+        if kind is not None:
+            with self._lock:
+                allowed = self._limiter.allow(kind)
+            if not allowed:
+                return None
         event = LogEvent(time.time(), level, text, device_key, queue_index)
         self.replay(event)
         return event
 
+    def flush(self) -> None:
+        """Write the "... and N more" line of every rate window that ended."""
+        with self._lock:
+            ended = self._limiter.summaries()
+        for gone in ended:
+            self.replay(LogEvent(time.time(), "warning", gone.line(), None, None))
+
     def replay(self, event: LogEvent) -> None:
-        """Append an event as it is (also one that happened in an attached
-        headless svqtui, keeping its time)."""
+        """Append an event (also one that happened in an attached headless
+        svqtui, keeping its time), its text made safe."""
+        safe = safe_text(event.text)
+        if safe != event.text:
+            event = dataclasses.replace(event, text=safe)
         with self._lock:
             self._seq += 1
             self._events.append((self._seq, event))
@@ -47,19 +78,34 @@ class EventLog:
             listener(event)
 
     def info(
-        self, text: str, device_key: str | None = None, queue_index: int | None = None
+        self,
+        text: str,
+        device_key: str | None = None,
+        queue_index: int | None = None,
+        *,
+        kind: str | None = None,
     ) -> None:
-        self.add("info", text, device_key, queue_index)
+        self.add("info", text, device_key, queue_index, kind=kind)
 
     def warning(
-        self, text: str, device_key: str | None = None, queue_index: int | None = None
+        self,
+        text: str,
+        device_key: str | None = None,
+        queue_index: int | None = None,
+        *,
+        kind: str | None = None,
     ) -> None:
-        self.add("warning", text, device_key, queue_index)
+        self.add("warning", text, device_key, queue_index, kind=kind)
 
     def error(
-        self, text: str, device_key: str | None = None, queue_index: int | None = None
+        self,
+        text: str,
+        device_key: str | None = None,
+        queue_index: int | None = None,
+        *,
+        kind: str | None = None,
     ) -> None:
-        self.add("error", text, device_key, queue_index)
+        self.add("error", text, device_key, queue_index, kind=kind)
 
     def since(self, seq: int) -> tuple[int, list[LogEvent]]:
         """Events after sequence number ``seq``, and the newest sequence number."""

@@ -4,17 +4,29 @@ vhost-user forwarding, QMP clients and the control socket server live here, so
 a frozen or slow console cannot delay a VM's device messages. Other threads
 hand it coroutines: ``submit`` (fire and get a future) or ``call`` (block until
 the result, with a timeout that becomes an operator-readable error).
+
+Errors nobody awaited (a callback that raised, a task's exception never
+retrieved) go through the loop's exception handler: one line each in the
+event log (``log``, or stderr without one), rate-limited per kind, never a
+traceback on the terminal (hundreds of them hit stderr when svqtui ran out of
+fds).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from svqtui.errors import IOLoopError, wire_error
+from svqtui.log_rate import RateLimiter
+from svqtui.text_safety import safe_text
+
+if TYPE_CHECKING:
+    from svqtui.eventlog import EventLog
 
 T = TypeVar("T")
 
@@ -45,8 +57,11 @@ def _describe(coro: Coroutine[Any, Any, Any]) -> str:
 class IOLoop:
     """Runs an asyncio loop in a daemon thread; other threads submit work."""
 
-    def __init__(self, name: str = THREAD_NAME) -> None:
+    def __init__(self, name: str = THREAD_NAME, log: EventLog | None = None) -> None:
+        self.log = log
+        self._stderr_limiter = RateLimiter()
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(self._on_exception)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = threading.Event()
 
@@ -61,6 +76,20 @@ class IOLoop:
         if pending:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
+
+    def _on_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """One line per unhandled error, rate-limited per kind."""
+        exc = context.get("exception")
+        message = str(context.get("message") or "unhandled error")
+        kind = f"I/O loop: {type(exc).__name__ if exc is not None else message}"
+        text = f"I/O loop: {message}" + (f": {type(exc).__name__}: {exc}" if exc else "")
+        if self.log is not None:
+            self.log.error(text, kind=kind)
+            return
+        if self._stderr_limiter.allow(kind):
+            print(safe_text(text), file=sys.stderr)
+        for gone in self._stderr_limiter.summaries():
+            print(gone.line(), file=sys.stderr)
 
     def start(self) -> None:
         self._thread.start()

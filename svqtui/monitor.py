@@ -347,6 +347,7 @@ class Monitor:
         clock calls this (and tests without one): ``advance=False`` keeps the
         rate window, history and stuck timers of the last advancing refresh."""
         started = time.perf_counter()
+        self.log.flush()  # rate-limited lines whose window ended: their summary now
         with self._lock:
             engine = self.engine.snapshot() if self.engine is not None else EngineSnapshot.empty()
             vms, statuses = self._collect(engine)

@@ -10,6 +10,7 @@ on the monitor's snapshots.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class Runtime:
             poll_cpu_budget=config.engine.poll_cpu_budget,
             cpu=config.engine.cpu,
         )
-        self.loop = IOLoop()
+        self.loop = IOLoop(log=self.log)
         # Sources by plug-in section (None: sources given by the caller, not reloaded).
         self._by_section = build_by_section(config) if sources is None else None
         self.sources = (
@@ -81,6 +82,9 @@ class Runtime:
     def start(self) -> None:
         """Start the engine, the I/O loop, then every source. A source
         that fails to start is logged and left out; the rest go on."""
+        raised = raise_fd_limit()
+        if raised is not None:
+            self.log.info(f"open-file limit raised from {raised[0]} to {raised[1]}")
         self.engine.start()
         self.loop.start()
         self._started = True
@@ -254,3 +258,18 @@ class Runtime:
         else:
             self._owner(device_key).reset(device_key)
         self.monitor.forget_rates()
+
+
+def raise_fd_limit() -> tuple[int, int] | None:
+    """Raise this process's open-file soft limit to its hard limit (to 2**20
+    when the hard limit is unlimited) (docs/design.md#limits); (old, new)
+    when raised, None when it already was there or cannot be raised."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, target

@@ -96,3 +96,28 @@ def test_a_call_to_a_stopped_loop_is_refused_at_once() -> None:
 
     with pytest.raises(IOLoopStopped, match="the I/O loop thread is not running"):
         loop.call(nothing(), timeout=60)
+
+
+def test_unhandled_errors_are_one_rate_limited_line_each(capfd: pytest.CaptureFixture[str]) -> None:
+    """300 callbacks that raise on the loop: the event log gets at most 5
+    lines of that kind (then one "... and N more" summary), never a traceback
+    on stderr (before: one traceback each, 297 of them out of fds)."""
+    from svqtui.eventlog import EventLog
+
+    log = EventLog()
+    loop = IOLoop("test-io", log=log)
+    loop.start()
+    try:
+
+        def boom() -> None:
+            raise OSError(24, "Too many open files")
+
+        for _ in range(300):
+            loop.call_soon(boom)
+        loop.call(asyncio.sleep(0.1))
+    finally:
+        loop.stop()
+    lines = [e.text for e in log.since(0)[1]]
+    assert 1 <= len(lines) <= 5, lines
+    assert "I/O loop: Exception in callback" in lines[0] and "Too many open files" in lines[0]
+    assert "Traceback" not in capfd.readouterr().err

@@ -4,6 +4,15 @@ The C loop (relay.c) runs in one dedicated thread with the GIL released. This
 module never reads or writes a relayed eventfd: it submits commands, which the
 engine thread takes off its command ring and applies in order, and copies counters out
 with the engine's lock-free seqlock reader.
+
+The engine thread must never block (docs/design.md#limits): before an fd goes
+to the engine it is checked here. An open fd that is not an eventfd or a
+pipe is refused (``BadFd``); every accepted fd is switched to O_NONBLOCK
+(a blocking pipe, or an eventfd a peer filled to its maximum, would stop the
+engine thread in write() and every queue with it). A closed fd is left to
+the engine, which reports it as the link's error. A source fd that is
+already another link's source is refused (``FdInUse``): epoll watches fd
+numbers, so removing either link would silently stop watching it for both.
 """
 
 from __future__ import annotations
@@ -11,7 +20,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
+import fcntl
 import os
+import stat
 import threading
 import time
 import weakref
@@ -21,10 +32,12 @@ from typing import Any
 
 from svqtui.engine._relay import ffi, lib
 from svqtui.engine.errors import (
+    BadFd,
     EngineFull,
     EngineNotRunning,
     EngineStartError,
     EngineTimeout,
+    FdInUse,
     UnknownQueue,
 )
 
@@ -166,6 +179,47 @@ class EngineSnapshot:
         return cls(0, EngineHealth(False, False, float("inf"), 0, 0, 0, 0), {})
 
 
+def _fd_kind(fd: int, st: os.stat_result) -> str:
+    """'eventfd', 'pipe', or what else the fd is (for the error)."""
+    if stat.S_ISFIFO(st.st_mode):
+        return "pipe"
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        target = "?"
+    if target == "anon_inode:[eventfd]":
+        return "eventfd"
+    if stat.S_ISREG(st.st_mode):
+        return "a regular file"
+    if stat.S_ISSOCK(st.st_mode):
+        return "a socket"
+    if stat.S_ISCHR(st.st_mode):
+        return "a character device"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory"
+    return target
+
+
+def check_fd(fd: int, what: str) -> None:
+    """Refuse an open fd the engine must not be given; make an accepted one
+    nonblocking. ``what`` names it for the error ("kick destination")."""
+    if fd < 0:
+        return
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return  # closed: the engine reports it as this link's error
+    kind = _fd_kind(fd, st)
+    if kind not in ("eventfd", "pipe"):
+        raise BadFd(f"{what} fd {fd} is {kind}: the engine relays eventfds (or pipes) only")
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if not flags & os.O_NONBLOCK:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    except OSError as err:
+        raise BadFd(f"{what} fd {fd}: cannot make it nonblocking: {err.strerror}") from None
+
+
 def _link_counters(raw: Any, name: str) -> LinkCounters:
     error = None
     if raw.err_op:
@@ -228,6 +282,8 @@ class Engine:
         self._free = collections.deque(range(max_queues))
         self._active: set[int] = set()
         self._high_water = 0
+        self._sources: dict[int, tuple[int, Link]] = {}  # source fd -> (slot, link)
+        self._link_src: dict[tuple[int, Link], int] = {}  # (slot, link) -> source fd
         self._snap_buf = ffi.new("struct svq_queue[]", max_queues)
         self._snap_lock = threading.Lock()  # one reader of _snap_buf at a time
         self._thread: threading.Thread | None = None
@@ -400,13 +456,28 @@ class Engine:
         """Relay kick_src -> kick_dst and call_src -> call_dst; return the slot.
 
         Both destinations are signalled once (a masked call link latches it).
+        ``BadFd`` for an fd that is not an eventfd or pipe, ``FdInUse`` for a
+        source that is already another link's source.
         """
+        for fd, what in (
+            (kick_src, "kick source"),
+            (kick_dst, "kick destination"),
+            (call_src, "call source"),
+            (call_dst, "call destination"),
+        ):
+            check_fd(fd, what)
+        if kick_src >= 0 and kick_src == call_src:
+            raise FdInUse(f"fd {kick_src} cannot be the source of both the kick and the call link")
         with self._slots_lock:
+            for fd, link in ((kick_src, Link.KICK), (call_src, Link.CALL)):
+                self._check_source_free(fd, None, link)
             if not self._free:
                 raise EngineFull(f"all {self.max_queues} engine queue slots are in use")
             slot = self._free.popleft()
             self._active.add(slot)
             self._high_water = max(self._high_water, slot + 1)
+            self._claim_source(slot, Link.KICK, kick_src)
+            self._claim_source(slot, Link.CALL, call_src)
         try:
             self._submit(
                 True,
@@ -425,6 +496,29 @@ class Engine:
         with self._slots_lock:
             self._active.discard(slot)
             self._free.append(slot)
+            self._claim_source(slot, Link.KICK, -1)
+            self._claim_source(slot, Link.CALL, -1)
+
+    def _check_source_free(self, fd: int, slot: int | None, link: Link) -> None:
+        """Raise FdInUse if ``fd`` is another link's source (caller holds _slots_lock)."""
+        if fd < 0:
+            return
+        owner = self._sources.get(fd)
+        if owner is not None and owner != (slot, link):
+            other_slot, other_link = owner
+            raise FdInUse(
+                f"fd {fd} is already the {other_link.name.lower()} source of queue slot"
+                f" {other_slot}: one fd can be the source of one link only"
+            )
+
+    def _claim_source(self, slot: int, link: Link, fd: int) -> None:
+        """Record ``fd`` as the source of (slot, link) (caller holds _slots_lock)."""
+        old = self._link_src.pop((slot, link), -1)
+        if old >= 0 and self._sources.get(old) == (slot, link):
+            del self._sources[old]
+        if fd >= 0:
+            self._sources[fd] = (slot, link)
+            self._link_src[(slot, link)] = fd
 
     def remove_queue(
         self, slot: int, handback: bool = False, timeout: float = DEFAULT_TIMEOUT_S
@@ -438,8 +532,14 @@ class Engine:
     def set_fd(
         self, slot: int, link: Link, end: End, fd: int, timeout: float = DEFAULT_TIMEOUT_S
     ) -> None:
-        """Replace one fd of a link; the destination is then signalled once."""
+        """Replace one fd of a link; the destination is then signalled once.
+        ``BadFd`` / ``FdInUse`` as for ``add_queue``."""
         self._check(slot)
+        check_fd(fd, f"{link.name.lower()} {'source' if end is End.SRC else 'destination'}")
+        if end is End.SRC:
+            with self._slots_lock:
+                self._check_source_free(fd, slot, link)
+                self._claim_source(slot, link, fd)
         self._submit(
             True,
             timeout,

@@ -33,3 +33,17 @@ class BadFault(EngineError):
 @wire_error("UnknownQueue")
 class UnknownQueue(EngineError):
     """A queue slot that is not (or no longer) in the engine."""
+
+
+@wire_error("BadFd")
+class BadFd(EngineError):
+    """An fd given to the engine is open but not an eventfd or a pipe (the
+    engine reads 8-byte counters from sources and writes them to
+    destinations), or its flags cannot be made nonblocking."""
+
+
+@wire_error("FdInUse")
+class FdInUse(EngineError):
+    """A source fd is already the source of another link: two readers of one
+    fd would each miss notifications, and removing either link would stop
+    watching the fd for both."""

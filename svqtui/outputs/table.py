@@ -1,9 +1,16 @@
-"""The plain-text queue table of ``--once`` and ``svqtui ctl status``."""
+"""The plain-text queue table of ``--once`` and ``svqtui ctl status``.
+
+Every line is made safe for the terminal (``svqtui.text_safety``): the
+snapshot may come from another process over the control socket, and names
+and statuses quote peers."""
 
 from __future__ import annotations
 
 from svqtui.model import Snapshot
 from svqtui.outputs.base import SnapshotOutput, register
+from svqtui.text_safety import safe_text
+
+MAX_LINE = 4000
 
 
 def _fmt(value: int | float | None, width: int) -> str:
@@ -49,7 +56,7 @@ def format_table(snap: Snapshot) -> str:
         f"{snap.engine.relays_per_s:.0f} relays/s, "
         f"{snap.engine.queues} queues; sources: {status or 'none'}"
     )
-    return "\n".join(lines)
+    return "\n".join(safe_text(line, MAX_LINE) for line in lines)
 
 
 @register("table")

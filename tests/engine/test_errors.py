@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from svqtui.engine import End, Link
+from svqtui.engine.errors import BadFd, FdInUse
 from tests.support.engine import Rig, drain, signal
 from tests.support.wait import wait_until
 
@@ -30,10 +31,13 @@ def closed_fd() -> int:
 
 @pytest.fixture
 def read_only_fd() -> Iterator[int]:
-    """An fd that cannot be written: /dev/null opened read-only."""
-    fd = os.open(os.devnull, os.O_RDONLY)
-    yield fd
-    os.close(fd)
+    """An fd the engine accepts as a destination but cannot write: a pipe's
+    read end (a file such as /dev/null is refused before it reaches the
+    engine, see test_fd_checks.py)."""
+    r, w = os.pipe()
+    yield r
+    os.close(r)
+    os.close(w)
 
 
 def assert_others_relay(rig: Rig) -> None:
@@ -147,23 +151,25 @@ def test_source_short_read(rig: Rig) -> None:
     assert_others_relay(rig)
 
 
-def test_regular_file_source(rig: Rig) -> None:
-    """A regular file cannot be polled: epoll refuses it (EPERM) and the
-    error says so for the kick source."""
+def test_regular_file_source_is_refused(rig: Rig) -> None:
+    """A regular file is not an eventfd: set_fd refuses it with BadFd naming
+    the kick source and the fd; the queue keeps its old source and relays."""
     with tempfile.TemporaryFile() as f:
-        slot, _fds = rig.add()
-        rig.engine.set_fd(slot, Link.KICK, End.SRC, f.fileno())
-        reason(rig.engine.queue(slot).kick.error, "kick", "source", f.fileno(), errno.EPERM)
+        slot, fds = rig.add()
+        with pytest.raises(BadFd, match=f"kick source fd {f.fileno()} is a regular file"):
+            rig.engine.set_fd(slot, Link.KICK, End.SRC, f.fileno())
+        assert rig.engine.queue(slot).kick.src == fds.kick_src
         rig.engine.remove_queue(slot)
     assert_others_relay(rig)
 
 
 def test_same_source_twice_is_refused(rig: Rig) -> None:
     """One eventfd cannot be the source of two links (it would be read by
-    both): the second watch fails with EEXIST instead of relaying twice."""
+    both): the second add_queue is refused with FdInUse naming the fd and
+    the link that has it, and the first link is untouched."""
     slot, fds = rig.add()
-    other_slot = rig.engine.add_queue(fds.kick_src, rig.efd())
-    reason(rig.engine.queue(other_slot).kick.error, "kick", "source", fds.kick_src, errno.EEXIST)
+    with pytest.raises(FdInUse, match=f"fd {fds.kick_src} is already the kick source of queue"):
+        rig.engine.add_queue(fds.kick_src, rig.efd())
     assert rig.engine.queue(slot).error is None
 
 

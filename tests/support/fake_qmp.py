@@ -28,6 +28,12 @@ class FakeQMP:
     "close-mid-command" (greets, negotiates, hangs up on the first command),
     "garbage-reply" (greets, negotiates, answers the first command with garbage),
     "qemu" (answers ``replies``; query-commands lists ``commands``).
+
+    Hostile extras, for what no real QEMU sends: ``raw_replies`` maps a
+    command to the exact bytes sent as its reply line (e.g. JSON nested
+    20,000 deep); ``flood`` is a list of events sent over and over, as fast
+    as the socket takes them (or in bursts ``flood_pause_s`` apart), from the
+    first command on, until ``flood_stop`` is set (``events_sent`` counts them).
     """
 
     def __init__(
@@ -38,7 +44,16 @@ class FakeQMP:
         version: tuple[int, int, int] = (6, 2, 0),
         commands: tuple[str, ...] = BASE_COMMANDS,
         replies: Mapping[str, Reply] | None = None,
+        raw_replies: Mapping[str, bytes] | None = None,
+        flood: list[dict[str, Any]] | None = None,
+        flood_pause_s: float = 0.0,
     ) -> None:
+        self.flood_pause_s = flood_pause_s
+        self.raw_replies = dict(raw_replies or {})
+        self.flood = flood
+        self._flood_events = list(flood or [])
+        self.flood_stop = threading.Event()
+        self.events_sent = 0
         self.path = path
         self.mode = mode
         self.version = version
@@ -55,6 +70,7 @@ class FakeQMP:
         self._server.listen(8)
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -74,7 +90,8 @@ class FakeQMP:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _send(self, conn: socket.socket, obj: object) -> None:
-        conn.sendall(json.dumps(obj).encode() + b"\n")
+        with self._send_lock:  # the flood thread writes the same socket
+            conn.sendall(json.dumps(obj).encode() + b"\n")
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -106,7 +123,28 @@ class FakeQMP:
                     conn.sendall(b"<html>502 Bad Gateway</html>\n")
                     conn.recv(1)
                     return
+            cmd = msg.get("execute")
+            if isinstance(cmd, str) and cmd in self.raw_replies:
+                with self._send_lock:
+                    conn.sendall(self.raw_replies[cmd])
+                continue
             self._send(conn, self._reply(msg))
+            if self.flood and cmd != "qmp_capabilities":
+                threading.Thread(target=self._flood, args=(conn,), daemon=True).start()
+                self.flood = None  # one flood per server
+
+    def _flood(self, conn: socket.socket) -> None:
+        events = [json.dumps(e).encode() + b"\n" for e in self._flood_events]
+        burst = b"".join(events * 64)
+        try:
+            while not self.flood_stop.is_set() and not self._closed:
+                with self._send_lock:
+                    conn.sendall(burst)
+                self.events_sent += 64 * len(events)
+                if self.flood_pause_s:
+                    self.flood_stop.wait(self.flood_pause_s)
+        except OSError:
+            return
 
     @staticmethod
     def _messages(conn: socket.socket) -> Iterator[dict[str, Any]]:

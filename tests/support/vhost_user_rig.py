@@ -20,7 +20,7 @@ from svqtui.io_loop import IOLoop
 from svqtui.model import DeviceView, LogEvent, QueueView
 from svqtui.sources.base import SourceContext
 from svqtui.sources.vhost_user import VhostUserSource
-from svqtui.sources.vhost_user.settings import VhostUserDevice
+from svqtui.sources.vhost_user.settings import DeviceLimits, VhostUserDevice
 from tests.support.vhost_user_frontend import VhostUserFrontend
 from tests.support.wait import wait_until
 
@@ -81,11 +81,21 @@ class InterposerRig:
         context: Context,
         sock_dir: Path,
         backends: Sequence[str | Path],
-        shadow: bool = False,
+        shadow: bool | Sequence[bool] = False,
+        limits: Sequence[DeviceLimits] | None = None,
     ) -> None:
+        """``shadow`` and ``limits``: one for all devices, or one per device."""
         self.context = context
+        shadows = [shadow] * len(backends) if isinstance(shadow, bool) else list(shadow)
+        limit_list = list(limits) if limits is not None else [DeviceLimits()] * len(backends)
         self.devices = [
-            VhostUserDevice(f"blk{i}", str(sock_dir / f"vu{i}.sock"), str(backend), shadow)
+            VhostUserDevice(
+                f"blk{i}",
+                str(sock_dir / f"vu{i}.sock"),
+                str(backend),
+                shadows[i],
+                limits=limit_list[i],
+            )
             for i, backend in enumerate(backends)
         ]
         self.source = VhostUserSource(self.devices)

@@ -12,11 +12,23 @@ the library into one of svqtui's precise errors with a one-line message:
 qemu.qmp logs its own failures through ``logging``; svqtui reports them
 itself, one line each in the event log, so that library's log records are
 kept off the terminal (they would draw over the console).
+
+Bounded memory whatever the peer sends (docs/design.md#limits): qemu.qmp's
+default all-events listener (``QMPClient.events``), which nothing drains,
+is given a filter that takes no event, and every ``EventListener`` keeps a
+``history`` of every event it ever took, so svqtui listens with
+``BoundedListener`` instead: a queue of at most ``EVENT_QUEUE_MAX`` events,
+no history, the oldest dropped (and counted) when the reader falls behind.
+Replies and events are untrusted text: every string in them is made safe
+(``svqtui.text_safety.safe_json``) before svqtui looks at it, and a value
+nested deeper than any QMP reply svqtui reads is refused as a protocol
+violation, one line, never an internal error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -34,6 +46,7 @@ from qemu.qmp import (
     StateError,
 )
 from qemu.qmp.error import ProtocolError
+from qemu.qmp.message import Message
 
 from svqtui.sources.qmp.errors import (
     QMPCommandFailed,
@@ -42,6 +55,11 @@ from svqtui.sources.qmp.errors import (
     QMPProtocolViolation,
     QMPUnreachable,
 )
+from svqtui.text_safety import JSONTooDeep, safe_json, safe_name, safe_text
+
+EVENT_QUEUE_MAX = 256  # events svqtui has not read yet, per connection
+TOO_DEEP = "JSON nested too deeply"
+READ_LIMIT_BYTES = 1 << 20  # the longest QMP line svqtui reads (query-commands is ~20 KiB)
 
 _lib_log = logging.getLogger("qemu.qmp")
 _lib_log.addHandler(logging.NullHandler())
@@ -58,8 +76,9 @@ def _peer_pid(sock: socket.socket) -> int | None:
 
 
 def _short(err: BaseException) -> str:
+    """The first line of an error's text, made safe (it may quote the peer)."""
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return safe_text(text[0] if text else type(err).__name__, 200)
 
 
 def _describe_connect_failure(path: str, err: BaseException) -> QMPError:
@@ -70,6 +89,8 @@ def _describe_connect_failure(path: str, err: BaseException) -> QMPError:
         chain.append(cause)
         cause = getattr(cause, "exc", None)
     root = chain[-1]
+    if isinstance(root, RecursionError):
+        return QMPProtocolViolation(f"{path} does not speak QMP ({TOO_DEEP})")
     if isinstance(root, EOFError | ConnectionResetError | BrokenPipeError):
         return QMPUnreachable(
             f"{path} closed the connection before the QMP session began"
@@ -86,6 +107,68 @@ def _describe_connect_failure(path: str, err: BaseException) -> QMPError:
     if isinstance(root, OSError):
         return QMPUnreachable(f"cannot talk to {path}: {root.strerror or _short(root)}")
     return QMPUnreachable(f"cannot open a QMP session on {path}: {_short(root)}")
+
+
+def _no_event(_event: Message) -> bool:
+    return False
+
+
+class BoundedListener(EventListener):
+    """An ``EventListener`` with a bounded queue and no history.
+
+    ``put`` never waits: when ``maxlen`` events are unread the oldest is
+    dropped and counted in ``dropped`` (the reader learns of it from
+    ``take_dropped()``). ``received`` counts every event accepted.
+    """
+
+    def __init__(self, names: Iterable[str], maxlen: int = EVENT_QUEUE_MAX) -> None:
+        super().__init__(names=list(names))
+        self._events: collections.deque[Message] = collections.deque(maxlen=maxlen)
+        self._ready = asyncio.Event()
+        self.received = 0
+        self.dropped = 0
+        self._dropped_unseen = 0
+
+    async def put(self, event: Message) -> None:
+        if not self.accept(event):
+            return
+        self.received += 1
+        if len(self._events) == self._events.maxlen:
+            self.dropped += 1
+            self._dropped_unseen += 1
+        self._events.append(event)
+        self._ready.set()
+
+    async def get(self) -> Message:
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.popleft()
+
+    def empty(self) -> bool:
+        return not self._events
+
+    def clear(self) -> list[Message]:
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def take_dropped(self) -> int:
+        """Events dropped since the last call."""
+        n, self._dropped_unseen = self._dropped_unseen, 0
+        return n
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+
+def new_client(name: str) -> QMPClient:
+    """A ``QMPClient`` whose default all-events listener takes nothing (it is
+    never drained) and whose reads are bounded to ``READ_LIMIT_BYTES``."""
+    client = QMPClient(name, readbuflen=READ_LIMIT_BYTES)
+    client.events.event_filter = _no_event
+    return client
 
 
 class QMPConnection:
@@ -140,7 +223,7 @@ class QMPConnection:
             sock.close()
             raise QMPUnreachable(f"cannot connect to {self.path}: {err.strerror}") from None
         self.pid = _peer_pid(sock)
-        client = QMPClient(self.name)
+        client = new_client(self.name)
         try:
             await asyncio.wait_for(client.connect(sock), self.connect_timeout_s)
         except TimeoutError:
@@ -156,7 +239,7 @@ class QMPConnection:
         greeting = client.greeting
         v = greeting.QMP.version.get("qemu") if greeting is not None else None
         if isinstance(v, Mapping):
-            self.version = f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}"
+            self.version = safe_name(f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}")
 
     async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
         """Run one command (never two at once on this connection)."""
@@ -166,11 +249,19 @@ class QMPConnection:
         async with self._lock:
             self.commands_sent += 1
             try:
-                return await asyncio.wait_for(
+                reply = await asyncio.wait_for(
                     client.execute(command, arguments), self.command_timeout_s
                 )
+                return safe_json(reply)
+            except JSONTooDeep as err:
+                await self._drop()
+                raise QMPProtocolViolation(
+                    f"{self.path} sent something that is not QMP as the reply to {command} ({err})"
+                ) from None
             except ExecuteError as err:
-                raise QMPCommandFailed(command, err.error_class, str(err)) from None
+                raise QMPCommandFailed(
+                    command, safe_name(err.error_class), safe_text(str(err))
+                ) from None
             except TimeoutError:
                 await self._drop()
                 raise QMPConnectionLost(
@@ -198,17 +289,22 @@ class QMPConnection:
             )
         except (EOFError, OSError, QMPError, ConnectionError):
             pass
+        except RecursionError:  # json.loads in the library's reader
+            return QMPProtocolViolation(
+                f"{self.path} sent something that is not QMP during {command} ({TOO_DEEP})"
+            )
         except Exception as err:  # the library re-raises its reader's failure here
             return QMPConnectionLost(
                 f"{self.path}: connection lost during {command} ({_short(err)})"
             )
         return QMPConnectionLost(f"{self.path} closed the connection during {command}")
 
-    def listen(self, names: Iterable[str]) -> EventListener:
-        """A listener for these events (registered until the connection closes)."""
+    def listen(self, names: Iterable[str]) -> BoundedListener:
+        """A bounded listener for these events (registered until the connection
+        closes); what it yields is raw: pass it through ``safe_json``."""
         if self._client is None:
             raise QMPConnectionLost(f"not connected to {self.path}")
-        listener = EventListener(names=list(names))
+        listener = BoundedListener(names)
         self._client.register_listener(listener)
         return listener
 

@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
-from qemu.qmp import EventListener
 
 from svqtui.eventlog import EventLog
 from svqtui.model import DeviceView, MigrationView, ShadowVia, SourceKind, VMRole, VMView
 from svqtui.sources.discovery import QemuCommandLine
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
-from svqtui.sources.qmp.client import QMPConnection
+from svqtui.sources.qmp.client import BoundedListener, QMPConnection
 from svqtui.sources.qmp.devices import (
     CMD_ELEMENT,
     CMD_VHOST,
@@ -62,6 +61,7 @@ from svqtui.sources.qmp.devices import (
 )
 from svqtui.sources.qmp.errors import QMPCommandFailed, QMPError, VMDisconnected
 from svqtui.sources.qmp.migration import EVENTS, event_line, is_running, migration_view
+from svqtui.text_safety import JSONTooDeep, safe_json, safe_name
 
 MIN_QUEUE_BUDGET = 4
 
@@ -272,7 +272,10 @@ class VMSession:
         except QMPCommandFailed:
             return
         name = reply.get("name") if isinstance(reply, Mapping) else None
-        if not isinstance(name, str) or not name or name == self.name:
+        if not isinstance(name, str) or not name:
+            return
+        name = safe_name(name)
+        if name == self.name:
             return
         if self._claim_name is None or self._claim_name(self, name):
             self.name = name
@@ -338,7 +341,7 @@ class VMSession:
         present: dict[str, str] = {}
         for entry in listing if isinstance(listing, list) else ():
             if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
-                present[entry["path"]] = str(entry.get("name", "virtio"))
+                present[entry["path"]] = safe_name(entry.get("name", "virtio"))
         for path in list(self._devices):
             if path not in present:
                 del self._devices[path]
@@ -480,9 +483,25 @@ class VMSession:
 
     # -- events -------------------------------------------------------------------
 
-    async def _consume(self, listener: EventListener) -> None:
-        async for event in listener:
-            self._on_event(event)
+    async def _consume(self, listener: BoundedListener) -> None:
+        async for raw in listener:
+            dropped = listener.take_dropped()
+            if dropped:
+                self._log.warning(
+                    f"qmp {self.name}: {dropped:,} events dropped (QEMU sent them faster"
+                    " than svqtui reads)",
+                    kind=f"qmp {self.name} dropped events",
+                )
+            try:
+                event = safe_json(raw)
+            except JSONTooDeep as err:
+                self._log.warning(
+                    f"qmp {self.name}: an event was ignored: {err}",
+                    kind=f"qmp {self.name} bad events",
+                )
+                continue
+            if isinstance(event, Mapping):
+                self._on_event(event)
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
         name = event.get("event")
@@ -512,7 +531,10 @@ class VMSession:
             level, text = line
             gone = data.get("device") if name == "DEVICE_DELETED" else None
             key = f"qmp:{self.name}/{gone}" if isinstance(gone, str) and gone else None
-            self._log.add(level, f"qmp {self.name}: {text}", device_key=key)
+            kind = "STOP/RESUME" if name in ("STOP", "RESUME") else str(name)
+            self._log.add(
+                level, f"qmp {self.name}: {text}", device_key=key, kind=f"qmp {self.name} {kind}"
+            )
         self.poke()
 
     # -- actions ------------------------------------------------------------------

@@ -116,7 +116,10 @@ class Channel:
             try:
                 if flags & socket.MSG_CTRUNC:
                     close_fds(fds)
-                    raise TooManyFds(f"more than {SCM_MAX_FD} fds in one message")
+                    raise TooManyFds(
+                        f"fds of a message were lost: more than {SCM_MAX_FD}, or svqtui"
+                        " has no room for them (open-file limit)"
+                    )
                 if not data:
                     close_fds(fds)
                     self._decoder.eof()

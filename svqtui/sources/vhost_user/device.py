@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import stat
@@ -43,6 +44,8 @@ from svqtui.unix_socket import bind_private
 from svqtui.virtio.guest_memory import GuestMemory
 
 CONNECT_TIMEOUT_S = 5.0
+ACCEPT_BACKOFF_S = 0.5  # out of fds: stop accepting this long (no spinning)
+OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 LABEL = "vhost-user"
 
 
@@ -125,7 +128,7 @@ class DeviceInterposer:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:
-            self.ctx.log.error(f"{self.config.name}: accept failed: {err}", device_key=self.key)
+            self._accept_failed(err)
             return
         if self._conn is not None or self._connecting:
             self.ctx.log.warning(
@@ -140,11 +143,44 @@ class DeviceInterposer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _accept_failed(self, err: OSError) -> None:
+        """accept() failed: log (rate-limited) and, when out of fds, stop
+        accepting for a moment: the pending connection keeps the listen socket
+        readable, and retrying at once would spin."""
+        assert self._listener is not None and self._loop is not None
+        out_of_fds = err.errno in OUT_OF_FDS
+        why = "svqtui is out of file descriptors" if out_of_fds else "accept failed"
+        self.ctx.log.error(
+            f"{self.config.name}: cannot accept QEMU's connection: {why}"
+            f" ({err.strerror or err}); retrying in {ACCEPT_BACKOFF_S:g} s",
+            device_key=self.key,
+            kind=f"{self.config.name} accept {err.errno}",
+        )
+        listener, loop = self._listener, self._loop
+        loop.remove_reader(listener.fileno())
+
+        def again() -> None:
+            if self._listener is listener and self.listening:
+                loop.add_reader(listener.fileno(), self._accept)
+
+        loop.call_later(ACCEPT_BACKOFF_S, again)
+
     async def _open(self, frontend: socket.socket) -> None:
         """Connect to the back-end for a new front-end and start forwarding."""
         assert self._loop is not None
         self.status = f"QEMU connected; connecting to the back-end at {self.config.backend}"
-        backend = _unix_socket()
+        try:
+            backend = _unix_socket()
+        except OSError as err:  # out of fds
+            frontend.close()
+            self._connecting = False
+            self.status = f"disconnected: cannot connect to the back-end: {err.strerror}"
+            self.ctx.log.error(
+                f"{self.config.name}: {self.status}; closed QEMU's connection",
+                device_key=self.key,
+                kind=f"{self.config.name} backend socket {err.errno}",
+            )
+            return
         backend.setblocking(False)
         try:
             try:
@@ -183,6 +219,7 @@ class DeviceInterposer:
             shadow=self.shadow_wanted,
             on_closed=lambda reason, error: self._closed(conn, reason, error),
             on_change=lambda: self._publish(conn),
+            limits=self.config.limits,
         )
         self._conn = conn
         self._connecting = False

@@ -54,3 +54,9 @@ class ShadowSwitchError(VhostUserError):
 @wire_error("NotConnected")
 class NotConnected(VhostUserError):
     """The interposed device has no front-end connected right now."""
+
+
+@wire_error("DeviceLimitExceeded")
+class DeviceLimitExceeded(VhostUserError):
+    """A front-end made svqtui exceed one of its device's limits (rings,
+    memory regions, fds): that connection is closed, the others go on."""

@@ -37,6 +37,11 @@ and after the ack signals it once so a kick taken during the switch is not
 lost. Calls need no such order (writers may be many). Only eventfds are ever
 given to the engine; any other fd QEMU sends is passed through unchanged.
 
+Limits (docs/design.md#limits): a connection may name at most
+``limits.rings`` rings, hold ``limits.regions`` memory regions and make
+svqtui hold ``limits.fds`` fds; a front-end over one is disconnected alone,
+with one line naming the limit (``DeviceLimitExceeded``).
+
 Everything here runs in the I/O loop thread.
 """
 
@@ -76,9 +81,16 @@ from svqtui.sources.vhost_user.codec import (
     unpack_u64,
     unpack_vring_file,
 )
-from svqtui.sources.vhost_user.errors import BadHeader, BadPayload, NotConnected, ShadowSwitchError
+from svqtui.sources.vhost_user.errors import (
+    BadHeader,
+    BadPayload,
+    DeviceLimitExceeded,
+    NotConnected,
+    ShadowSwitchError,
+)
 from svqtui.sources.vhost_user.fdident import describe
 from svqtui.sources.vhost_user.rings import MemoryTable
+from svqtui.sources.vhost_user.settings import DeviceLimits
 from svqtui.sources.vhost_user.shadow import Holder, Vring, VringSnapshot
 from svqtui.virtio.guest_memory import RegionTable
 
@@ -124,8 +136,10 @@ class Connection:
         shadow: bool,
         on_closed: Callable[[str, bool], None],
         on_change: Callable[[], None],
+        limits: DeviceLimits | None = None,
     ) -> None:
         self.key = key
+        self.limits = limits or DeviceLimits()
         self.label = label
         self._loop = loop
         self._engine = engine
@@ -200,9 +214,16 @@ class Connection:
         def guarded(msg: Message) -> None:
             try:
                 handler(msg)
+                self._check_fd_limit()
             except ProtocolError as err:
                 msg.close()
                 self._peer_closed(peer, str(err), err)
+            except DeviceLimitExceeded as err:
+                msg.close()
+                self.close(f"{FRONTEND} went over a limit: {err}", True)
+            except OSError as err:  # out of fds (EMFILE) while dup'ing or mapping
+                msg.close()
+                self.close(f"cannot handle {msg.name()} from {peer}: {err.strerror or err}", True)
             except Exception as err:  # a bug must cost one connection, not the loop
                 msg.close()
                 self.close(f"internal error handling {msg.name()} from {peer}: {err!r}", True)
@@ -304,8 +325,29 @@ class Connection:
             return None
         vring = self.vrings.get(index)
         if vring is None:
+            if len(self.vrings) >= self.limits.rings:
+                raise DeviceLimitExceeded(
+                    f"ring {index} would be ring number {len(self.vrings) + 1}, over the limit"
+                    f" of {self.limits.rings} rings (devices: limits: rings)"
+                )
             vring = self.vrings[index] = Vring(index)
         return vring
+
+    def held_fds(self) -> int:
+        """Fds svqtui holds for this connection: the two sockets, each ring's
+        kept and own eventfds, one per memory region."""
+        held = 2 + len(self.memory.regions)
+        for v in self.vrings.values():
+            held += sum(fd is not None for fd in (v.fe_kick, v.fe_call, v.eng_kick, v.eng_call))
+        return held
+
+    def _check_fd_limit(self) -> None:
+        held = self.held_fds()
+        if held > self.limits.fds:
+            raise DeviceLimitExceeded(
+                f"svqtui would hold {held} fds for it, over the limit of {self.limits.fds}"
+                " (devices: limits: fds)"
+            )
 
     def _hide_protocol_features(self, msg: Message) -> None:
         offered = unpack_u64(msg.payload, "GET_PROTOCOL_FEATURES reply")
@@ -344,6 +386,11 @@ class Connection:
         region = unpack_mem_reg(msg.payload)
         if len(msg.fds) != 1:
             raise BadPayload(f"ADD_MEM_REG: {len(msg.fds)} fds, expected 1")
+        if len(self.memory.regions) >= self.limits.regions:
+            raise DeviceLimitExceeded(
+                f"ADD_MEM_REG would make {len(self.memory.regions) + 1} memory regions, over"
+                f" the limit of {self.limits.regions} (devices: limits: regions)"
+            )
         self.memory.add(region, msg.fds[0])
         self._to_backend(msg)
 

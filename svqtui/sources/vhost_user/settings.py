@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grp
 import pwd
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,26 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLimits:
+    """What one front-end connection may make svqtui hold (docs/design.md#limits).
+
+    A front-end over a limit is disconnected alone, with one log line naming
+    the limit; the other devices go on. The defaults fit any QEMU device
+    (a 32-queue-pair virtio-net has 65 rings; QEMU uses a handful of memory
+    regions, up to the back-end's GET_MAX_MEM_SLOTS with memory hotplug).
+    """
+
+    rings: int = 64  # ring indices the front-end may name (the protocol allows 256)
+    regions: int = 64  # memory regions held at once (SET_MEM_TABLE has at most 8; ADD_MEM_REG)
+    fds: int = 512  # fds svqtui holds for the connection (4 per shadowed ring, 1 per region)
+
+
+MAX_LIMIT_RINGS = 256  # an 8-bit ring index
+MAX_LIMIT_REGIONS = 509  # VHOST_USER_MAX_RAM_SLOTS
+MAX_LIMIT_FDS = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
 class VhostUserDevice:
     name: str
     listen: str  # the socket QEMU's -chardev socket,path= connects to
@@ -28,6 +49,8 @@ class VhostUserDevice:
     mode: int = 0o600  # the listen socket's mode, whatever the umask
     uid: int = -1  # the listen socket's owner (-1: svqtui's user)
     gid: int = -1  # the listen socket's group (-1: svqtui's group)
+
+    limits: DeviceLimits = DeviceLimits()
 
 
 def file_mode(r: ConfigReader, node: yaml.Node, key: str) -> int:
@@ -62,13 +85,27 @@ def group_id(r: ConfigReader, node: yaml.Node, key: str) -> int:
         raise r.fail(node, key, f"no group {value!r} on this host (see getent group)") from None
 
 
+def parse_limits(r: ConfigReader, node: yaml.Node, key: str) -> DeviceLimits:
+    found = r.mapping(node, key, ("rings", "regions", "fds"))
+    default = DeviceLimits()
+
+    def bounded(maximum: int) -> Callable[[yaml.Node, str], int]:
+        return lambda n, k: r.integer(n, k, 1, maximum)
+
+    return DeviceLimits(
+        rings=r.optional(found, "rings", key, bounded(MAX_LIMIT_RINGS), default.rings),
+        regions=r.optional(found, "regions", key, bounded(MAX_LIMIT_REGIONS), default.regions),
+        fds=r.optional(found, "fds", key, bounded(MAX_LIMIT_FDS), default.fds),
+    )
+
+
 def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, ...]:
     devices: list[VhostUserDevice] = []
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(r.sequence(node, key)):
         at = f"{key}[{i}]"
         found = r.mapping(
-            item, at, ("name", "listen", "backend", "shadow", "owner", "group", "mode")
+            item, at, ("name", "listen", "backend", "shadow", "owner", "group", "mode", "limits")
         )
         for required in ("name", "listen", "backend"):
             if required not in found:
@@ -86,6 +123,9 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
             mode=r.optional(found, "mode", at, lambda n, k: file_mode(r, n, k), 0o600),
             uid=r.optional(found, "owner", at, lambda n, k: user_id(r, n, k), -1),
             gid=r.optional(found, "group", at, lambda n, k: group_id(r, n, k), -1),
+            limits=r.optional(
+                found, "limits", at, lambda n, k: parse_limits(r, n, k), DeviceLimits()
+            ),
         )
         if device.listen == device.backend:
             raise r.fail(item, f"{at}.listen", "listen and backend must be different sockets")
@@ -138,5 +178,6 @@ devices: []
 #    shadow: off
 #    owner: libvirt-qemu
 #    mode: 0600
+#    limits: {rings: 64, regions: 64, fds: 512}   # per connection; over it, disconnected
 """,
 )
