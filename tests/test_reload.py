@@ -113,7 +113,7 @@ def test_vhost_user_devices_reload_in_place(tmp_path: Path) -> None:
         return "demo: {enabled: false}\nqmp: {discover: false}\ndevices:\n" + "".join(items)
 
     def dev(name: str, listen: str, shadow: str = "off") -> str:
-        backend = tmp_path / "be.sock"
+        backend = tmp_path / f"be-{name}.sock"  # every socket its own path (config rule)
         where = f"listen: {tmp_path / listen}, backend: {backend}"
         return f"  - {{name: {name}, {where}, shadow: {shadow}}}\n"
 

@@ -71,7 +71,7 @@ FIRST_REQUEST_S = 5.0  # a new connection must send its first request within thi
 IDLE_S = 300.0  # then one at least this often (--attach polls every refresh <= 60 s)
 WRITE_TIMEOUT_S = 30.0  # a client must read its replies within this
 LATEST_TIMEOUT_S = 5.0  # how long a command waits for the first snapshot
-ALL_DEVICES = "*"  # the action lane of `reset` without a device
+ALL_DEVICES = "*"  # the lane of actions on no one device (reset all, reload, record dump)
 
 
 @dataclass(eq=False)
@@ -337,7 +337,7 @@ class ControlServer:
         """The lane an action runs in (its device's key), or the error reply
         when the device cannot be found."""
         try:
-            if request.cmd is Command.RESET and request.optional_text("device") is None:
+            if request.optional_text("device") is None:  # reset all, reload, record dump
                 return ALL_DEVICES
             return self._device(request).key
         except SvqtuiError as err:

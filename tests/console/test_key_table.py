@@ -70,7 +70,7 @@ def test_the_subclass_gets_a_binding_for_its_key_only() -> None:
 
 async def test_the_added_key_runs_and_shows_everywhere(runtime: Runtime) -> None:
     """x runs the subclass's action; the help screen lists it, and behind the
-    help screen x does nothing; the palette offers "Extra (x)" and runs it."""
+    help screen z does nothing; the palette offers "Extra (z)" and runs it."""
     app = ExtraApp(runtime)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.frames >= 1, "the first snapshot")
@@ -84,13 +84,13 @@ async def test_the_added_key_runs_and_shows_everywhere(runtime: Runtime) -> None
         assert EXTRA.help in " ".join(console.export_text().split())
         await pilot.press("z")
         await pilot.pause(0.1)
-        assert app.presses == 1, "x behind the help screen ran nothing"
+        assert app.presses == 1, "z behind the help screen ran nothing"
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "help closed")
 
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
-        await pilot.press(*"Extra (x)")
+        await pilot.press(*"Extra (z)")
         await until(
             pilot, lambda: app.screen.query_one(CommandList).option_count > 0, "a palette hit"
         )

@@ -92,7 +92,9 @@ async def test_r_resets_counters(app: SvqtuiApp) -> None:
     """r with "all VMs" selected zeroes every queue's counters."""
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        assert any(r.view.kicks for r in app.snapshot.rows.values())
+        await until(  # the first snapshot shown may predate the fixture's demo ticks
+            pilot, lambda: any(r.view.kicks for r in app.snapshot.rows.values()), "counted kicks"
+        )
         await pilot.press("r")
         await until(
             pilot,

@@ -102,6 +102,7 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.outputs.prometheus.MetricsListenError",
         "svqtui.unix_socket.SocketPathTooLong",
+        "svqtui.web.WebUnavailable",
         # guest memory reads fail into a ring view's one line, never a reply
         "svqtui.virtio.guest_memory.GuestMemoryError",
         "svqtui.virtio.guest_memory.MemoryReleased",

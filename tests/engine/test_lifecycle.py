@@ -159,7 +159,7 @@ def test_close_frees_the_engine_fds_and_refuses_later_use() -> None:
     before = len(os.listdir("/proc/self/fd"))
     engine = Engine(4)
     engine.start()
-    assert len(os.listdir("/proc/self/fd")) == before + 3  # epoll, command ring, tick
+    assert len(os.listdir("/proc/self/fd")) == before + 4  # epoll, command ring, tick, delay
     engine.close()
     assert len(os.listdir("/proc/self/fd")) == before
     with pytest.raises(EngineNotRunning):
