@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from svqtui.virtio.requests import Request
+from svqtui.virtio.split_ring import RingState
+
 
 class MaskState(enum.StrEnum):
     """Guest-notifier masking of a queue's call path (QEMU's tri-state)."""
@@ -74,6 +77,12 @@ class QueueView:
     error: str | None = None
     ring_source: str | None = None  # where avail/used come from ("ring", "qmp")
     stuck_hint: str | None = None  # a source's own stuck verdict (e.g. demo "device stalled")
+    ring: RingState | None = None  # flags, indices, event indices read from the ring itself
+    oldest: Request | None = None  # the oldest request not yet used, decoded
+    oldest_head: int | None = None  # its head (also when it could not be decoded)
+    oldest_position: int | None = None  # its avail ring position (= used.idx)
+    in_flight_note: str | None = None  # why the in-flight heads may be wrong or unread
+    hold: bool = False  # the operator's mask (m) holds this queue's calls
 
     @property
     def in_flight(self) -> int | None:
@@ -160,6 +169,8 @@ class QueueRow:
     last_kick_age_s: float | None = None
     last_call_age_s: float | None = None
     stuck: str | None = None  # reason in words, None when not stuck
+    diagnosis: str | None = None  # why, in one sentence with the numbers (svqtui.diagnosis)
+    oldest_age_s: float | None = None  # since svqtui first saw the oldest request in flight
 
     @property
     def key(self) -> str:
