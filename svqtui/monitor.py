@@ -27,6 +27,7 @@ from svqtui.model import (
     DeviceRole,
     DeviceView,
     EngineStatus,
+    MaskState,
     QueueRow,
     QueueView,
     Snapshot,
@@ -52,8 +53,9 @@ class _QueueTrack:
     calls_changed_at: float = 0.0
     kicks_at_last_call: int = 0
     kicks_changed_at: float = 0.0
-    used_at_last_call: int | None = None  # used index when the call counter last moved
-    avail_at_last_kick: int | None = None  # avail index when the kick counter last moved
+    avail_idx: int | None = None
+    avail_changed_at: float = 0.0
+    masked_at: float | None = None  # when MASKED/PENDING was first seen (None: unmasked)
     no_interrupt_at: float | None = None  # when NO_INTERRUPT was first seen set (None: clear)
     used_at_no_interrupt: int | None = None
     # (avail index, when first seen) each time the avail index moved, oldest first:
@@ -405,7 +407,12 @@ class Monitor:
         key = f"{dev.key}#{q.index}"
         track = self._tracks.get(key)
         if track is None:
-            track = _QueueTrack(used_changed_at=now, calls_changed_at=now, kicks_changed_at=now)
+            track = _QueueTrack(
+                used_changed_at=now,
+                calls_changed_at=now,
+                kicks_changed_at=now,
+                avail_changed_at=now,
+            )
             track.history = collections.deque(maxlen=self.history)
             track.avail_seen = collections.deque(maxlen=AVAIL_SEEN_MAX)
             track.kicks_at_last_call = q.kicks or 0
@@ -417,15 +424,18 @@ class Monitor:
             if q.calls != track.calls:
                 track.calls_changed_at = now
                 track.kicks_at_last_call = q.kicks or 0
-                if track.calls is not None:
-                    track.used_at_last_call = used
             if q.kicks != track.kicks:
                 track.kicks_changed_at = now
-                if track.kicks is not None:
-                    track.avail_at_last_kick = avail
             if q.used_idx != track.used_idx:
                 track.used_changed_at = now
+            if avail != track.avail_idx:
+                track.avail_changed_at = now
             track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
+            track.avail_idx = avail
+            if q.mask not in (MaskState.MASKED, MaskState.PENDING):
+                track.masked_at = None
+            elif track.masked_at is None:
+                track.masked_at = now
             no_interrupt = q.ring.no_interrupt if q.ring is not None else None
             if not no_interrupt:
                 track.no_interrupt_at = track.used_at_no_interrupt = None
@@ -439,8 +449,8 @@ class Monitor:
             used_still_s=now - track.used_changed_at,
             no_call_s=now - track.calls_changed_at if q.calls is not None else None,
             no_kick_s=now - track.kicks_changed_at if q.kicks is not None else None,
-            used_at_last_call=track.used_at_last_call,
-            avail_at_last_kick=track.avail_at_last_kick,
+            avail_still_s=now - track.avail_changed_at,
+            masked_s=now - track.masked_at if track.masked_at is not None else None,
             no_interrupt_s=(
                 now - track.no_interrupt_at if track.no_interrupt_at is not None else None
             ),

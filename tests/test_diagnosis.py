@@ -67,40 +67,51 @@ def test_healthy_queue_has_no_diagnosis() -> None:
 
 
 def test_device_owes_a_call_with_event_idx() -> None:
-    """used.idx passed used_event since the last call and no call for a while:
-    the sentence names both indices and the time."""
+    """used.idx passed used_event, the used index moved after the last call,
+    and no call for a while: the sentence names both indices and the time."""
     q = view(ring(812, 812, event_idx=True, used_event=805, avail_event=812))
-    t = timing(used_still_s=1, no_call_s=3.2, no_kick_s=1, used_at_last_call=800)
+    t = timing(used_still_s=1, avail_still_s=1, no_call_s=3.2, no_kick_s=1)
     assert diagnose(q, replace(t, after_s=3.0)) == (
         "device owes a call: used index 812 passed used_event 805 and no call for 3.2 s"
     )
     assert diagnose(q, t) is None  # not yet long enough
 
 
-def test_no_call_owed_when_used_event_was_not_passed_since_the_last_call() -> None:
-    """A call already answered used_event: the guest has not asked for another."""
+def test_no_call_owed_when_a_call_came_after_the_last_completion() -> None:
+    """The call came after used last moved: the device called; the guest did
+    not handle it (its used_event stays behind), which is its own verdict."""
     q = view(ring(812, 812, event_idx=True, used_event=805, avail_event=812))
-    t = timing(used_still_s=1, no_call_s=20, no_kick_s=1, used_at_last_call=810)
-    assert diagnose(q, t) is None
+    t = timing(used_still_s=20, avail_still_s=20, no_call_s=19, no_kick_s=20)
+    assert diagnose(q, t) == (
+        "guest not handling calls: last call 19 s ago, its used_event 805 still behind "
+        "used index 812"
+    )
+
+
+def test_used_event_ahead_is_not_passed() -> None:
+    """A guest delaying its calls sets used_event ahead of used: nothing is owed."""
+    q = view(ring(812, 812, event_idx=True, used_event=830, avail_event=812))
+    assert diagnose(q, timing(used_still_s=1, no_call_s=60, no_kick_s=1)) is None
 
 
 def test_device_owes_a_call_across_the_wrap() -> None:
-    """used_event 65533, used.idx wrapped to 4, last call at 65530: owed."""
+    """used_event 65533 and used.idx wrapped to 4: passed, owed; used_event 6
+    (ahead of 4) is not."""
     q = view(ring(4, 4, event_idx=True, used_event=65533, avail_event=4))
-    t = timing(used_still_s=1, no_call_s=6, no_kick_s=1, used_at_last_call=65530)
+    t = timing(used_still_s=1, no_call_s=6, no_kick_s=1)
     assert diagnose(q, t) == (
         "device owes a call: used index 4 passed used_event 65533 and no call for 6.0 s"
     )
-    answered = timing(used_still_s=1, no_call_s=6, no_kick_s=1, used_at_last_call=65534)
-    assert diagnose(q, answered) is None
+    ahead = view(ring(4, 4, event_idx=True, used_event=6, avail_event=4))
+    assert diagnose(ahead, t) is None
 
 
 def test_device_owes_a_call_without_event_idx() -> None:
-    """Without EVENT_IDX: used moved since the last call with NO_INTERRUPT clear."""
+    """Without EVENT_IDX: used moved after the last call with NO_INTERRUPT clear."""
     q = view(ring(40, 40))
-    t = timing(used_still_s=1, no_call_s=7, no_kick_s=1, used_at_last_call=30)
+    t = timing(used_still_s=2, avail_still_s=2, no_call_s=7, no_kick_s=1)
     assert diagnose(q, t) == (
-        "device owes a call: used index 40 moved from 30 at the last call "
+        "device owes a call: used index 40 moved 2.0 s ago "
         "with NO_INTERRUPT clear, and no call for 7.0 s"
     )
 
@@ -109,12 +120,7 @@ def test_guest_suppressed_calls() -> None:
     """NO_INTERRUPT set for long, completions since: the guest never re-enabled calls."""
     q = view(ring(120, 118, avail_flags=1))
     t = timing(
-        used_still_s=1,
-        no_call_s=12,
-        no_kick_s=1,
-        no_interrupt_s=12.3,
-        used_at_no_interrupt=100,
-        used_at_last_call=100,
+        used_still_s=1, no_call_s=12, no_kick_s=1, no_interrupt_s=12.3, used_at_no_interrupt=100
     )
     assert diagnose(q, t) == (
         "guest suppressed calls (NO_INTERRUPT) 12 s ago and has not re-enabled them: "
@@ -140,44 +146,48 @@ def test_no_interrupt_is_ignored_with_event_idx() -> None:
         no_kick_s=1,
         no_interrupt_s=12,
         used_at_no_interrupt=100,
-        used_at_last_call=118,
     )
     assert diagnose(q, t) is None
 
 
 def test_kick_owed_with_event_idx() -> None:
-    """avail passed avail_event, no kick, nothing completing: a kick is owed."""
+    """avail passed avail_event, no kick since avail moved, nothing completing."""
     q = view(ring(90, 80, event_idx=True, used_event=80, avail_event=88))
-    t = timing(used_still_s=4, no_call_s=4, no_kick_s=4, avail_at_last_kick=85)
+    t = timing(used_still_s=4, avail_still_s=3, no_call_s=4, no_kick_s=4)
     assert diagnose(q, replace(t, after_s=4)) == (
         "kick owed: avail 90 passed avail_event 88, no kick for 4.0 s"
     )
 
 
 def test_kick_owed_across_the_wrap() -> None:
-    """avail_event 65535, avail wrapped to 2: owed; a kick at avail 1 answered it."""
+    """avail_event 65535, avail wrapped to 2: owed; once a kick came after avail
+    last moved, the device was told: the back-end is not reading."""
     q = view(ring(2, 65530, event_idx=True, used_event=65530, avail_event=65535))
-    t = timing(used_still_s=8, no_call_s=8, no_kick_s=8, avail_at_last_kick=65534)
+    t = timing(used_still_s=8, avail_still_s=7, no_call_s=8, no_kick_s=8)
     assert diagnose(q, t) == "kick owed: avail 2 passed avail_event 65535, no kick for 8.0 s"
-    kicked = timing(used_still_s=8, no_call_s=8, no_kick_s=8, avail_at_last_kick=1)
+    kicked = replace(t, no_kick_s=6.5)
     text = diagnose(q, kicked)
     assert text is not None and text.startswith("back-end not reading: 8 requests")
 
 
 def test_kick_owed_without_event_idx() -> None:
-    """Without EVENT_IDX: avail moved since the last kick with NO_NOTIFY clear."""
+    """Without EVENT_IDX: avail moved after the last kick with NO_NOTIFY clear;
+    with NO_NOTIFY set the device said it polls, so no kick is owed."""
     q = view(ring(50, 44))
-    t = timing(used_still_s=6, no_call_s=6, no_kick_s=6, avail_at_last_kick=47)
+    t = timing(used_still_s=6, avail_still_s=5.5, no_call_s=6, no_kick_s=6)
     assert diagnose(q, t) == (
-        "kick owed: avail 50 moved from 47 at the last kick with NO_NOTIFY clear, no kick for 6.0 s"
+        "kick owed: avail 50 moved 5.5 s ago with NO_NOTIFY clear, no kick for 6.0 s"
     )
+    polling = view(ring(50, 44, used_flags=1))
+    text = diagnose(polling, t)
+    assert text is not None and text.startswith("back-end not reading") and "NO_NOTIFY" in text
 
 
 def test_back_end_not_reading() -> None:
     """Requests in flight, used still: the back-end is not completing, with the
     device's last kick request when EVENT_IDX says it."""
     q = view(ring(32, 0, event_idx=True, used_event=0, avail_event=32))
-    t = timing(used_still_s=8, no_call_s=8, no_kick_s=1, avail_at_last_kick=32)
+    t = timing(used_still_s=8, avail_still_s=8, no_call_s=8, no_kick_s=1)
     assert diagnose(q, t) == (
         "back-end not reading: 32 requests taken, none completed for 8.0 s "
         "(it last asked for a kick at avail 32)"
@@ -195,7 +205,7 @@ def test_back_end_not_reading_wraps_and_needs_no_counters() -> None:
 def test_operator_hold_comes_first() -> None:
     """The operator's mask explains missing calls before any ring rule."""
     q = view(ring(32, 0), mask=MaskState.PENDING, held=12, hold=True)
-    t = timing(used_still_s=30, no_call_s=30, no_kick_s=30, used_at_last_call=0)
+    t = timing(used_still_s=30, no_call_s=30, no_kick_s=30)
     assert diagnose(q, t) == (
         "calls held by the operator's mask: 12 calls held, one pending; m releases them"
     )
@@ -204,10 +214,10 @@ def test_operator_hold_comes_first() -> None:
 def test_guest_mask_holding_calls() -> None:
     """A guest-masked queue with latched calls and none delivered for a while."""
     q = view(ring(10, 10), mask=MaskState.PENDING, held=3)
-    assert diagnose(q, timing(used_still_s=1, no_call_s=6, no_kick_s=1)) == (
-        "calls held by the guest's mask: 3 calls latched, none delivered for 6.0 s"
+    assert diagnose(q, timing(used_still_s=1, no_call_s=1, no_kick_s=1, masked_s=6)) == (
+        "calls held by the guest's mask: 3 calls latched, masked for 6.0 s"
     )
-    assert diagnose(q, timing(used_still_s=1, no_call_s=2, no_kick_s=1)) is None
+    assert diagnose(q, timing(used_still_s=1, no_call_s=1, no_kick_s=1, masked_s=2)) is None
 
 
 def test_unread_event_index_gives_no_call_verdict() -> None:
