@@ -426,11 +426,11 @@ class Monitor:
                 track.kicks_at_last_call = q.kicks or 0
             if q.kicks != track.kicks:
                 track.kicks_changed_at = now
-            if q.used_idx != track.used_idx:
+            if used != track.used_idx:
                 track.used_changed_at = now
             if avail != track.avail_idx:
                 track.avail_changed_at = now
-            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
+            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, used
             track.avail_idx = avail
             if q.mask not in (MaskState.MASKED, MaskState.PENDING):
                 track.masked_at = None
