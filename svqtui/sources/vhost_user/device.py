@@ -31,6 +31,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import SourceContext
+from svqtui.sources.ring_view import ring_fields
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
@@ -341,21 +342,6 @@ def _ring_access(snap: ConnectionSnapshot, v: VringSnapshot) -> RingAccess | Non
     return RingAccess(snap.memory, layout, snap.features or 0)
 
 
-def _ring_fields(report: RingReport) -> dict[str, object]:
-    """The QueueView fields a ring inspection fills."""
-    inflight = report.inflight
-    note = inflight.error
-    if note is None and inflight.count and not inflight.exact:
-        note = "heads assume in-order completion (no VIRTIO_F_IN_ORDER)"
-    return {
-        "ring": report.state,
-        "oldest": report.oldest,
-        "oldest_head": inflight.oldest,
-        "oldest_position": inflight.first_position if inflight.count else None,
-        "in_flight_note": note,
-    }
-
-
 def _queue_view(
     v: VringSnapshot,
     snap: ConnectionSnapshot,
@@ -366,9 +352,9 @@ def _queue_view(
     ring_error: str | None = None
     extra: dict[str, object] = {"hold": v.hold}
     state: RingState | None = report.state if report is not None else None
-    if state is not None and state.avail_idx is not None and state.used_idx is not None:
+    if report is not None and state is not None and None not in (state.avail_idx, state.used_idx):
         avail, used = state.avail_idx, state.used_idx  # one read of the ring headers
-        extra.update(_ring_fields(report))  # type: ignore[arg-type]
+        extra.update(ring_fields(report))
     elif v.ring is not None:
         indices = v.ring.indices(snap.memory)
         avail, used = indices.avail, indices.used
