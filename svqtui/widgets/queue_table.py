@@ -44,6 +44,13 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("queue", "Queue", 14, "VM/device #queue index; a leading ! marks a stuck queue"),
     Column("mask", "Mask", 8, "UNMASKED, MASKED, or PENDING (masked with a call latched)"),
+    Column(
+        "suppression",
+        "Ev",
+        5,
+        "ring notification suppression: E (EVENT_IDX), NI (guest's NO_INTERRUPT), "
+        "NN (device's NO_NOTIFY), · none, - not read",
+    ),
     Column("kicks", "Kicks", 7, "guest -> device notifications counted (- without shadow)", True),
     Column("calls", "Calls", 7, "device -> guest notifications counted (- without shadow)", True),
     Column("kick_rate", "Kick/s", 6, "kicks per second over the last refresh", True),
@@ -55,7 +62,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("used", "Used", 5, "the ring's used index (device side), when known", True),
     Column("kick_age", "Kicked", 6, "time since the last kick (how long ago)", True),
     Column("call_age", "Called", 6, "time since the last call (how long ago)", True),
-    Column("stuck", "Stuck", 60, "STUCK and the reason, from the stuck rules of config.yaml"),
+    Column(
+        "stuck",
+        "Stuck",
+        60,
+        "STUCK and why: the diagnosis in numbers (owed call or kick, suppression, mask, "
+        "back-end not reading), else the stuck rule's reason",
+    ),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -74,6 +87,7 @@ def plain_cells(row: QueueRow) -> Plain:
     return (
         queue_label(row),
         q.mask.value if q.mask else fmt.UNKNOWN,
+        fmt.suppression(q.ring),
         fmt.count(q.kicks),
         fmt.count(q.calls),
         fmt.rate(row.kick_rate, counted),
@@ -85,7 +99,7 @@ def plain_cells(row: QueueRow) -> Plain:
         fmt.index(q.used_idx),
         fmt.age(row.last_kick_age_s),
         fmt.age(row.last_call_age_s),
-        row.stuck or "",
+        fmt.why_text(row.stuck, row.diagnosis),
     )
 
 
@@ -109,7 +123,7 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
     by what it says (MASKED, STUCK, on...), over the row's base style."""
     edge = Segment(" " * CELL_PAD, base)
     key = column.key
-    if key == "stuck" and text:
+    if key == "stuck" and text and not text.startswith("why: "):
         shown = fit(f"STUCK {text}", column.width)
         rest = shown[5:] + " " * (column.width - cell_len(shown))
         return [edge, Segment(shown[:5], base + STUCK_WORD), Segment(rest, base), edge]
