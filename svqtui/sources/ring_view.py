@@ -9,8 +9,8 @@ from typing import Any
 from svqtui.virtio.inspect import RingReport
 
 IN_ORDER_NOTE = (
-    "in flight = avail ring positions used.idx..avail.idx-1: exact for in-order "
-    "completion; out of order, the count is right but the heads may not be"
+    "avail ring positions used.idx..avail.idx-1: exact for in-order completion; "
+    "out of order, the count is right but the heads may not be"
 )
 
 

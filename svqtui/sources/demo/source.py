@@ -67,14 +67,15 @@ class Episode(enum.Enum):
     STALL = "the device stops completing"  # -> back-end not reading
 
 
-EPISODE_TICKS = STALL_TICKS
+EPISODE_TICKS = 240  # 12 s: a diagnosis shows for 7 s after the 5 s stuck_after
 # (device, queue) -> [(first tick of the cycle, episode)], each EPISODE_TICKS long
+# (the stall: STALL_TICKS, as the existing stall schedule)
 EPISODES: dict[tuple[str, int], tuple[tuple[int, Episode], ...]] = {
     ("demo:db01/blk0", 0): ((60, Episode.CALL_LOST), (420, Episode.KICK_LOST)),
     ("demo:db01/blk0", 1): ((STALL_EVERY_TICKS - STALL_TICKS, Episode.STALL),),
     ("demo:web01/net0", 1): ((150, Episode.NO_INTERRUPT),),
     ("demo:web01/net0", 2): ((300, Episode.GUEST_MASK),),
-    ("demo:web01/net0", 3): ((500, Episode.POLLING),),
+    ("demo:web01/net0", 3): ((560, Episode.POLLING),),
 }
 
 
@@ -82,7 +83,8 @@ def episode_at(key: str, index: int, tick: int) -> Episode | None:
     """The episode queue ``index`` of device ``key`` is in at ``tick``."""
     phase = tick % STALL_EVERY_TICKS
     for start, episode in EPISODES.get((key, index), ()):
-        if start <= phase < start + EPISODE_TICKS:
+        length = STALL_TICKS if episode is Episode.STALL else EPISODE_TICKS
+        if start <= phase < start + length:
             return episode
     return None
 
