@@ -131,7 +131,11 @@ def _merge_queues(
         other = by_index.get(q.index)
         if q.avail_idx is None and other is not None and other.avail_idx is not None:
             q = dataclasses.replace(
-                q, avail_idx=other.avail_idx, used_idx=other.used_idx, ring_source=other.ring_source
+                q,
+                avail_idx=other.avail_idx,
+                used_idx=other.used_idx,
+                ring_source=other.ring_source,
+                ring=q.ring or other.ring,
             )
         merged.append(q)
     return tuple(merged)

@@ -159,7 +159,8 @@ def ring_lines(row: QueueRow) -> list[str]:
         )
         if on
     ]
-    lines = [f"ring      split, size {ring.size}; features {', '.join(features) or 'none'}"]
+    size = ring.size or "unknown"
+    lines = [f"ring      split, size {size}; features {', '.join(features) or 'none'}"]
     if ring.error:
         lines.append(f"          {ring.error}")
     event_u = f"  used_event {_u16(ring.used_event)}" if ring.event_idx else ""
