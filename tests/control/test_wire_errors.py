@@ -89,6 +89,13 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.batch.MonitorStalled",
         "svqtui.outputs.base.UnknownOutput",
         "svqtui.unix_socket.SocketPathTooLong",
+        # guest memory reads: caught where rings are read and shown as text
+        "svqtui.virtio.guest_memory.GuestMemoryError",
+        "svqtui.virtio.guest_memory.UnmappedAddress",
+        "svqtui.virtio.guest_memory.RegionTruncated",
+        "svqtui.virtio.guest_memory.ReadTooLarge",
+        "svqtui.virtio.guest_memory.RegionUnreadable",
+        "svqtui.virtio.guest_memory.MemoryReleased",
     }
 )
 
