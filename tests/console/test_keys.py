@@ -92,7 +92,8 @@ async def test_r_resets_counters(app: SvqtuiApp) -> None:
     """r with "all VMs" selected zeroes every queue's counters."""
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        assert any(r.view.kicks for r in app.snapshot.rows.values())
+        # the first frame may predate the fixture's demo.advance: wait for counts
+        await until(pilot, lambda: any(r.view.kicks for r in app.snapshot.rows.values()), "kicks")
         await pilot.press("r")
         await until(
             pilot,
