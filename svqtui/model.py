@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from svqtui.virtio.requests import Request
+from svqtui.virtio.split_ring import RingState
+
 
 class MaskState(enum.StrEnum):
     """Guest-notifier masking of a queue's call path (QEMU's tri-state)."""
@@ -103,6 +106,12 @@ class QueueView:
     dropped: int = 0  # notifications a fault swallowed (kick and call)
     duplicated: int = 0  # extra writes by a dup fault
     delayed: int = 0  # notifications a delay fault delivered late
+    ring: RingState | None = None  # flags, indices, event indices read from the ring itself
+    oldest: Request | None = None  # the oldest request not yet used, decoded
+    oldest_head: int | None = None  # its head (also when it could not be decoded)
+    oldest_position: int | None = None  # its avail ring position (= used.idx)
+    in_flight_note: str | None = None  # why the in-flight heads may be wrong or unread
+    hold: bool = False  # the operator's mask (m) holds this queue's calls
 
     @property
     def in_flight(self) -> int | None:
@@ -191,6 +200,8 @@ class QueueRow:
     last_call_age_s: float | None = None
     stuck: str | None = None  # reason in words, None when not stuck
     stuck_rule: StuckRule | None = None  # which rule found it stuck
+    diagnosis: str | None = None  # why, in one sentence with the numbers (svqtui.diagnosis)
+    oldest_age_s: float | None = None  # since svqtui first saw the oldest request in flight
 
     @property
     def key(self) -> str:

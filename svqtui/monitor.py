@@ -21,12 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from svqtui.config import StuckConfig
+from svqtui.diagnosis import Timing, diagnose
 from svqtui.engine import Engine, EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.model import (
     DeviceRole,
     DeviceView,
     EngineStatus,
+    MaskState,
     QueueRow,
     QueueView,
     Snapshot,
@@ -38,6 +40,7 @@ from svqtui.model import (
 from svqtui.sources.base import Source
 from svqtui.thread_priority import lower_thread_priority
 
+AVAIL_SEEN_MAX = 4096  # avail index movements remembered per queue (oldest-request age)
 FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
 STOP_TIMEOUT_S = 5.0
 
@@ -52,6 +55,15 @@ class _QueueTrack:
     used_changed_at: float = 0.0
     calls_changed_at: float = 0.0
     kicks_at_last_call: int = 0
+    kicks_changed_at: float = 0.0
+    avail_idx: int | None = None
+    avail_changed_at: float = 0.0
+    masked_at: float | None = None  # when MASKED/PENDING was first seen (None: unmasked)
+    no_interrupt_at: float | None = None  # when NO_INTERRUPT was first seen set (None: clear)
+    used_at_no_interrupt: int | None = None
+    # (avail index, when first seen) each time the avail index moved, oldest first:
+    # the oldest in-flight request was first seen at the first entry past used.idx
+    avail_seen: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
     kick_rate: float = 0.0  # over the last rate window
     call_rate: float = 0.0
     history: collections.deque[float] = field(default_factory=collections.deque)
@@ -155,7 +167,11 @@ def _merge_queues(
         other = by_index.get(q.index)
         if q.avail_idx is None and other is not None and other.avail_idx is not None:
             q = dataclasses.replace(
-                q, avail_idx=other.avail_idx, used_idx=other.used_idx, ring_source=other.ring_source
+                q,
+                avail_idx=other.avail_idx,
+                used_idx=other.used_idx,
+                ring_source=other.ring_source,
+                ring=q.ring or other.ring,
             )
         merged.append(q)
     return tuple(merged)
@@ -440,8 +456,14 @@ class Monitor:
         key = f"{dev.key}#{q.index}"
         track = self._tracks.get(key)
         if track is None:
-            track = _QueueTrack(used_changed_at=now, calls_changed_at=now)
+            track = _QueueTrack(
+                used_changed_at=now,
+                calls_changed_at=now,
+                kicks_changed_at=now,
+                avail_changed_at=now,
+            )
             track.history = collections.deque(maxlen=self.history)
+            track.avail_seen = collections.deque(maxlen=AVAIL_SEEN_MAX)
             track.kicks_at_last_call = q.kicks or 0
             self._tracks[key] = track
         elif track.history.maxlen != self.history:  # a reload changed history:
@@ -449,15 +471,43 @@ class Monitor:
         if advance:
             track.kick_rate = _rate(track.kicks, q.kicks, dt)
             track.call_rate = _rate(track.calls, q.calls, dt)
+            avail, used = _ring_indices(q)
             if q.calls != track.calls:
                 track.calls_changed_at = now
                 track.kicks_at_last_call = q.kicks or 0
-            if q.used_idx != track.used_idx:
+            if q.kicks != track.kicks:
+                track.kicks_changed_at = now
+            if used != track.used_idx:
                 track.used_changed_at = now
-            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, q.used_idx
+            if avail != track.avail_idx:
+                track.avail_changed_at = now
+            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, used
+            track.avail_idx = avail
+            if q.mask not in (MaskState.MASKED, MaskState.PENDING):
+                track.masked_at = None
+            elif track.masked_at is None:
+                track.masked_at = now
+            no_interrupt = q.ring.no_interrupt if q.ring is not None else None
+            if not no_interrupt:
+                track.no_interrupt_at = track.used_at_no_interrupt = None
+            elif track.no_interrupt_at is None:
+                track.no_interrupt_at, track.used_at_no_interrupt = now, used
             if dt is not None:
                 track.history.append(track.kick_rate + track.call_rate)
         stuck = self._stuck_reason(q, track, now) if dev.connected else None
+        oldest_age = _oldest_age(track, q, now)
+        timing = Timing(
+            after_s=self.stuck.after_s,
+            used_still_s=now - track.used_changed_at,
+            no_call_s=now - track.calls_changed_at if q.calls is not None else None,
+            no_kick_s=now - track.kicks_changed_at if q.kicks is not None else None,
+            avail_still_s=now - track.avail_changed_at,
+            masked_s=now - track.masked_at if track.masked_at is not None else None,
+            no_interrupt_s=(
+                now - track.no_interrupt_at if track.no_interrupt_at is not None else None
+            ),
+            used_at_no_interrupt=track.used_at_no_interrupt,
+        )
         return QueueRow(
             view=q,
             device_key=dev.key,
@@ -470,6 +520,8 @@ class Monitor:
             last_call_age_s=(now_ns - q.last_call_ns) / 1e9 if q.last_call_ns else None,
             stuck=stuck[1] if stuck else None,
             stuck_rule=stuck[0] if stuck else None,
+            diagnosis=diagnose(q, timing) if dev.connected else None,
+            oldest_age_s=oldest_age,
         )
 
     def _stuck_reason(
@@ -494,6 +546,33 @@ class Monitor:
                 f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
             )
         return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
+
+
+def _ring_indices(q: QueueView) -> tuple[int | None, int | None]:
+    """avail and used index, from the ring state when the source read it."""
+    ring = q.ring
+    if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
+        return ring.avail_idx, ring.used_idx
+    return q.avail_idx, q.used_idx
+
+
+def _oldest_age(track: _QueueTrack, q: QueueView, now: float) -> float | None:
+    """How long ago svqtui first saw the oldest in-flight request (avail
+    position used.idx) made available: the time of the first avail index
+    movement past that position. Movements at or behind used.idx are dropped."""
+    avail, used = _ring_indices(q)
+    seen = track.avail_seen
+    if avail is None or used is None:
+        seen.clear()
+        return None
+    if not seen or seen[-1][0] != avail:
+        seen.append((avail, now))
+    in_flight = (avail - used) & 0xFFFF
+    while seen and not 0 < (seen[0][0] - used) & 0xFFFF <= in_flight:
+        seen.popleft()  # completed (or the indices went back: a reset ring)
+    if not in_flight or not seen:
+        return None
+    return now - seen[0][1]
 
 
 def _rate(before: int | None, after: int | None, dt: float | None) -> float:

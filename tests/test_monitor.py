@@ -248,3 +248,51 @@ def test_a_found_qemu_folds_into_the_view_that_manages_its_pid() -> None:
     assert (row.name, row.cpu_percent, row.rss_bytes) == ("web1", 3.0, 7)
     assert row.devices == (extra,)
     assert [vm.key for vm in join_views([found, managed])] == ["libvirt:u1"]
+
+
+def test_oldest_age_counts_from_when_its_position_was_first_seen() -> None:
+    """The oldest request's age runs from the refresh that first saw the avail
+    index pass its position, not from when it became the oldest, and across
+    the 65535 wrap; nothing in flight has no age."""
+    source, monitor, clock, _ = make()
+    source.queue = QueueView(index=0, kicks=1, calls=1, avail_idx=65534, used_idx=65534)
+    assert monitor.refresh().rows["d#0"].oldest_age_s is None
+    clock.advance(1.0)
+    source.queue = QueueView(index=0, kicks=2, calls=1, avail_idx=65535, used_idx=65534)
+    assert monitor.refresh().rows["d#0"].oldest_age_s == 0.0
+    clock.advance(2.0)
+    source.queue = QueueView(index=0, kicks=3, calls=1, avail_idx=3, used_idx=65534)
+    assert monitor.refresh().rows["d#0"].oldest_age_s == 2.0  # position 65534, seen at t=1
+    clock.advance(1.0)
+    source.queue = QueueView(index=0, kicks=3, calls=2, avail_idx=3, used_idx=65535)
+    assert monitor.refresh().rows["d#0"].oldest_age_s == 1.0  # position 65535 seen at t=3
+    clock.advance(1.0)
+    source.queue = QueueView(index=0, kicks=3, calls=3, avail_idx=3, used_idx=3)
+    assert monitor.refresh().rows["d#0"].oldest_age_s is None
+
+
+def test_row_carries_the_diagnosis_of_an_owed_call() -> None:
+    """The monitor feeds the diagnosis the used index at the last call and how
+    long no call came: used passing used_event without a call is named."""
+    from svqtui.virtio.split_ring import RingState
+
+    def state(used: int, used_event: int) -> RingState:
+        return RingState(256, True, False, False, 0, used, 0, used, used_event, used)
+
+    source, monitor, clock, _ = make()
+    source.queue = QueueView(index=0, kicks=5, calls=5, ring=state(100, 100))
+    monitor.refresh()
+    clock.advance(1.0)
+    source.queue = QueueView(index=0, kicks=6, calls=6, ring=state(100, 100))
+    monitor.refresh()  # a call at used 100
+    for _ in range(3):
+        clock.advance(2.0)
+        source.queue = QueueView(index=0, kicks=6, calls=6, ring=state(104, 100))
+        row = monitor.refresh().rows["d#0"]
+    assert row.diagnosis == (
+        "device owes a call: used index 104 passed used_event 100 and no call for 6.0 s"
+    )
+    assert (
+        snapshot_document(monitor.refresh())["vms"][0]["devices"][0]["queues"][0]["diagnosis"]
+        == row.diagnosis
+    )

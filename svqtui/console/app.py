@@ -31,6 +31,7 @@ from textual.widgets import Footer
 from svqtui.console.keys import CONSOLE_KEYS, NARROW_WIDTH, KeyTable, fit_footer
 from svqtui.console.palette import SvqtuiCommands
 from svqtui.console.selection import Scope, ScopeKind, SortMode
+from svqtui.console.state_report import state_report
 from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
 from svqtui.engine.faults import Fault
@@ -437,6 +438,21 @@ class SvqtuiApp(App[int]):
         )
         self._act(f"reset counters of {where}", reset)
         self.notify(f"counters reset: {where}", timeout=3)
+
+    def action_copy_state(self) -> None:
+        row = self.selected_row()
+        if row is None or self.snapshot is None:
+            self._need("a queue")
+            return
+        text = state_report(self.snapshot, row)
+        self.copy_to_clipboard(text)
+        self.runtime.log.info(
+            f"state of {self._queue_name(row)} (copied to the clipboard):\n{text}",
+            row.device_key,
+            row.view.index,
+        )
+        self.log_pane.pull()
+        self.notify(f"state of {self._queue_name(row)} copied (and in the log)", timeout=3)
 
     def action_filter(self) -> None:
         if isinstance(self.screen, QueueDetail):

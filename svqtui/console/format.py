@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from svqtui.model import MaskState
+from svqtui.virtio.split_ring import RingState
 
 UNKNOWN = "-"
 SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -105,6 +106,36 @@ def stuck_text(reason: str | None) -> Text:
     if not reason:
         return Text("")
     return Text.assemble(("STUCK", "bold reverse red"), f" {reason}")
+
+
+NO_FLAGS = "·"
+
+
+def suppression(ring: RingState | None) -> str:
+    """A ring's notification suppression in a few cells: ``E`` (EVENT_IDX
+    negotiated: the event indices decide), ``NI`` (the guest's NO_INTERRUPT),
+    ``NN`` (the device's NO_NOTIFY), "·" for none of them; "pk" for a packed
+    ring (not decoded), "?" when unreadable, "-" when not read."""
+    if ring is None:
+        return UNKNOWN
+    if ring.packed:
+        return "pk"
+    if ring.avail_flags is None and ring.used_flags is None:
+        return "?"
+    parts = [
+        name
+        for on, name in ((ring.event_idx, "E"), (ring.no_interrupt, "NI"), (ring.no_notify, "NN"))
+        if on
+    ]
+    return " ".join(parts) or NO_FLAGS
+
+
+def why_text(row_stuck: str | None, diagnosis: str | None) -> str:
+    """What the table's last column says: the diagnosis (or the stuck
+    reason) of a stuck queue, or "why: " and a diagnosis of one not stuck."""
+    if row_stuck:
+        return diagnosis or row_stuck
+    return f"why: {diagnosis}" if diagnosis else ""
 
 
 def right(text: str, style: str = "") -> Text:

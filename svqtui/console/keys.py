@@ -157,6 +157,15 @@ CONSOLE_KEYS = KeyTable(
             "Sort",
             "Cycle the sort: name, kicks/s, calls/s, in-flight, stuck first",
         ),
+        KeySpec(
+            "y",
+            "y",
+            "copy_state",
+            "Copy state",
+            "Copy the selected queue's full state as text (diagnosis, ring, oldest request) "
+            "to the clipboard and the log, for a bug report",
+            footer=False,
+        ),
         KeySpec("p", "p", "pause", "Pause", "Pause/resume the display"),
         KeySpec(
             "d", "d", "delay", "Delay", "Cycle the refresh delay: 0.5, 1, 2, 5 s", footer=False

@@ -5,7 +5,9 @@
 need (rate history, fd identities, injected counts...). A client that rebuilds
 the console's view (``svqtui ctl status``, a later attaching console) needs
 every field, so this codec walks the model dataclasses by their type hints:
-a field added to svqtui.model goes over the wire with no change here.
+a field added to svqtui.model goes over the wire with no change here. A union
+of dataclasses (``svqtui.virtio.requests.Request``) decodes as the option
+whose fields name every key sent.
 
 Decoding is strict about types (a wrong type is a ``ControlProtocolError``
 naming the field) and lenient about versions: unknown keys are ignored and a
@@ -86,9 +88,7 @@ def decode(tp: Any, data: Any, where: str = "") -> Any:
         if data is None and type(None) in args:
             return None
         last: ControlProtocolError | None = None
-        for option in args:
-            if option is type(None):
-                continue
+        for option in _by_fit(args, data):
             try:
                 return decode(option, data, where)
             except ControlProtocolError as err:
@@ -128,6 +128,24 @@ def decode(tp: Any, data: Any, where: str = "") -> Any:
             raise _fail(where, "null", data)
         return None
     raise ControlProtocolError(f"cannot decode field {where} of type {tp!r}")
+
+
+def _by_fit(options: tuple[Any, ...], data: Any) -> list[Any]:
+    """A union's options to try, best first: for an object, the dataclasses
+    whose fields name all its keys before those that would ignore some (so
+    ``BlkRequest | NetRequest | RawRequest`` decodes as the one encoded,
+    whatever the order); otherwise as written."""
+    options = tuple(o for o in options if o is not type(None))
+    if not isinstance(data, dict):
+        return list(options)
+
+    def unknown(option: Any) -> int:
+        if isinstance(option, type) and dataclasses.is_dataclass(option):
+            names = {f.name for f in dataclasses.fields(option)}
+            return sum(k not in names for k in data)
+        return len(data) + 1
+
+    return sorted(options, key=unknown)
 
 
 def decode_dataclass(

@@ -1,7 +1,9 @@
 """The public JSON document of a snapshot (``--once --json``, ``ctl status --json``).
 
 This is the script-friendly shape: VMs hold devices, devices hold queues, with
-rates and verdicts next to the totals. It leaves out what a script does not
+rates and verdicts next to the totals; each queue has ``ring`` (the
+suppression state), ``oldest`` (the oldest request decoded, with its age)
+and ``diagnosis`` (one sentence, or null). It leaves out what a script does not
 need (rate history, fd identities); the lossless form is svqtui.outputs.wire.
 """
 
@@ -11,7 +13,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from svqtui.model import Snapshot
+from svqtui.model import QueueRow, QueueView, Snapshot
 from svqtui.outputs.base import SnapshotOutput, register
 
 
@@ -41,6 +43,9 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
                         "last_kick_age_s": row.last_kick_age_s if row else None,
                         "last_call_age_s": row.last_call_age_s if row else None,
                         "stuck": row.stuck if row else None,
+                        "diagnosis": row.diagnosis if row else None,
+                        "ring": q.ring.to_json() if q.ring is not None else None,
+                        "oldest": _oldest(q, row),
                         "error": q.error,
                     }
                 )
@@ -80,6 +85,21 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
         ],
         "vms": vms,
     }
+
+
+def _oldest(q: QueueView, row: QueueRow | None) -> dict[str, Any] | None:
+    """The oldest in-flight request: ``head``, ``kind``, ``sector``, ``bytes``,
+    ``age_s`` (since svqtui first saw it), its avail ``position``, whether
+    the in-flight heads are ``exact`` and the request's own fields."""
+    if q.oldest_head is None:
+        return None
+    out: dict[str, Any] = {"head": q.oldest_head, "kind": None, "sector": None, "bytes": None}
+    if q.oldest is not None:
+        out.update(q.oldest.to_json())
+    out["age_s"] = row.oldest_age_s if row else None
+    out["position"] = q.oldest_position
+    out["note"] = q.in_flight_note
+    return out
 
 
 @register("json")

@@ -1,4 +1,5 @@
-"""The plain-text queue table of ``--once`` and ``svqtui ctl status``.
+"""The plain-text queue table of ``--once`` and ``svqtui ctl status``: the
+last column is the stuck verdict followed by the diagnosis (svqtui.diagnosis).
 
 Every line is made safe for the terminal (``svqtui.text_safety``): the
 snapshot may come from another process over the control socket, and names
@@ -39,6 +40,9 @@ def format_table(snap: Snapshot) -> str:
             for q in dev.queues:
                 row = snap.rows.get(f"{dev.key}#{q.index}")
                 stuck = (row.stuck if row else None) or ""
+                diagnosis = row.diagnosis if row else None
+                if diagnosis:
+                    stuck = f"{stuck}: {diagnosis}" if stuck else diagnosis
                 lines.append(
                     f"{vm.name[:14]:<14} {dev.name[:16]:<16} {q.index:>3} "
                     f"{_fmt(q.kicks, 10)} {_fmt(q.calls, 10)} "

@@ -71,11 +71,12 @@ def scope_text(snap: Snapshot, scope: Scope) -> Text:
 
 
 def stuck_line(row: QueueRow) -> Text:
-    """The selected queue's stuck reason, for terminals too narrow for the column."""
+    """The selected queue's diagnosis (else its stuck reason), for terminals
+    too narrow for the column."""
     return Text.assemble(
         ("STUCK", "bold reverse red"),
         f" {row.vm_name}/{row.device_name} #{row.view.index}: ",
-        row.stuck or "",
+        row.diagnosis or row.stuck or "",
     )
 
 

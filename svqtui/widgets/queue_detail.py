@@ -1,6 +1,8 @@
-"""The detail screen of one queue (Enter on a row): rate history, counters,
-ring indices and where they come from, the fds and their identities, the
-device's notes and shadow note, the VM's migration, and recent events."""
+"""The detail screen of one queue (Enter on a row): the diagnosis first, rate
+history, counters, ring indices and where they come from, the ring's
+suppression state and the oldest request decoded (and how in-flight is
+derived), the fds and their identities, the device's notes and shadow note,
+the VM's migration, and recent events."""
 
 from __future__ import annotations
 
@@ -119,6 +121,86 @@ def figures_table(row: QueueRow, hold: bool = False) -> Table:
     return table
 
 
+def diagnosis_text(row: QueueRow) -> Text:
+    """The first line of the detail: why the queue is stuck, in numbers."""
+    if row.diagnosis:
+        out = Text("why: ", style="bold")
+        out.append(row.diagnosis, style="bold red" if row.stuck else "bold yellow")
+        return out
+    if row.stuck:
+        return Text.assemble(("why: ", "bold"), ("no rule names a cause", "dim"))
+    return Text("why: nothing owed or stalled", style="dim")
+
+
+def _flags(value: int | None, bit_name: str) -> str:
+    if value is None:
+        return "?"
+    return f"{value:#x}" + (f" ({bit_name})" if value & 1 else "")
+
+
+def _u16(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def ring_lines(row: QueueRow) -> list[str]:
+    """The ring's suppression state, the oldest request decoded, and how
+    in-flight is derived (plain lines: the detail and the copied state)."""
+    q = row.view
+    ring = q.ring
+    if ring is None:
+        note = q.in_flight_note or "this source does not read the ring itself"
+        return [f"ring      not read: {note}"]
+    features = [
+        name
+        for on, name in (
+            (ring.event_idx, "EVENT_IDX"),
+            (ring.indirect_desc, "INDIRECT_DESC"),
+            (ring.packed, "packed"),
+        )
+        if on
+    ]
+    size = ring.size or "unknown"
+    lines = [f"ring      split, size {size}; features {', '.join(features) or 'none'}"]
+    if ring.error:
+        lines.append(f"          {ring.error}")
+    event_u = f"  used_event {_u16(ring.used_event)}" if ring.event_idx else ""
+    event_a = f"  avail_event {_u16(ring.avail_event)}" if ring.event_idx else ""
+    lines.append(
+        f"avail     idx {_u16(ring.avail_idx)}  flags {_flags(ring.avail_flags, 'NO_INTERRUPT')}"
+        + event_u
+        + ("  (guest: call me once used passes it)" if ring.event_idx else "")
+    )
+    lines.append(
+        f"used      idx {_u16(ring.used_idx)}  flags {_flags(ring.used_flags, 'NO_NOTIFY')}"
+        + event_a
+        + ("  (device: kick me once avail passes it)" if ring.event_idx else "")
+    )
+    if q.oldest_head is not None:
+        what = q.oldest.describe() if q.oldest is not None else "not decoded"
+        age = f", {fmt.age(row.oldest_age_s)} old" if row.oldest_age_s is not None else ""
+        lines.append(
+            f"oldest    head {q.oldest_head} at avail position {_u16(q.oldest_position)}: "
+            f"{what}{age}"
+        )
+    else:
+        lines.append("oldest    none in flight")
+    note = q.in_flight_note or (
+        "avail ring positions used.idx..avail.idx-1 (exact: VIRTIO_F_IN_ORDER negotiated)"
+    )
+    lines.append(f"in flight {note}")
+    return lines
+
+
+def ring_text(row: QueueRow) -> Text:
+    out = Text()
+    for i, line in enumerate(ring_lines(row)):
+        if i:
+            out.append("\n")
+        out.append(line[:10], style="bold")
+        out.append(line[10:])
+    return out
+
+
 def fds_text(row: QueueRow) -> Text:
     q = row.view
     out = Text()
@@ -200,8 +282,10 @@ class QueueDetail(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-body"):
+            yield Static(id="detail-diagnosis")
             yield Static(id="detail-title")
             yield Static(id="detail-figures")
+            yield Static(id="detail-ring")
             yield Static(id="detail-history-caption")
             yield RatePlot(id="detail-history")
             yield Static(id="detail-fds")
@@ -233,8 +317,10 @@ class QueueDetail(Screen[None]):
                 "detail-title", Text(f"{self.row_key} is gone (Esc goes back)", style="bold red")
             )
             return
+        self._set("detail-diagnosis", diagnosis_text(row))
         self._set("detail-title", title_text(row, vm, dev))
         self._set("detail-figures", figures_table(row, hold))
+        self._set("detail-ring", ring_text(row))
         self._set("detail-history-caption", Text(history_caption(row.history)))
         self.query_one(RatePlot).show(row.history)
         self._set("detail-fds", fds_text(row))

@@ -44,6 +44,13 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("queue", "Queue", 14, "VM/device #queue index; a leading ! marks a stuck queue"),
     Column("mask", "Mask", 8, "UNMASKED, MASKED, or PENDING (masked with a call latched)"),
+    Column(
+        "suppression",
+        "Ev",
+        5,
+        "ring notification suppression: E (EVENT_IDX), NI (guest's NO_INTERRUPT), "
+        "NN (device's NO_NOTIFY), · none, - not read",
+    ),
     Column("kicks", "Kicks", 7, "guest -> device notifications counted (- without shadow)", True),
     Column("calls", "Calls", 7, "device -> guest notifications counted (- without shadow)", True),
     Column("kick_rate", "Kick/s", 6, "kicks per second over the last refresh", True),
@@ -59,7 +66,8 @@ COLUMNS: tuple[Column, ...] = (
         "stuck",
         "Stuck",
         60,
-        "STUCK and the reason, from the stuck rules of config.yaml; FAULT and what an "
+        "STUCK and why: the diagnosis in numbers (owed call or kick, suppression, mask, "
+        "back-end not reading), else the stuck rule's reason; FAULT and what an "
         "operator-armed fault does",
     ),
 )
@@ -80,6 +88,7 @@ def plain_cells(row: QueueRow) -> Plain:
     return (
         queue_label(row),
         q.mask.value if q.mask else fmt.UNKNOWN,
+        fmt.suppression(q.ring),
         fmt.count(q.kicks),
         fmt.count(q.calls),
         fmt.rate(row.kick_rate, counted),
@@ -91,7 +100,11 @@ def plain_cells(row: QueueRow) -> Plain:
         fmt.index(q.used_idx),
         fmt.age(row.last_kick_age_s),
         fmt.age(row.last_call_age_s),
-        row.stuck or (f"{FAULT_WORD} {q.fault}" if q.fault else ""),
+        (
+            f"{FAULT_WORD} {q.fault}"  # an armed fault, loud unless the queue is stuck
+            if q.fault and not row.stuck
+            else fmt.why_text(row.stuck, row.diagnosis)
+        ),
     )
 
 
@@ -122,7 +135,7 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
         rest = shown[len(FAULT_WORD) :] + " " * (column.width - cell_len(shown))
         word = Segment(shown[: len(FAULT_WORD)], base + FAULT)
         return [edge, word, Segment(rest, base), edge]
-    if key == "stuck" and text:
+    if key == "stuck" and text and not text.startswith("why: "):
         shown = fit(f"STUCK {text}", column.width)
         rest = shown[5:] + " " * (column.width - cell_len(shown))
         return [edge, Segment(shown[:5], base + STUCK_WORD), Segment(rest, base), edge]

@@ -289,6 +289,51 @@ async def test_enter_opens_the_queue_detail(app: SvqtuiApp) -> None:
         await until(pilot, lambda: not isinstance(app.screen, QueueDetail), "back to the table")
 
 
+async def test_detail_shows_the_diagnosis_first_and_the_ring(
+    app: SvqtuiApp, demo: DemoSource
+) -> None:
+    """The detail's first line is the diagnosis ("why: ..."); the ring part of
+    the queue whose kick the demo loses shows its event indices and the oldest
+    request decoded, with how in-flight is derived. (The diagnosis itself needs
+    seconds of monitor time: tests/sources/test_demo.py checks it on a frozen
+    clock.)"""
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        demo.advance(420 - demo._tick + 140)  # 7 s into the blk0 queue 0 kick-lost episode
+        app.runtime.monitor.refresh_soon(wait=True)
+        await pilot.pause()
+        app.action_detail(f"{BLK}#0")
+        await until(pilot, lambda: isinstance(app.screen, QueueDetail), "the detail screen")
+        detail = app.screen
+        assert isinstance(detail, QueueDetail)
+        await until(pilot, lambda: "avail_event" in detail.text("detail-ring"), "the ring")
+        ring = detail.text("detail-ring")
+        assert "EVENT_IDX" in ring and "oldest    head" in ring and "in flight" in ring
+        assert any(w in ring for w in ("READ sector", "WRITE sector", "FLUSH"))
+        body = detail.query_one("#detail-body")
+        assert body.children[0].id == "detail-diagnosis"
+        assert detail.text("detail-diagnosis").startswith("why: ")
+
+
+async def test_y_copies_the_queue_state(app: SvqtuiApp) -> None:
+    """y puts the selected queue's full state on the clipboard and in the log:
+    its name, the diagnosis line, the ring's flags and the oldest request."""
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await pilot.press("down")
+        await pilot.press("y")
+        text = app.clipboard
+        assert text.startswith("svqtui queue state at ")
+        assert "web01/net0 queue 1" in text
+        for label in ("why ", "stuck ", "ring ", "avail     idx", "used      idx", "in flight"):
+            assert label in text, label
+        await until(
+            pilot,
+            lambda: any("copied to the clipboard" in line for line in app.log_pane.lines_written),
+            "the state in the log",
+        )
+
+
 async def test_a_failing_action_is_one_log_line(app: SvqtuiApp) -> None:
     """m on a queue without shadow fails: one ERROR line naming the action and
     what to do, and a notification; the console goes on."""

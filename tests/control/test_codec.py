@@ -15,6 +15,7 @@ from svqtui.control.codec import (
     decode,
     decode_event,
     decode_snapshot,
+    encode,
     encode_event,
     encode_snapshot,
     from_wire,
@@ -29,6 +30,7 @@ from svqtui.model import (
     Snapshot,
     VMView,
 )
+from svqtui.virtio.requests import BlkRequest, NetRequest, Request
 
 
 def sample(tp: Any, n: int) -> Any:
@@ -167,3 +169,36 @@ def test_primitives_are_strict() -> None:
     for tp, value in [(int, True), (float, False), (str, 1), (int, None), (bool, 0)]:
         with pytest.raises(ControlProtocolError):
             decode(tp, value, "x")
+
+
+@pytest.mark.parametrize("request_type", typing.get_args(Request), ids=lambda t: t.__name__)
+def test_each_request_kind_decodes_as_itself(request_type: type) -> None:
+    """A queue's oldest request (a union of dataclasses) comes back as the
+    same class with every field, whichever option of the union it is."""
+    oldest = filled(request_type, 7)
+    assert_no_defaults(oldest)
+    view = filled(QueueView, 3, index=0, oldest=oldest)
+    back = decode(QueueView, json.loads(json.dumps(encode(view))))
+    assert type(back.oldest) is request_type
+    assert back == view
+
+
+@dataclasses.dataclass(frozen=True)
+class _Short:
+    head: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Long:
+    head: int
+    extra: int = 0
+
+
+def test_union_of_dataclasses_prefers_the_exact_fields() -> None:
+    """An object decodes as the union option whose fields name all its keys,
+    even when an earlier option would accept it by ignoring a key."""
+    assert decode(_Short | _Long, encode(_Long(1, 2))) == _Long(1, 2)
+    assert decode(_Long | _Short, encode(_Short(1))) == _Long(1, 0)  # both fit: as written
+    assert decode(BlkRequest | NetRequest, encode(NetRequest(4, "RX", 1526))) == NetRequest(
+        4, "RX", 1526
+    )

@@ -176,3 +176,45 @@ def test_autorun_shows_live_counters_within_a_second(engine: Engine) -> None:
     assert sum(q.kicks or 0 for q in queues(demo, NET)) > 0
     assert demo.status().connected
     demo.stop()
+
+
+def test_a_cycle_shows_every_diagnosis(engine: Engine) -> None:
+    """Over one cycle of the demo's schedule, the monitor's diagnosis names each
+    rule at least once, on the queue whose episode causes it, and the ring
+    columns (suppression flags, event indices, the oldest request) are filled."""
+    from svqtui.config import StuckConfig
+    from svqtui.monitor import Monitor
+    from svqtui.sources.demo.source import TICK_S
+
+    demo = start(engine, seed=3, autorun=False)
+    now = [1_000_000_000_000]
+    monitor = Monitor([demo], engine, EventLog(), StuckConfig(after_s=5), clock_ns=lambda: now[0])
+    seen: dict[str, set[str]] = {}
+    flags: set[tuple[str, int, int]] = set()
+    oldest: list[tuple[str, float]] = []
+    per_refresh = 20  # one refresh a second of demo time
+    for _ in range(STALL_EVERY_TICKS // per_refresh + 1):
+        demo.advance(per_refresh)
+        now[0] += int(per_refresh * TICK_S * 1e9)
+        snap = monitor.refresh()
+        for row in snap.rows.values():
+            ring = row.view.ring
+            assert ring is not None and ring.error is None
+            flags.add((row.key, ring.avail_flags or 0, ring.used_flags or 0))
+            if row.view.oldest is not None and row.oldest_age_s is not None:
+                oldest.append((row.view.oldest.describe(), row.oldest_age_s))
+            if row.diagnosis:
+                seen.setdefault(row.diagnosis.split(":")[0], set()).add(row.key)
+    demo.stop()
+    assert seen.get("device owes a call") == {"demo:db01/blk0#0"}
+    assert seen.get("kick owed") == {"demo:db01/blk0#0"}
+    assert seen.get(
+        "guest suppressed calls (NO_INTERRUPT) 5.0 s ago and has not re-enabled them"
+    ) == {"demo:web01/net0#1"}
+    assert "demo:web01/net0#2" in seen.get("calls held by the guest's mask", set())
+    assert "demo:db01/blk0#1" in seen.get("back-end not reading", set())
+    assert ("demo:web01/net0#1", 1, 0) in flags  # NO_INTERRUPT on
+    assert ("demo:web01/net0#3", 0, 1) in flags  # NO_NOTIFY on
+    # the kick-lost and stalled queues wait on a decoded request, growing older
+    assert any(text.startswith(("READ sector", "WRITE sector")) for text, _ in oldest)
+    assert max(age for _, age in oldest) >= 5.0

@@ -8,6 +8,14 @@ device uses the guest's fds directly and svqtui counts nothing, as for a real
 device. The workload varies: per-queue rates, occasional guest masking of a
 queue, and one queue whose device periodically stalls and recovers.
 
+Each queue also has a simulated split ring (svqtui.sources.demo.ring) that
+guest and device write as a real driver and device would, read back with
+the same ``inspect_ring`` as an interposed device: suppression flags, event
+indices and the oldest request show in the demo. Scheduled ``EPISODES``
+(a lost call, a forgotten NO_INTERRUPT, a lost kick, a guest mask, device
+polling with NO_NOTIFY, the stall) make every diagnosis appear once per
+cycle of STALL_EVERY_TICKS.
+
 ``seed`` fixes the workload's plan (rates, mask and stall schedule).
 ``autorun=False`` runs no threads: tests call ``advance(ticks)``, which steps
 guest and device in lock-step with the engine and gives exact counters.
@@ -15,6 +23,7 @@ guest and device in lock-step with the engine and gives exact counters.
 
 from __future__ import annotations
 
+import enum
 import os
 import random
 import select
@@ -34,13 +43,51 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.demo.ring import DemoRing
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
+from svqtui.sources.ring_view import ring_fields
+from svqtui.virtio.requests import DeviceKind
+from svqtui.virtio.split_ring import VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY
 
 TICK_S = 0.05
 RING_SIZE = 256
 STALL_EVERY_TICKS = 900  # the stalling queue stops answering every 45 s...
 STALL_TICKS = 160  # ...for 8 s, longer than the default stuck_after (5 s)
 SETTLE_TIMEOUT_S = 2.0
+
+
+class Episode(enum.Enum):
+    """What goes wrong (or just differently) on a demo queue for a while, so
+    that every diagnosis (svqtui.diagnosis) shows once per cycle."""
+
+    CALL_LOST = "the device completes without calling"  # -> device owes a call
+    NO_INTERRUPT = "the guest sets NO_INTERRUPT and forgets it"  # -> guest suppressed calls
+    KICK_LOST = "the guest posts without kicking"  # -> kick owed
+    GUEST_MASK = "the guest masks the call vector"  # -> calls held by the guest's mask
+    POLLING = "the device polls with NO_NOTIFY set"  # healthy: a flag that changes
+    STALL = "the device stops completing"  # -> back-end not reading
+
+
+EPISODE_TICKS = 240  # 12 s: a diagnosis shows for 7 s after the 5 s stuck_after
+# (device, queue) -> [(first tick of the cycle, episode)], each EPISODE_TICKS long
+# (the stall: STALL_TICKS, as the existing stall schedule)
+EPISODES: dict[tuple[str, int], tuple[tuple[int, Episode], ...]] = {
+    ("demo:db01/blk0", 0): ((60, Episode.CALL_LOST), (420, Episode.KICK_LOST)),
+    ("demo:db01/blk0", 1): ((STALL_EVERY_TICKS - STALL_TICKS, Episode.STALL),),
+    ("demo:web01/net0", 1): ((150, Episode.NO_INTERRUPT),),
+    ("demo:web01/net0", 2): ((300, Episode.GUEST_MASK),),
+    ("demo:web01/net0", 3): ((560, Episode.POLLING),),
+}
+
+
+def episode_at(key: str, index: int, tick: int) -> Episode | None:
+    """The episode queue ``index`` of device ``key`` is in at ``tick``."""
+    phase = tick % STALL_EVERY_TICKS
+    for start, episode in EPISODES.get((key, index), ()):
+        length = STALL_TICKS if episode is Episode.STALL else EPISODE_TICKS
+        if start <= phase < start + length:
+            return episode
+    return None
 
 
 def _eventfd() -> int:
@@ -72,6 +119,9 @@ class DemoQueue:
     index: int
     rate: float  # requests per second
     batch: int = 1  # requests per notification (notification suppression)
+    ring: DemoRing | None = None  # the simulated split ring the view reads back
+    consumed: int = 0  # the used index the guest has handled (frees its descriptors)
+    episode: Episode | None = None
     guest_kick: int = field(default_factory=_eventfd)  # guest writes
     guest_call: int = field(default_factory=_eventfd)  # guest reads
     dev_kick: int = -1  # device reads: guest_kick, or the engine's fd in shadow
@@ -123,6 +173,10 @@ def _plan(rng: random.Random) -> list[DemoVM]:
     ]
     blk = [DemoQueue(i, rng.uniform(20, 90), rng.randint(1, 3)) for i in range(2)]
     blk[1].stalls = True
+    for q in net:  # virtio-net without EVENT_IDX: the flags are what suppresses
+        q.ring = DemoRing(RING_SIZE, DeviceKind.NET, q.index, event_idx=False)
+    for q in blk:  # vhost-user-blk with EVENT_IDX: the event indices are
+        q.ring = DemoRing(RING_SIZE, DeviceKind.BLK, q.index, event_idx=True)
     return [
         DemoVM(
             "demo:web01",
@@ -277,8 +331,12 @@ class DemoSource(Source):
             self._tick += 1
             for dev in self._devices():
                 for q in dev.queues:
-                    _drain(q.guest_call)  # the guest consumes completions
-                    if q.mask_until and self._tick >= q.mask_until:
+                    self._episode(dev, q)
+                    if _drain(q.guest_call) and q.episode is not Episode.NO_INTERRUPT:
+                        self._consume(q)  # the guest handles its completions
+                    if q.episode is Episode.GUEST_MASK:
+                        pass
+                    elif q.mask_until and self._tick >= q.mask_until:
                         q.mask_until = 0
                         q.guest_masked = False
                         self._apply_mask(q)
@@ -290,25 +348,75 @@ class DemoSource(Source):
                         phase = self._tick % STALL_EVERY_TICKS
                         q.stalled = phase >= STALL_EVERY_TICKS - STALL_TICKS
                     q.credit += q.rate * TICK_S * self._rng.uniform(0.5, 1.5)
-                    n = min(int(q.credit), RING_SIZE - q.in_flight)
+                    # like a driver, the guest reuses only descriptors it saw used
+                    n = min(int(q.credit), RING_SIZE - ((q.avail - q.consumed) & 0xFFFF))
                     if n <= 0:
                         continue
                     q.credit -= n
+                    if q.ring is not None:
+                        for i in range(n):
+                            q.ring.post((q.avail + i) & 0xFFFF)
+                        q.ring.set_avail_idx(q.avail + n)
                     q.avail = (q.avail + n) & 0xFFFF
+                    if q.episode in (Episode.KICK_LOST, Episode.POLLING):
+                        continue  # lost, or the device said it polls (NO_NOTIFY)
                     kicks = -(-n // q.batch)  # coalesced kicks, as one eventfd add
                     os.eventfd_write(q.guest_kick, kicks)
                     if q.slot is not None:
                         q.kicks_written += kicks
 
+    def _episode(self, dev: DemoDevice, q: DemoQueue) -> None:
+        """Enter or leave this queue's scheduled episode (EPISODES)."""
+        now = episode_at(dev.key, q.index, self._tick)
+        if now is q.episode:
+            return
+        before, q.episode = q.episode, now
+        ring = q.ring
+        if before is Episode.GUEST_MASK:
+            q.guest_masked = False
+            self._apply_mask(q)
+        if now is Episode.GUEST_MASK:
+            q.guest_masked, q.mask_until = True, 0
+            self._apply_mask(q)
+        if ring is None:
+            return
+        ring.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT if now is Episode.NO_INTERRUPT else 0)
+        ring.set_used_flags(VRING_USED_F_NO_NOTIFY if now is Episode.POLLING else 0)
+        if before is Episode.NO_INTERRUPT:
+            self._consume(q)  # calls back on: the guest catches up
+        if before is Episode.CALL_LOST:
+            os.eventfd_write(q.dev_call, 1)  # the device's late call (what `c` would do)
+            if q.slot is not None:
+                q.calls_written += 1
+        if before is Episode.KICK_LOST and q.in_flight:
+            os.eventfd_write(q.guest_kick, 1)  # the guest's late kick
+            if q.slot is not None:
+                q.kicks_written += 1
+
+    @staticmethod
+    def _consume(q: DemoQueue) -> None:
+        """The guest handled completions up to used.idx: with EVENT_IDX it
+        asks for a call on the next one (used_event = used.idx)."""
+        q.consumed = q.used
+        if q.ring is not None:
+            q.ring.set_used_event(q.used)
+
     def _device_service(self, q: DemoQueue) -> bool:
         """Read the kick fd and complete the ring unless stalled; True if a
         call was written."""
         with self._lock:
-            _drain(q.dev_kick)
+            kicked = _drain(q.dev_kick) > 0
             if q.stalled or q.in_flight == 0:
                 return False
+            if q.episode is Episode.KICK_LOST and not kicked:
+                return False  # it waits for a kick that never comes
             calls = -(-q.in_flight // q.batch)
+            if q.ring is not None:
+                q.ring.complete(q.used, q.avail)
+                q.ring.set_avail_event(q.avail)  # "kick me once you pass this"
             q.used = q.avail
+            if q.episode in (Episode.CALL_LOST, Episode.NO_INTERRUPT):
+                return False  # lost, or suppressed by the guest's NO_INTERRUPT
             os.eventfd_write(q.dev_call, calls)
             if q.slot is not None:
                 q.calls_written += calls
@@ -426,7 +534,10 @@ class DemoSource(Source):
             "ring_source": "demo",
             "shadow": c is not None,
             "stuck_hint": None,
+            "hold": q.hold,
         }
+        if q.ring is not None:
+            common.update(ring_fields(q.ring.report()))
         if c is None:
             mask = MaskState.MASKED if q.guest_masked else MaskState.UNMASKED
             return QueueView(

@@ -14,8 +14,9 @@ QEMU's replies. What each figure means and where it comes from:
 * Ring indices. For a device that vhost may run (a ``vhost-*`` kind, any
   virtio-net, or vhost started) svqtui reads the guest's ring through
   ``x-query-virtio-queue-element`` (avail.idx and used.idx from guest memory,
-  ring_source "qmp:queue-element"): QEMU's own queue indices do not move while
-  vhost runs the queue. It never sends ``x-query-virtio-queue-status`` to such
+  ring_source "qmp:queue-element", with the avail and used flags as a
+  ``RingState`` whose event indices are unknown): QEMU's own queue indices do
+  not move while vhost runs the queue. It never sends ``x-query-virtio-queue-status`` to such
   a device: in QEMU 7.2 that command, on a device whose vhost is started, asks
   the back-end for the vring base (VHOST_USER_GET_VRING_BASE), which the
   vhost-user protocol defines as *stopping* that ring, and it reports the call's
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from svqtui.model import DeviceRole, DeviceView, QueueView, ShadowVia, SourceKind
+from svqtui.virtio.split_ring import RingState
 
 DETAIL_EVERY = 5  # plain virtio queues and vhost ring checks: every 5th round
 CMD_STATUS = "x-query-virtio-queue-status"
@@ -224,14 +226,35 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def queue_from_element(index: int, reply: Mapping[str, Any]) -> QueueView:
+QMP_RING_NOTE = "flags and indices from x-query-virtio-queue-element; event indices not read"
+
+
+def queue_from_element(
+    index: int, reply: Mapping[str, Any], features: Sequence[str] = ()
+) -> QueueView:
+    """avail/used indices and flags of the guest's ring (``features``: the
+    guest's feature names, for EVENT_IDX / INDIRECT_DESC / packed)."""
     avail = reply.get("avail")
     used = reply.get("used")
+    avail_idx = _int(avail.get("idx")) if isinstance(avail, Mapping) else None
+    used_idx = _int(used.get("idx")) if isinstance(used, Mapping) else None
+    ring = RingState(
+        size=0,  # not in the reply; with size 0 no event index counts as passed
+        event_idx="VIRTIO_RING_F_EVENT_IDX" in features,
+        indirect_desc="VIRTIO_RING_F_INDIRECT_DESC" in features,
+        packed="VIRTIO_F_RING_PACKED" in features,
+        avail_flags=_int(avail.get("flags")) if isinstance(avail, Mapping) else None,
+        avail_idx=avail_idx,
+        used_flags=_int(used.get("flags")) if isinstance(used, Mapping) else None,
+        used_idx=used_idx,
+        error=QMP_RING_NOTE,
+    )
     return QueueView(
         index=index,
-        avail_idx=_int(avail.get("idx")) if isinstance(avail, Mapping) else None,
-        used_idx=_int(used.get("idx")) if isinstance(used, Mapping) else None,
+        avail_idx=avail_idx,
+        used_idx=used_idx,
         ring_source=SOURCE_ELEMENT,
+        ring=ring,
     )
 
 
@@ -252,7 +275,8 @@ def queue_views(state: DeviceState) -> tuple[QueueView, ...]:
     views = []
     for i in range(state.num_queues):
         if i in state.rings:
-            q = queue_from_element(i, state.rings[i])
+            guest = feature_names(state.status.get("guest-features")) if state.status else []
+            q = queue_from_element(i, state.rings[i], guest)
         elif i in state.queue_status and not state.vhost_capable:
             q = queue_from_status(i, state.queue_status[i])
         else:
@@ -266,6 +290,7 @@ def queue_views(state: DeviceState) -> tuple[QueueView, ...]:
                 used_idx=q.used_idx,
                 ring_source=q.ring_source,
                 error=error,
+                ring=q.ring,
             )
         views.append(q)
     return tuple(views)

@@ -34,6 +34,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import SourceContext
+from svqtui.sources.ring_view import ring_fields
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
@@ -41,7 +42,9 @@ from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
 from svqtui.unix_socket import bind_private
-from svqtui.virtio.guest_memory import GuestMemory
+from svqtui.virtio.inspect import RingReport, inspect_ring
+from svqtui.virtio.requests import DeviceKind
+from svqtui.virtio.split_ring import RingFeatures, RingState
 
 CONNECT_TIMEOUT_S = 5.0
 ACCEPT_BACKOFF_S = 0.5  # out of fds: stop accepting this long (no spinning)
@@ -89,6 +92,9 @@ class DeviceInterposer:
         self._connecting = False
         self._published: ConnectionSnapshot | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The request format of this device's rings, guessed from its names
+        # (e.g. "blk0", "/run/vhost-user-blk.sock"); other devices show raw chains.
+        self.device_kind = DeviceKind.from_name(f"{config.name} {config.listen} {config.backend}")
 
     # -- listening ------------------------------------------------------------------
 
@@ -330,16 +336,27 @@ class DeviceInterposer:
         if snap is None:
             return None
         for v in snap.vrings:
-            layout = v.ring.layout if v.ring is not None else None
-            if v.index == queue and layout is not None:
-                return RingAccess(snap.memory, layout, snap.features or 0)
+            if v.index == queue:
+                return _ring_access(snap, v)
         return None
+
+    def inspect(self, snap: ConnectionSnapshot, v: VringSnapshot) -> RingReport | None:
+        """One bounded read of a started ring (state, in-flight, oldest
+        decoded), or None when it cannot be read as a split ring."""
+        access = _ring_access(snap, v) if v.started else None
+        if access is None:
+            return None
+        return inspect_ring(access.memory, access.layout, access.features, self.device_kind)
 
     def view(self, engine: EngineSnapshot) -> VMView:
         snap = self._published
         status = self.status
         connected = snap is not None
-        queues = tuple(_queue_view(v, snap.memory, engine) for v in snap.vrings) if snap else ()
+        queues = (
+            tuple(_queue_view(v, snap, self.inspect(snap, v), engine) for v in snap.vrings)
+            if snap
+            else ()
+        )
         notes = snap.notes if snap else ("guest vector masking happens inside QEMU for vhost-user",)
         device = DeviceView(
             key=self.key,
@@ -382,14 +399,37 @@ def _shadow_note(connected: bool, wanted: bool) -> str:
     return note
 
 
-def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -> QueueView:
+def _ring_access(snap: ConnectionSnapshot, v: VringSnapshot) -> RingAccess | None:
+    layout = v.ring.layout if v.ring is not None else None
+    if layout is None:
+        return None
+    return RingAccess(snap.memory, layout, snap.features or 0)
+
+
+def _queue_view(
+    v: VringSnapshot,
+    snap: ConnectionSnapshot,
+    report: RingReport | None,
+    engine: EngineSnapshot,
+) -> QueueView:
     avail = used = None
     ring_error: str | None = None
-    if v.ring is not None:
-        indices = v.ring.indices(memory)
+    extra: dict[str, object] = {"hold": v.hold}
+    state: RingState | None = report.state if report is not None else None
+    if report is not None and state is not None and None not in (state.avail_idx, state.used_idx):
+        avail, used = state.avail_idx, state.used_idx  # one read of the ring headers
+        extra.update(ring_fields(report))
+    elif v.ring is not None:
+        indices = v.ring.indices(snap.memory)
         avail, used = indices.avail, indices.used
         if indices.error is not None:
             ring_error = f"ring unreadable: {indices.error}"
+        if state is not None:
+            extra["ring"] = state  # says why (packed ring, IOVAs, unreadable)
+        else:
+            why = RingFeatures.from_bits(snap.features or 0).not_decoded
+            if why is not None:
+                extra["in_flight_note"] = why
     mask: MaskState | None = None
     if v.qemu_masked:
         mask = MaskState.MASKED
@@ -409,6 +449,7 @@ def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -
             call_fd=v.call_fd,
             error=v.error or ring_error,
             ring_source="ring" if avail is not None or used is not None else None,
+            **extra,  # type: ignore[arg-type]
         )
     if counters.call.masked:
         mask = MaskState.PENDING if counters.call.pending else MaskState.MASKED
@@ -430,4 +471,5 @@ def _queue_view(v: VringSnapshot, memory: GuestMemory, engine: EngineSnapshot) -
         error=counters.error or v.error or ring_error,
         ring_source="ring" if avail is not None or used is not None else None,
         **fault_fields(counters),  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
     )

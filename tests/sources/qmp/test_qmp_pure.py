@@ -13,6 +13,7 @@ from svqtui.sources.qmp.devices import (
     CMD_STATUS,
     CMD_VHOST,
     DETAIL_EVERY,
+    QMP_RING_NOTE,
     SHADOW_NOTE_KERNEL,
     SHADOW_NOTE_PLAIN,
     SHADOW_NOTE_VHOST_USER,
@@ -24,6 +25,7 @@ from svqtui.sources.qmp.devices import (
     due_queue_commands,
     feature_names,
     plan_queue_commands,
+    queue_from_element,
     queue_views,
     shadow_capability,
     socket_path_from_addr,
@@ -250,3 +252,19 @@ def test_event_lines() -> None:
         "QEMU is shutting down (host-qmp-quit)",
     )
     assert event_line({"event": "RTC_CHANGE", "data": {}}) is None
+
+
+def test_queue_element_gives_the_ring_flags_without_event_indices() -> None:
+    """x-query-virtio-queue-element's avail/used flags become the queue's ring
+    state (NO_INTERRUPT here), with EVENT_IDX from the guest's features and
+    the event indices unknown, said in the state's note."""
+    reply = {"avail": {"idx": 9, "flags": 1, "ring": 0}, "used": {"idx": 7, "flags": 0}}
+    q = queue_from_element(2, reply, ["VIRTIO_RING_F_EVENT_IDX", "VIRTIO_F_VERSION_1"])
+    assert q.ring is not None
+    assert (q.ring.avail_flags, q.ring.used_flags, q.ring.no_interrupt) == (1, 0, True)
+    assert (q.ring.avail_idx, q.ring.used_idx, q.ring.in_flight) == (9, 7, 2)
+    assert q.ring.event_idx and not q.ring.indirect_desc
+    assert q.ring.used_event is None and q.ring.error == QMP_RING_NOTE
+    plain = queue_from_element(0, {"avail": {"idx": 1}, "used": {}})
+    assert plain.ring is not None and not plain.ring.event_idx
+    assert plain.ring.avail_flags is None and plain.ring.used_idx is None

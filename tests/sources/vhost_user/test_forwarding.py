@@ -85,14 +85,21 @@ def test_ring_view_shows_avail_used_and_in_flight(rig: InterposerRig) -> None:
         fe.submit(0, VIRTIO_BLK_T_IN, block * 8)
     q = rig.queue(0)
     assert (q.avail_idx, q.used_idx, q.in_flight) == (8, 5, 3)
+    # the same collect inspected the ring: its state and the oldest request decoded
+    assert q.ring is not None and (q.ring.avail_idx, q.ring.used_idx) == (8, 5)
+    assert q.ring.event_idx == fe.event_idx and q.ring.error is None
+    assert q.oldest_position == 5 and q.oldest_head is not None
+    assert q.oldest is not None and q.oldest.describe() == "READ sector 0, 4096 bytes"
     fe.kick(0)
     fe.complete(0, 3)
     q = rig.queue(0)
     assert (q.avail_idx, q.used_idx, q.in_flight) == (8, 8, 0)
+    assert q.oldest is None and q.oldest_head is None
     fe.stop()
     fe.sync()
     q = rig.queue(0)
     assert q.avail_idx is None and q.used_idx is None and q.ring_source is None
+    assert q.ring is None  # a stopped ring is not inspected
 
 
 def test_ring_view_follows_add_and_rem_mem_reg(rig: InterposerRig) -> None:
