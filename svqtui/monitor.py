@@ -12,7 +12,6 @@ the control socket and every other output read the resulting ``Snapshot``.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import math
 import threading
@@ -38,6 +37,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.base import Source
+from svqtui.subscribers import Subscribers
 from svqtui.thread_priority import lower_thread_priority
 
 AVAIL_SEEN_MAX = 4096  # avail index movements remembered per queue (oldest-request age)
@@ -219,7 +219,7 @@ class Monitor:
         self._cpu_share: float | None = None
         self._failing: set[str] = set()
         self._owners: dict[str, Source] = {}
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._subscribers = Subscribers(self._consumer_failed)
         self._published = threading.Condition()
         self._seq = 0
         self._early = False
@@ -265,13 +265,10 @@ class Monitor:
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
         """Call ``callback(snapshot)`` from the refresh thread after every
         refresh (it must not block); returns the unsubscribe function."""
-        self._subscribers.append(callback)
+        return self._subscribers.add(callback)
 
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+    def _consumer_failed(self, err: Exception) -> None:
+        self.log.error(f"monitor: a consumer failed: {type(err).__name__}: {err}")
 
     def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
         """Ask for an early snapshot (after an action); with ``wait``, return
@@ -399,11 +396,7 @@ class Monitor:
             self.latest = snap
             self._seq += 1
             self._published.notify_all()
-        for callback in list(self._subscribers):
-            try:
-                callback(snap)
-            except Exception as err:  # one consumer must not starve the others
-                self.log.error(f"monitor: a consumer failed: {type(err).__name__}: {err}")
+        self._subscribers.publish(snap)
         return snap
 
     def forget_rates(self) -> None:

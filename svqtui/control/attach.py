@@ -12,7 +12,6 @@ svqtui.control.multi.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -26,6 +25,7 @@ from svqtui.engine.faults import Fault
 from svqtui.errors import ControlError
 from svqtui.eventlog import EventLog
 from svqtui.model import EngineStatus, Snapshot, SourceKind, SourceStatus
+from svqtui.subscribers import Subscribers
 
 
 class RemoteMonitor:
@@ -42,7 +42,7 @@ class RemoteMonitor:
         self._events_seq = 0
         self._last: Snapshot | None = None
         self._connected = True
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._subscribers = Subscribers()
         self._feed = SnapshotFeed(self.refresh, self._publish, self._failed, interval_s)
         self.latest: Snapshot | None = None
 
@@ -56,13 +56,7 @@ class RemoteMonitor:
         return self._feed.running
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
         """Fetch again now (after an action)."""
@@ -79,8 +73,7 @@ class RemoteMonitor:
 
     def _publish(self, snap: Snapshot) -> None:
         self.latest = snap
-        for callback in list(self._subscribers):
-            callback(snap)
+        self._subscribers.publish(snap)
 
     def _failed(self, err: Exception) -> None:
         self.log.error(f"attach: cannot refresh the snapshot: {err}")

@@ -16,7 +16,6 @@ H are copied into the console's log with ``H: `` before their text.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -41,6 +40,7 @@ from svqtui.model import (
     VMView,
 )
 from svqtui.sources.errors import UnknownDevice
+from svqtui.subscribers import Subscribers
 
 
 def host_key(host: str, key: str) -> str:
@@ -122,7 +122,7 @@ class MultiMonitor:
         self.merge_ms = 0.0  # the last prefix-and-merge's cost
         self._parts: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._subscribers = Subscribers()
         for host, monitor in hosts.items():
             monitor.subscribe(partial(self._arrived, host))
 
@@ -135,13 +135,7 @@ class MultiMonitor:
             monitor.start()
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
         """Every host fetches again now; unclocked (tests), in this thread."""
@@ -163,8 +157,7 @@ class MultiMonitor:
             merged = merge(parts, self.interval_s)
             self.latest = merged
             self.merge_ms = (time.perf_counter() - t0) * 1000
-            for callback in list(self._subscribers):
-                callback(merged)
+            self._subscribers.publish(merged)
 
     def close(self) -> None:
         for monitor in self.hosts.values():

@@ -22,6 +22,7 @@ from svqtui.eventlog import EventLog
 from svqtui.model import LogEvent, Snapshot
 from svqtui.recording.errors import RecordingDamaged, ReplayReadOnly
 from svqtui.recording.reader import Recording
+from svqtui.subscribers import Subscribers
 
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 READ_ONLY = "replay: recorded, read-only"
@@ -71,7 +72,7 @@ class ReplayMonitor:
             with contextlib.suppress(RecordingDamaged):
                 first_interval = recording.frame(0).snapshot.interval_s
         self.interval_s = first_interval
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._subscribers = Subscribers()
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -99,13 +100,7 @@ class ReplayMonitor:
             thread.join(STOP_TIMEOUT_S)
 
     def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def refresh_soon(self, wait: bool = False, timeout: float = 5.0) -> Snapshot | None:
         """Show the current frame again (nothing changes in a recording)."""
@@ -233,8 +228,7 @@ class ReplayMonitor:
             self.position = index
             self.latest = frame.snapshot
             self.interval_s = frame.snapshot.interval_s
-        for callback in list(self._subscribers):
-            callback(frame.snapshot)
+        self._subscribers.publish(frame.snapshot)
         return frame.snapshot
 
     def _damaged(self, err: RecordingDamaged) -> None:
