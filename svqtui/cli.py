@@ -23,7 +23,7 @@ from svqtui.outputs import OUTPUTS, output_named
 from svqtui.sources.demo.settings import PLUGIN as DEMO
 from svqtui.sources.libvirt.settings import PLUGIN as LIBVIRT
 from svqtui.sources.qmp.settings import PLUGIN as QMP
-from svqtui.web import DEFAULT_PORT
+from svqtui.web import DEFAULT_PORT, web_console_guard
 
 if TYPE_CHECKING:
     from svqtui.runtime import Runtime
@@ -263,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return lab_main(argv[:lab_at] + argv[lab_at + 1 :])
     args = build_parser().parse_args(argv)
+    web_console_guard()
     if args.web:
         if args.once or args.log or args.headless:
             return _fail(

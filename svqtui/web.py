@@ -13,14 +13,19 @@ binding another address must be asked for by name and says so.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import ipaddress
+import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 
 from svqtui.errors import SvqtuiError
 
 DEFAULT_PORT = 8470
+PR_SET_PDEATHSIG = 1  # prctl(2)
 WEB_OPTIONS = ("--web", "--port", "--bind")  # ours; every other argument goes to the console
 
 
@@ -45,6 +50,19 @@ def console_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def web_console_guard() -> None:
+    """In a console that textual-serve started for a browser tab: die with the
+    server (PR_SET_PDEATHSIG: SIGKILL), so a killed server leaves no console behind
+    holding QMP monitors and interposer sockets. Best effort, Linux only."""
+    if "web_driver" not in os.environ.get("TEXTUAL_DRIVER", ""):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a stuck console ignores SIGTERM
+        if os.getppid() == 1:  # the server died before the guard was set
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -62,7 +80,9 @@ def serve(argv: Sequence[str], bind: str, port: int) -> int:
         raise WebUnavailable(
             "--web needs textual-serve: pip install 'svqtui[web]' (or pip install textual-serve)"
         ) from None
-    command = shlex.join([sys.executable, "-m", "svqtui", *console_argv(argv)])
+    # exec: the shell textual-serve starts becomes the console, so the console's
+    # parent is this server and it can follow the server's death (web_console_guard)
+    command = "exec " + shlex.join([sys.executable, "-m", "svqtui", *console_argv(argv)])
     host = "127.0.0.1" if bind == "localhost" else bind
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     if not is_loopback(host):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import psutil
 from PIL import Image
 
 from svqtui.web import console_argv, is_loopback
@@ -116,3 +117,26 @@ def test_a_real_browser_shows_the_console(tmp_path: Path) -> None:
     assert cyan > 2000 and green > 1000, (cyan, green)
     if os.environ.get("SVQTUI_WEB_SCREENSHOT"):  # regenerate docs/web.png
         Path(os.environ["SVQTUI_WEB_SCREENSHOT"]).write_bytes(shot.read_bytes())
+
+
+def test_a_killed_server_leaves_no_console_behind(tmp_path: Path) -> None:
+    """SIGKILL to the web server while a tab is open: the console it started
+    for the tab follows it (parent-death signal), so no orphan keeps the
+    demo's engine, QMP monitors or interposer sockets."""
+    with web_svqtui(tmp_path) as (port, proc):
+
+        async def tab() -> list[psutil.Process]:
+            url = f"ws://127.0.0.1:{port}/ws?width=80&height=24"
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                await ws.receive(timeout=15)  # the console is up
+                server = psutil.Process(proc.pid)
+                consoles = [
+                    p for p in server.children(recursive=True) if "svqtui" in " ".join(p.cmdline())
+                ]
+                proc.kill()  # while the tab is still open
+                return consoles
+
+        consoles = asyncio.run(tab())
+        assert consoles, "a console process for the tab"
+        _, alive = psutil.wait_procs(consoles, timeout=10)
+        assert not alive, [p.pid for p in alive]
