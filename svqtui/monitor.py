@@ -489,18 +489,7 @@ class Monitor:
                 track.history.append(track.kick_rate + track.call_rate)
         stuck = self._stuck_reason(q, track, now) if dev.connected else None
         oldest_age = _oldest_age(track, q, now)
-        timing = Timing(
-            after_s=self.stuck.after_s,
-            used_still_s=now - track.used_changed_at,
-            no_call_s=now - track.calls_changed_at if q.calls is not None else None,
-            no_kick_s=now - track.kicks_changed_at if q.kicks is not None else None,
-            avail_still_s=now - track.avail_changed_at,
-            masked_s=now - track.masked_at if track.masked_at is not None else None,
-            no_interrupt_s=(
-                now - track.no_interrupt_at if track.no_interrupt_at is not None else None
-            ),
-            used_at_no_interrupt=track.used_at_no_interrupt,
-        )
+        diagnosis = self._diagnosis(q, track, now) if dev.connected else None
         return QueueRow(
             view=q,
             device_key=dev.key,
@@ -513,9 +502,35 @@ class Monitor:
             last_call_age_s=(now_ns - q.last_call_ns) / 1e9 if q.last_call_ns else None,
             stuck=stuck[1] if stuck else None,
             stuck_rule=stuck[0] if stuck else None,
-            diagnosis=diagnose(q, timing) if dev.connected else None,
+            diagnosis=diagnosis,
             oldest_age_s=oldest_age,
         )
+
+    def _diagnosis(self, q: QueueView, track: _QueueTrack, now: float) -> str | None:
+        """svqtui.diagnosis's verdict. Every rule but the operator's hold needs
+        some quiet time of at least stuck.after (no call, no kick, used index
+        still, masked, calls suppressed): a busy queue skips the rules (the
+        common case, and the monitor's cost at 1,024 queues)."""
+        after = self.stuck.after_s
+        used_still = now - track.used_changed_at
+        no_call = now - track.calls_changed_at if q.calls is not None else None
+        no_kick = now - track.kicks_changed_at if q.kicks is not None else None
+        masked = now - track.masked_at if track.masked_at is not None else None
+        no_interrupt = now - track.no_interrupt_at if track.no_interrupt_at is not None else None
+        quiet = [d for d in (used_still, no_call, no_kick, masked, no_interrupt) if d is not None]
+        if not q.hold and max(quiet, default=0.0) < after:
+            return None
+        timing = Timing(
+            after_s=after,
+            used_still_s=used_still,
+            no_call_s=no_call,
+            no_kick_s=no_kick,
+            avail_still_s=now - track.avail_changed_at,
+            masked_s=masked,
+            no_interrupt_s=no_interrupt,
+            used_at_no_interrupt=track.used_at_no_interrupt,
+        )
+        return diagnose(q, timing)
 
     def _stuck_reason(
         self, q: QueueView, track: _QueueTrack, now: float
