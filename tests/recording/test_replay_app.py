@@ -129,7 +129,15 @@ def test_replay_console_svg(frozen_app: ReplayApp, snap_compare: Callable[..., b
     async def at_stall(pilot: Pilot[int]) -> None:
         await _shown(pilot, 0)
         await pilot.press("t")
-        await until(pilot, lambda: frozen_app.replay.monitor.position > 0, "the stall")
+        monitor = frozen_app.replay.monitor
+        await until(pilot, lambda: monitor.position > 0, "the stall")
+        # the frame is published before the app applies it: wait for the screen
+        await until(
+            pilot,
+            lambda: monitor.latest is not None and frozen_app.snapshot is monitor.latest,
+            "the stall frame on screen",
+        )
+        await pilot.pause()
         await pilot.pause()
 
     assert snap_compare(frozen_app, terminal_size=(160, 50), run_before=at_stall)

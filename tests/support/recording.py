@@ -39,6 +39,7 @@ def stepped_runtime(settings: RecordSettings, seed: int = 7) -> tuple[Runtime, F
     demo = FrozenAgeDemo(clock, seed)
     config = Config(refresh_s=1.0, max_queues=64, record=settings)
     runtime = Runtime(config, sources=[demo], clock=False)
+    runtime.engine.set_polling("off")  # spin time is real time: "poll off" is stable
     runtime.monitor = Monitor(
         runtime.sources,
         runtime.engine,
