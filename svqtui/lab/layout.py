@@ -89,7 +89,11 @@ class Slot:
 
     def device_config(self, shadow: bool = False) -> VhostUserDevice:
         return VhostUserDevice(
-            name=self.device, listen=str(self.listen), backend=str(self.backend), shadow=shadow
+            name=self.device,
+            listen=str(self.listen),
+            backend=str(self.backend),
+            shadow=shadow,
+            kind="blk",
         )
 
 

@@ -76,6 +76,15 @@ def claim_socket_path(path: str) -> None:
     raise ListenError(f"another process already listens on {path}: stop it or change listen:")
 
 
+def request_format(config: VhostUserDevice) -> DeviceKind:
+    """The request format of a device's rings: its config ``kind``, else guessed
+    from its names (e.g. "blk0", "/run/vhost-user-blk.sock"); other devices show
+    raw chains."""
+    if config.kind is not None:
+        return DeviceKind(config.kind)
+    return DeviceKind.from_name(f"{config.name} {config.listen} {config.backend}")
+
+
 class DeviceInterposer:
     """Listens for QEMU on one device's socket and interposes each connection."""
 
@@ -92,9 +101,7 @@ class DeviceInterposer:
         self._connecting = False
         self._published: ConnectionSnapshot | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # The request format of this device's rings, guessed from its names
-        # (e.g. "blk0", "/run/vhost-user-blk.sock"); other devices show raw chains.
-        self.device_kind = DeviceKind.from_name(f"{config.name} {config.listen} {config.backend}")
+        self.device_kind = request_format(config)
 
     # -- listening ------------------------------------------------------------------
 

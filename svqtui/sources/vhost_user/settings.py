@@ -49,6 +49,8 @@ class VhostUserDevice:
     mode: int = 0o600  # the listen socket's mode, whatever the umask
     uid: int = -1  # the listen socket's owner (-1: svqtui's user)
     gid: int = -1  # the listen socket's group (-1: svqtui's group)
+    # the request format of its rings ("blk", "net", "other"); None: guessed from the names
+    kind: str | None = None
 
     limits: DeviceLimits = DeviceLimits()
 
@@ -85,6 +87,17 @@ def group_id(r: ConfigReader, node: yaml.Node, key: str) -> int:
         raise r.fail(node, key, f"no group {value!r} on this host (see getent group)") from None
 
 
+DEVICE_KINDS = ("blk", "net", "other")
+
+
+def device_kind(r: ConfigReader, node: yaml.Node, key: str) -> str:
+    """What the device's rings carry: blk, net or other (raw chains)."""
+    value = r.text(node, key)
+    if value not in DEVICE_KINDS:
+        raise r.fail(node, key, f"expected one of {', '.join(DEVICE_KINDS)}, got {value!r}")
+    return value
+
+
 def parse_limits(r: ConfigReader, node: yaml.Node, key: str) -> DeviceLimits:
     found = r.mapping(node, key, ("rings", "regions", "fds"))
     default = DeviceLimits()
@@ -105,7 +118,9 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
     for i, item in enumerate(r.sequence(node, key)):
         at = f"{key}[{i}]"
         found = r.mapping(
-            item, at, ("name", "listen", "backend", "shadow", "owner", "group", "mode", "limits")
+            item,
+            at,
+            ("name", "listen", "backend", "kind", "shadow", "owner", "group", "mode", "limits"),
         )
         for required in ("name", "listen", "backend"):
             if required not in found:
@@ -118,6 +133,7 @@ def parse(r: ConfigReader, node: yaml.Node, key: str) -> tuple[VhostUserDevice, 
             name=r.text(found["name"][1], f"{at}.name"),
             listen=r.path_text(found["listen"][1], f"{at}.listen"),
             backend=r.path_text(found["backend"][1], f"{at}.backend"),
+            kind=r.optional(found, "kind", at, lambda n, k: device_kind(r, n, k), None),
             shadow=r.optional(found, "shadow", at, r.boolean, False),
             line=item.start_mark.line + 1,
             mode=r.optional(found, "mode", at, lambda n, k: file_mode(r, n, k), 0o600),
@@ -175,6 +191,7 @@ devices: []
 #  - name: blk0
 #    listen: /run/svqtui/blk0.sock
 #    backend: /run/qsd/blk0.sock
+#    kind: blk        # its rings' requests: blk, net or other (default: guessed from the names)
 #    shadow: off
 #    owner: libvirt-qemu
 #    mode: 0600

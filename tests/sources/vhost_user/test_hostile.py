@@ -241,3 +241,30 @@ def test_limits_are_configurable_and_default(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"devices\[0\]\.limits\.rings"):
         load_config(str(cfg))
+
+
+def test_kind_names_the_request_format_or_is_guessed(tmp_path: Path) -> None:
+    """`kind:` in a device entry decides how its rings' requests are decoded
+    (a device named "lab-a" with kind blk decodes virtio-blk requests); left out,
+    the kind is guessed from the names; an unknown kind is a config error naming
+    the key."""
+    from svqtui.config import load_config
+    from svqtui.errors import ConfigError
+    from svqtui.sources.vhost_user.device import request_format
+    from svqtui.sources.vhost_user.settings import PLUGIN
+    from svqtui.virtio.requests import DeviceKind
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "devices:\n  - {name: a, listen: /tmp/a.sock, backend: /tmp/b.sock, kind: blk}\n"
+        "  - {name: net0, listen: /tmp/c.sock, backend: /tmp/d.sock}\n"
+    )
+    explicit, guessed = load_config(str(cfg)).section(PLUGIN)
+    assert (explicit.kind, guessed.kind) == ("blk", None)
+    assert request_format(explicit) is DeviceKind.BLK
+    assert request_format(guessed) is DeviceKind.NET
+    cfg.write_text(
+        "devices:\n  - {name: a, listen: /tmp/a.sock, backend: /tmp/b.sock, kind: scsi}\n"
+    )
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.kind: expected one of blk, net, other"):
+        load_config(str(cfg))
