@@ -22,8 +22,13 @@ first rule that holds, most specific first:
 refresh: the index last moved no earlier than the counter of the
 notification that should have followed it (a sampled "index at the last
 call" would lag by up to a refresh and hide exactly the owed call). The
-monitor samples once per refresh, so an index that moved in the same
-refresh interval as the notification counts as not answered.
+monitor samples once per refresh, so the two can move in the same refresh
+interval. For a call that counts as not answered (a call a fault dropped is
+counted like a delivered one; the guest's ``used_event`` tells whether it
+took the completion). For a kick it counts as answered (the guest writes
+the avail index, then kicks: a back-end that stops right after a kick it was
+sent owes the completion, not the guest the kick), unless a fault swallowed
+that kick (``Timing.last_kick_dropped``).
 
 Every time condition is "for at least ``Timing.after_s``" (the stuck rules'
 ``stuck.after``). Index arithmetic is mod 2^16 (``need_event``), so a ring
@@ -51,6 +56,7 @@ class Timing:
     no_interrupt_s: float | None = None  # NO_INTERRUPT set continuously for (None: clear)
     used_at_no_interrupt: int | None = None  # used index when NO_INTERRUPT was first seen
     masked_s: float | None = None  # MASKED or PENDING continuously for (None: unmasked)
+    last_kick_dropped: bool = False  # the kick counter's last move was a kick a fault dropped
 
 
 def seconds(value: float) -> str:
@@ -167,15 +173,15 @@ def calls_suppressed(q: QueueView, t: Timing) -> str | None:
 
 def kick_owed(q: QueueView, t: Timing) -> str | None:
     """The guest moved the avail index where the device asked for a kick, no
-    kick came since (the avail index last moved no earlier than the last
-    kick), and nothing completes."""
+    kick came since (the avail index last moved after the last kick, or a
+    fault dropped that kick), and nothing completes."""
     ring, (avail, used) = q.ring, _indices(q)
     if ring is None or avail is None or t.no_kick_s is None or t.no_kick_s < t.after_s:
         return None
     if not _in_flight(avail, used) or t.used_still_s < t.after_s:
         return None
-    if t.avail_still_s > t.no_kick_s:
-        return None  # a kick came after the last request was made available
+    if t.avail_still_s >= t.no_kick_s and not t.last_kick_dropped:
+        return None  # a kick came with or after the last request made available
     if ring.event_idx:
         event = ring.avail_event
         if event is not None and passed(event, avail, ring.size):
@@ -184,7 +190,7 @@ def kick_owed(q: QueueView, t: Timing) -> str | None:
                 f"no kick for {seconds(t.no_kick_s)}"
             )
         return None
-    if ring.no_notify is False and t.avail_still_s < t.no_kick_s:
+    if ring.no_notify is False:
         return (
             f"kick owed: avail {avail} moved {seconds(t.avail_still_s)} ago with NO_NOTIFY "
             f"clear, no kick for {seconds(t.no_kick_s)}"
@@ -213,10 +219,16 @@ def not_reading(q: QueueView, t: Timing) -> str | None:
 RULES = (held_by_mask, call_owed, calls_suppressed, kick_owed, guest_not_processing, not_reading)
 
 
-def diagnose(q: QueueView, t: Timing) -> str | None:
-    """The first rule that holds for this queue, as one sentence, or None."""
+def verdict(q: QueueView, t: Timing) -> tuple[str, str] | None:
+    """(rule name, sentence) of the first rule that holds for this queue, or None."""
     for rule in RULES:
         text = rule(q, t)
         if text is not None:
-            return text
+            return rule.__name__, text
     return None
+
+
+def diagnose(q: QueueView, t: Timing) -> str | None:
+    """The first rule that holds for this queue, as one sentence, or None."""
+    found = verdict(q, t)
+    return found[1] if found is not None else None

@@ -60,7 +60,9 @@ class StuckRule(enum.StrEnum):
     """Which rule found a queue stuck (the monitor's verdicts)."""
 
     IN_FLIGHT = "in_flight"  # config stuck.in_flight: requests in flight, used index still
-    KICKS_WITHOUT_CALLS = "kicks_without_calls"  # config stuck.kicks_without_calls
+    # config stuck.kicks_without_calls; also a call the diagnosis finds owed (a call a
+    # fault dropped is counted, yet the guest's last kick got no call it could see)
+    KICKS_WITHOUT_CALLS = "kicks_without_calls"
     SOURCE = "source"  # the source's own verdict (QueueView.stuck_hint)
 
 
@@ -104,6 +106,7 @@ class QueueView:
     stuck_hint: str | None = None  # a source's own stuck verdict (e.g. demo "device stalled")
     fault: str | None = None  # an operator-armed fault, in words ("drop the next call")
     dropped: int = 0  # notifications a fault swallowed (kick and call)
+    dropped_kicks: int = 0  # of those, kicks
     duplicated: int = 0  # extra writes by a dup fault
     delayed: int = 0  # notifications a delay fault delivered late
     ring: RingState | None = None  # flags, indices, event indices read from the ring itself

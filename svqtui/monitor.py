@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from svqtui.config import StuckConfig
-from svqtui.diagnosis import Timing, diagnose
+from svqtui.diagnosis import Timing, verdict
 from svqtui.engine import Engine, EngineSnapshot
 from svqtui.eventlog import EventLog
 from svqtui.model import (
@@ -56,6 +56,8 @@ class _QueueTrack:
     calls_changed_at: float = 0.0
     kicks_at_last_call: int = 0
     kicks_changed_at: float = 0.0
+    dropped_kicks: int = 0
+    last_kick_dropped: bool = False  # the kick counter's last move included a dropped kick
     avail_idx: int | None = None
     avail_changed_at: float = 0.0
     masked_at: float | None = None  # when MASKED/PENDING was first seen (None: unmasked)
@@ -470,6 +472,8 @@ class Monitor:
                 track.kicks_at_last_call = q.kicks or 0
             if q.kicks != track.kicks:
                 track.kicks_changed_at = now
+                track.last_kick_dropped = q.dropped_kicks != track.dropped_kicks
+            track.dropped_kicks = q.dropped_kicks
             if used != track.used_idx:
                 track.used_changed_at = now
             if avail != track.avail_idx:
@@ -487,9 +491,10 @@ class Monitor:
                 track.no_interrupt_at, track.used_at_no_interrupt = now, used
             if dt is not None:
                 track.history.append(track.kick_rate + track.call_rate)
-        stuck = self._stuck_reason(q, track, now) if dev.connected else None
+        found = self._diagnosis(q, track, now) if dev.connected else None
+        stuck = self._stuck_reason(q, track, now, found) if dev.connected else None
         oldest_age = _oldest_age(track, q, now)
-        diagnosis = self._diagnosis(q, track, now) if dev.connected else None
+        diagnosis = found[1] if found is not None else None
         return QueueRow(
             view=q,
             device_key=dev.key,
@@ -506,8 +511,8 @@ class Monitor:
             oldest_age_s=oldest_age,
         )
 
-    def _diagnosis(self, q: QueueView, track: _QueueTrack, now: float) -> str | None:
-        """svqtui.diagnosis's verdict. Every rule but the operator's hold needs
+    def _diagnosis(self, q: QueueView, track: _QueueTrack, now: float) -> tuple[str, str] | None:
+        """svqtui.diagnosis's verdict (rule, sentence). Every rule but the operator's hold needs
         some quiet time of at least stuck.after (no call, no kick, used index
         still, masked, calls suppressed): a busy queue skips the rules (the
         common case, and the monitor's cost at 1,024 queues)."""
@@ -529,13 +534,16 @@ class Monitor:
             masked_s=masked,
             no_interrupt_s=no_interrupt,
             used_at_no_interrupt=track.used_at_no_interrupt,
+            last_kick_dropped=track.last_kick_dropped,
         )
-        return diagnose(q, timing)
+        return verdict(q, timing)
 
     def _stuck_reason(
-        self, q: QueueView, track: _QueueTrack, now: float
+        self, q: QueueView, track: _QueueTrack, now: float, found: tuple[str, str] | None
     ) -> tuple[StuckRule, str] | None:
-        """(rule, reason in words) when the queue is stuck."""
+        """(rule, reason in words) when the queue is stuck; ``found`` is the
+        diagnosis (a call owed is stuck by itself: the guest waits for it, and
+        a dropped call was counted, so no kick looks unanswered)."""
         after = self.stuck.after_s
         in_flight = q.in_flight
         if self.stuck.in_flight and in_flight and now - track.used_changed_at >= after:
@@ -552,6 +560,11 @@ class Monitor:
         ):
             return StuckRule.KICKS_WITHOUT_CALLS, (
                 f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
+            )
+        if self.stuck.kicks_without_calls and found is not None and found[0] == "call_owed":
+            return StuckRule.KICKS_WITHOUT_CALLS, (
+                f"a call owed: used index at {_ring_indices(q)[1]}, "
+                f"no call for {now - track.calls_changed_at:.0f}s"
             )
         return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
 

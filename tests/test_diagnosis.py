@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from svqtui.diagnosis import Timing, diagnose, seconds
+from svqtui.diagnosis import Timing, diagnose, seconds, verdict
 from svqtui.model import MaskState, QueueView
 from svqtui.virtio.split_ring import RingState
 
@@ -168,6 +168,34 @@ def test_kick_owed_across_the_wrap() -> None:
     kicked = replace(t, no_kick_s=6.5)
     text = diagnose(q, kicked)
     assert text is not None and text.startswith("back-end not reading: 8 requests")
+
+
+def test_a_kick_in_the_same_refresh_as_the_last_request_was_sent() -> None:
+    """The back-end stopped right after it was kicked (the lab's stall): the
+    kick and the avail index moved in the same refresh, so the kick counts as
+    sent and the verdict is the back-end, not a kick owed; the same timing with
+    that kick dropped by a fault is a kick owed."""
+    q = view(ring(78, 77, event_idx=True, used_event=77, avail_event=77))
+    t = timing(used_still_s=6, avail_still_s=6, no_call_s=6, no_kick_s=6)
+    text = diagnose(q, t)
+    assert text is not None and text.startswith("back-end not reading: 1 request taken")
+    dropped = replace(t, last_kick_dropped=True)
+    assert diagnose(q, dropped) == "kick owed: avail 78 passed avail_event 77, no kick for 6.0 s"
+    plain = view(ring(78, 77))
+    assert diagnose(plain, t) == ("back-end not reading: 1 request taken, none completed for 6.0 s")
+    assert diagnose(plain, dropped) == (
+        "kick owed: avail 78 moved 6.0 s ago with NO_NOTIFY clear, no kick for 6.0 s"
+    )
+
+
+def test_verdict_names_the_rule() -> None:
+    """verdict() gives the rule's name with the sentence (the monitor makes a
+    queue owed a call stuck by it)."""
+    q = view(ring(812, 812, event_idx=True, used_event=805, avail_event=812))
+    t = timing(used_still_s=6, avail_still_s=6, no_call_s=6, no_kick_s=6)
+    found = verdict(q, t)
+    assert found is not None and found[0] == "call_owed" and found[1] == diagnose(q, t)
+    assert verdict(view(ring(5, 5)), t) is None
 
 
 def test_kick_owed_without_event_idx() -> None:

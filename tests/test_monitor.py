@@ -26,6 +26,7 @@ from svqtui.model import (
 )
 from svqtui.monitor import Monitor, fold_vms, join_views
 from svqtui.outputs.json_doc import snapshot_document
+from svqtui.virtio.split_ring import RingState
 from tests.support.fake_source import FakeSource
 from tests.support.wait import wait_until
 
@@ -97,6 +98,66 @@ def test_kicks_without_calls_is_stuck() -> None:
     assert row.stuck_rule is StuckRule.KICKS_WITHOUT_CALLS
     source.queue = QueueView(index=0, kicks=41, calls=8)
     assert monitor.refresh().rows["d#0"].stuck is None
+
+
+def owed_call_ring(used: int, used_event: int) -> RingState:
+    return RingState(
+        size=128,
+        event_idx=True,
+        indirect_desc=True,
+        packed=False,
+        avail_flags=0,
+        avail_idx=used,
+        used_flags=0,
+        used_idx=used,
+        used_event=used_event,
+        avail_event=used,
+    )
+
+
+def test_a_dropped_call_is_stuck_as_a_call_owed() -> None:
+    """A dropped call is counted like a delivered one, so after the guest's
+    last kick the counters look answered and nothing is in flight; the used
+    index passed used_event and no call came since: stuck (rule
+    kicks_without_calls) with the diagnosis naming the owed call."""
+    source, monitor, clock, _ = make()
+    source.queue = QueueView(0, kicks=84, calls=84, ring=owed_call_ring(84, 84))
+    monitor.refresh()
+    clock.advance(0.5)
+    source.queue = QueueView(0, kicks=85, calls=85, dropped=1, ring=owed_call_ring(85, 84))
+    row = monitor.refresh().rows["d#0"]
+    assert row.stuck is None and row.diagnosis is None
+    clock.advance(6.0)
+    row = monitor.refresh().rows["d#0"]
+    assert row.stuck_rule is StuckRule.KICKS_WITHOUT_CALLS
+    assert row.stuck == "a call owed: used index at 85, no call for 6s"
+    assert row.diagnosis == (
+        "device owes a call: used index 85 passed used_event 84 and no call for 6.0 s"
+    )
+    source.queue = QueueView(0, kicks=85, calls=86, ring=owed_call_ring(85, 85))
+    clock.advance(0.5)
+    row = monitor.refresh().rows["d#0"]
+    assert row.stuck is None and row.diagnosis is None
+
+
+def test_a_kick_dropped_with_its_request_is_a_kick_owed() -> None:
+    """The kick counter's last move with a dropped kick in it: the request made
+    available in that refresh was not kicked (a kick owed); the same counters
+    with the kick delivered: the back-end is not reading."""
+    for dropped, verdict in ((1, "kick owed: avail 78"), (0, "back-end not reading")):
+        source, monitor, clock, _ = make()
+        state = dataclasses.replace(owed_call_ring(77, 77), avail_idx=77)
+        source.queue = QueueView(0, kicks=77, calls=77, ring=state)
+        monitor.refresh()
+        clock.advance(0.5)
+        state = dataclasses.replace(state, avail_idx=78)
+        source.queue = QueueView(
+            0, kicks=78, calls=77, dropped=dropped, dropped_kicks=dropped, ring=state
+        )
+        monitor.refresh()
+        clock.advance(6.0)
+        row = monitor.refresh().rows["d#0"]
+        assert row.diagnosis is not None and row.diagnosis.startswith(verdict), dropped
 
 
 def test_a_sources_own_verdict_is_the_source_rule() -> None:

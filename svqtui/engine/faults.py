@@ -88,6 +88,7 @@ def fault_fields(counters: QueueCounters) -> dict[str, str | int | None]:
     return {
         "fault": "; ".join(words) or None,
         "dropped": kick.dropped + call.dropped,
+        "dropped_kicks": kick.dropped,
         "duplicated": kick.duplicated + call.duplicated,
         "delayed": kick.delayed + call.delayed,
     }
