@@ -1,11 +1,15 @@
 """The console in lab mode: svqtui's console plus the lab's own keys.
 
 ``LabApp`` is the ordinary console (svqtui.console.app.SvqtuiApp) over the lab's
-runtime, with two more keys, also in the command palette and the help screen,
+runtime, with three more keys, also in the command palette and the help screen,
 that exist only here:
 
 - ``M`` migrates the lab VM to its other slot (and back the next time);
-- ``S`` stalls or resumes the back-end (qemu-storage-daemon SIGSTOP/SIGCONT).
+- ``S`` stalls or resumes the back-end (qemu-storage-daemon SIGSTOP/SIGCONT);
+- ``D`` drops the next call of the guest's busy queue (shadow mode on first):
+  the guest's I/O stops, the queue turns STUCK with "device owes a call", and
+  the cursor is put on that queue so the console's own ``c`` (inject a call)
+  brings the guest back: the presenter's two-key script.
 
 They extend the console's key table (``KEYS``), so the console's bindings,
 help screen, command palette and modal check carry them with no lab-specific
@@ -26,6 +30,7 @@ from svqtui.console.keys import KeySpec, KeyTable
 from svqtui.console.selection import Scope, ScopeKind
 from svqtui.lab.layout import SLOT_NAMES
 from svqtui.lab.migration import MigrationResult
+from svqtui.lab.scenario import DroppedCall
 from svqtui.lab.source import VM_KEY
 from svqtui.model import Snapshot
 from svqtui.runtime import Runtime
@@ -46,6 +51,14 @@ LAB_KEYS: tuple[KeySpec, ...] = (
         "Stall",
         "Lab: stall/resume the back-end (SIGSTOP/SIGCONT qemu-storage-daemon): watch STUCK",
     ),
+    KeySpec(
+        "D",
+        "D",
+        "lab_drop_call",
+        "Drop call",
+        "Lab: drop the next call of the guest's busy queue (shadow on first): its I/O stops, "
+        "STUCK 'device owes a call'; then c (inject a call) on that queue brings it back",
+    ),
 )
 LAB_DEVICES = frozenset(f"vu:lab-{name}" for name in SLOT_NAMES)
 
@@ -61,6 +74,8 @@ class LabControls(Protocol):
     def migrate(self) -> MigrationResult: ...
 
     def toggle_stall(self) -> bool: ...
+
+    def drop_call(self) -> DroppedCall: ...
 
 
 class LabApp(SvqtuiApp):
@@ -97,6 +112,24 @@ class LabApp(SvqtuiApp):
             self.notify(text, timeout=4, severity="warning" if stalled else "information")
 
         self._act("stall/resume the back-end", self.lab.toggle_stall, done=done)
+
+    def action_lab_drop_call(self) -> None:
+        if self.lab.busy:
+            self.notify("the lab is busy (a migration?): try again when it is done", timeout=4)
+            return
+
+        def done(dropped: DroppedCall) -> None:
+            # the console's c acts on the cursor's queue: put it on the one to rescue
+            self.table.move_to(dropped.row_key)
+            self.table.focus()
+            self.notify(
+                f"dropping the next call of {dropped.device} queue {dropped.queue}: watch it "
+                "turn STUCK (device owes a call); c injects the call",
+                severity="warning",
+                timeout=8,
+            )
+
+        self._act("drop the next call", self.lab.drop_call, done=done)
 
     # -- following the VM --------------------------------------------------------------
 

@@ -11,6 +11,11 @@ exit path (an exception, SIGTERM, Ctrl-C): QEMUs first (so they never see
 their back-end vanish), then the runtime, then the daemon (resumed first if
 stalled), then the work directory if the lab made it.
 
+``Lab.drop_call`` is the lab's two-key script: it drops the next call of the
+guest's busy queue (the engine's ``drop-call 1`` fault, shadow mode on first),
+the guest's I/O stops and the queue turns STUCK with the owed call diagnosed;
+injecting a call (the console's ``c``) brings it back.
+
 Every action that starts or stops a process runs on the lab's own thread: one
 thread, alive as long as the lab, so actions never overlap (a second one while
 one runs raises ``LabBusy``) and the children's parent-death signal (armed per
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from svqtui.engine.faults import Fault
 from svqtui.errors import LabError, SvqtuiError
 from svqtui.lab.disk import SharedDisk
 from svqtui.lab.errors import LabBusy, LabProcessError, MigrationFailed
@@ -69,6 +75,21 @@ class LabOptions:
     boot_timeout_s: float = BOOT_TIMEOUT_S
     migration: Mode = Mode.LIVE
     record: Path | None = None  # a recording of the whole run (svqtui.recording), or none
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedCall:
+    """Where ``Lab.drop_call`` armed its fault."""
+
+    device_key: str
+    device: str
+    queue: int
+    shadow_turned_on: bool  # shadow mode was off and the lab turned it on
+
+    @property
+    def row_key(self) -> str:
+        """The queue's row in the monitor's snapshot (``Snapshot.rows``)."""
+        return f"{self.device_key}#{self.queue}"
 
 
 class Lab:
@@ -377,6 +398,42 @@ class Lab:
         else:
             self.disk.resume()
             self.log(f"lab: back-end resumed (qemu-storage-daemon pid {self.disk.pid} SIGCONT)")
+
+    # -- the dropped call ------------------------------------------------------------------
+
+    def drop_call(self) -> DroppedCall:
+        """Drop the next call of the guest's busiest queue (lab thread); see
+        ``_drop_call``."""
+        return self.call(self._drop_call)
+
+    def _drop_call(self) -> DroppedCall:
+        """Arm the engine fault ``drop-call 1`` on the busiest queue of the
+        guest's device, shadow mode on first if it is off (faults need it): the
+        guest waits for a completion it is never told of, the queue turns STUCK
+        with "device owes a call", and injecting a call (``c``) brings it back."""
+        if self.stalled:
+            raise LabError("the back-end is stalled: resume it (S) before dropping a call")
+        slot = self.current
+        device = self.device_view(slot)
+        shadow_on = not device.shadow
+        if shadow_on:
+            self.runtime.set_shadow(slot.device_key, True)
+            self.log(f"lab: shadow mode on for {slot.device} (faults need the engine in the path)")
+            device = self.device_view(slot)
+        queues = [q for q in device.queues if q.shadow]
+        if not queues:
+            raise LabError(f"{slot.device} has no queue in shadow mode yet: try again")
+        busiest = max(queues, key=lambda q: (q.kicks or 0, q.used_idx or 0))
+        self.runtime.set_fault(slot.device_key, busiest.index, Fault.named("drop-call", 1))
+        dropped = DroppedCall(slot.device_key, slot.device, busiest.index, shadow_on)
+        self.log(
+            f"lab: dropping the next call of {slot.device} queue {busiest.index}: the guest's "
+            "I/O stops (it waits for a completion it is never told of); watch the queue turn "
+            "STUCK with 'device owes a call'; c on that queue injects the call and the guest "
+            "goes on",
+            level="warning",
+        )
+        return dropped
 
     # -- events ------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from svqtui.console.selection import Scope, ScopeKind
 from svqtui.lab.app import LAB_KEYS, LabApp
 from svqtui.lab.errors import MigrationFailed
 from svqtui.lab.migration import MigrationResult, Mode
+from svqtui.lab.scenario import DroppedCall
 from svqtui.lab.source import VM_KEY
 from svqtui.model import DeviceView, MaskState, QueueView, SourceKind, VMView
 from svqtui.runtime import Runtime
@@ -46,8 +47,10 @@ class SlotSource(FakeSource):
 
     def _views(self) -> list[VMView]:
         key = f"vu:lab-{self.slot}"
-        queue = QueueView(0, kicks=1, calls=1, mask=MaskState.UNMASKED, shadow=True)
-        dev = DeviceView(key, "vblk0", "vhost-user-blk", SourceKind.VHOST_USER, queues=(queue,))
+        queues = tuple(
+            QueueView(i, kicks=1, calls=1, mask=MaskState.UNMASKED, shadow=True) for i in (0, 1)
+        )
+        dev = DeviceView(key, "vblk0", "vhost-user-blk", SourceKind.VHOST_USER, queues=queues)
         return [VMView(VM_KEY, f"lab@{self.slot}", SourceKind.QMP, devices=(dev,))]
 
 
@@ -79,6 +82,13 @@ class FakeLab:
         self.stalled = not self.stalled
         return self.stalled
 
+    def drop_call(self) -> DroppedCall:
+        """The real one picks the busiest queue; here it is queue 1."""
+        self.calls.append("drop-call")
+        self.called.set()
+        key = f"vu:lab-{self.source.slot}"
+        return DroppedCall(key, f"lab-{self.source.slot}", 1, shadow_turned_on=False)
+
 
 @pytest.fixture
 def lab() -> Iterator[FakeLab]:
@@ -108,6 +118,28 @@ async def test_lab_keys_run_the_lab_actions(lab: FakeLab) -> None:
         await until(pilot, lambda: lab.calls[-1] == "stall" and not lab.stalled, "the resume")
     _, events = lab.runtime.log.since(0)
     assert [e.text for e in events if e.level == "error"] == []
+
+
+async def test_drop_call_puts_the_cursor_on_its_queue_so_c_injects_there(lab: FakeLab) -> None:
+    """D asks the lab to drop a call and moves the table's cursor to the queue it
+    armed (queue 1, not the first row), so the presenter's second key, the
+    console's own c, injects the call into exactly that queue."""
+    app = LabApp(lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await until(pilot, lambda: app.table.cursor_key == "vu:lab-a#0", "the first queue row")
+        await pilot.press("D")
+        await until(pilot, lambda: lab.calls == ["drop-call"], "the dropped call")
+        await until(pilot, lambda: app.table.cursor_key == "vu:lab-a#1", "the cursor on queue 1")
+        await pilot.press("c")
+        await until(
+            pilot,
+            lambda: ("inject", "vu:lab-a", "1", "CALL") in lab.source.actions,
+            "a call injected into queue 1",
+        )
+    assert [a for a in lab.source.actions if a[0] == "inject"] == [
+        ("inject", "vu:lab-a", "1", "CALL")
+    ]
 
 
 async def test_a_failed_migration_is_one_error_line(lab: FakeLab) -> None:
