@@ -1,14 +1,16 @@
 """``svqtui lab --check``: the whole lab demo, unattended, one line per step.
 
 Each step does what an operator would do in the console, through the same
-runtime (``Runtime.set_shadow``/``set_masked``, the monitor's snapshots, the
-lab's migrate and stall), and checks what the console would show, with
+runtime (``Runtime.set_shadow``/``set_masked``/``inject``, the monitor's
+snapshots, the lab's migrate, stall and dropped call), and checks what the console would show, with
 generous timeouts (a loaded 2-core machine) and never a timing assertion:
 
 boot, live counters, verified I/O, shadow on (kicks and calls counted), mask
 (PENDING builds, unmask delivers it), stall (the stuck detector fires and
-clears), migrate there with shadow on (carried to the destination, counters
-go on there), shadow off, migrate back with shadow off, any further
+clears), drop a call and inject one (the lab's D then c: stuck with "device
+owes a call", the guest's I/O stops, the injected call brings it back),
+migrate there with shadow on (carried to the destination, counters go on
+there), shadow off, migrate back with shadow off, any further
 ping-pong migrations (``--migrations N``), the guest's whole record (every
 iteration verified once, in order, none failed), and after teardown, that no
 process of the lab is left.
@@ -28,6 +30,7 @@ from typing import TextIO
 
 import psutil
 
+from svqtui.engine.engine import Link
 from svqtui.errors import SvqtuiError
 from svqtui.lab.layout import Slot
 from svqtui.lab.migration import MigrationResult
@@ -83,6 +86,7 @@ class LabCheck:
             ("shadow on", self.shadow_on),
             ("mask/unmask", self.mask_unmask),
             ("stall back-end", self.stall),
+            ("drop call / inject call", self.drop_call),
             ("migrate (shadow on)", self.migrate_shadowed),
             ("shadow off", self.shadow_off),
             ("migrate back (shadow off)", self.migrate_plain),
@@ -310,6 +314,57 @@ class LabCheck:
             f"qemu-storage-daemon SIGSTOPped: stuck after {stuck_after:.1f}s "
             f"(threshold {lab.config.stuck.after_s:g}s: {reason}); SIGCONT: cleared after "
             f"{cleared:.1f}s; guest at {verified}"
+        )
+
+    def drop_call(self) -> str:
+        """The presenter's script (D, then c): drop the next call of the busy
+        queue; the queue turns stuck with the owed call diagnosed and the guest's
+        I/O stops (its heartbeat goes on); a call injected brings it back."""
+        lab = self.lab
+        began = time.monotonic()
+        dropped = lab.drop_call()
+        key = dropped.row_key
+
+        def owed(s: Snapshot) -> bool:
+            row = s.rows.get(key)
+            return (
+                row is not None
+                and row.stuck is not None
+                and (row.diagnosis or "").startswith("device owes a call")
+            )
+
+        try:
+            snap = self.wait(f"{dropped.device} #{dropped.queue} stuck, a call owed", owed)
+            stuck_after = time.monotonic() - began
+            verified = lab.guest.poll().verified
+            heartbeat = lab.guest.state.last_hb_at
+            self.wait(
+                "the guest's heartbeat while its I/O waits",
+                lambda s: owed(s) and lab.guest.poll().last_hb_at != heartbeat,
+            )
+            still = lab.guest.poll().verified
+        finally:
+            lab.runtime.inject(dropped.device_key, dropped.queue, Link.CALL)
+        injected = time.monotonic()
+        row = snap.rows[key]
+        if still != verified:
+            raise CheckFailed(
+                f"the guest verified I/O ({verified} -> {still}) while {key} was stuck "
+                f"({row.diagnosis})"
+            )
+        if row.view.dropped < 1 or row.view.fault is not None:
+            raise CheckFailed(
+                f"the dropped call is not counted (dropped {row.view.dropped}, "
+                f"fault {row.view.fault!r})"
+            )
+        total = self.io_goes_on()
+        back = time.monotonic() - injected
+        self.wait(f"{key}'s stuck verdict cleared", lambda s: not owed(s))
+        return (
+            f"{dropped.device} #{dropped.queue}: next call dropped (counted, dropped "
+            f"{row.view.dropped}); stuck after {stuck_after:.1f}s: {row.diagnosis}; guest "
+            f"I/O stopped at {verified}; call injected: {IO_STEP} more verified after "
+            f"{back:.1f}s, guest at {total}"
         )
 
     def _migrate(self, expect_shadow: bool) -> tuple[MigrationResult, str]:

@@ -21,6 +21,7 @@ STEPS = (
     "shadow on",
     "mask/unmask",
     "stall back-end",
+    "drop call / inject call",
     "migrate (shadow on)",
     "shadow off",
     "migrate back (shadow off)",
@@ -50,7 +51,8 @@ def lab_command(workdir: Path, *extra: str) -> list[str]:
 
 def test_check_passes_every_step_and_leaves_no_process(lab_workdir: Path) -> None:
     """The unattended demo exits 0 with one PASS line per step, in order (boot,
-    shadow, mask/PENDING, stall/stuck, migration there with shadow on and back with
+    shadow, mask/PENDING, stall/stuck, a dropped call diagnosed as owed and an
+    injected call bringing the guest back, migration there with shadow on and back with
     it off, the guest's record), and no QEMU or qemu-storage-daemon of the run is
     left afterwards."""
     proc = subprocess.run(
@@ -66,6 +68,8 @@ def test_check_passes_every_step_and_leaves_no_process(lab_workdir: Path) -> Non
     assert [line.split("  ")[0][5:].strip() for line in steps[:-1]] == list(STEPS), report
     assert all(line.startswith("PASS ") for line in steps), report
     assert steps[-1].startswith(f"PASS lab check: {len(STEPS)}/{len(STEPS)} steps passed")
+    (dropped,) = [line for line in steps if line.startswith("PASS drop call")]
+    assert "device owes a call: used index" in dropped and "passed used_event" in dropped
     migrations = [line for line in steps if line.startswith("PASS migrate")]
     assert "a -> b (paused), shadow on" in migrations[0]
     assert "shadow carried to lab-b" in migrations[0]
