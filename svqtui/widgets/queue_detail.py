@@ -22,6 +22,7 @@ from textual.widgets import Footer, Static
 from svqtui.console import format as fmt
 from svqtui.console.keys import fit_footer
 from svqtui.model import DeviceView, LogEvent, QueueRow, Snapshot, VMView
+from svqtui.virtio.split_ring import PACKED_NOT_DECODED
 from svqtui.widgets.device_header import device_text, migration_text
 
 EVENTS_SHOWN = 20
@@ -160,6 +161,12 @@ def ring_lines(row: QueueRow) -> list[str]:
         if on
     ]
     size = ring.size or "unknown"
+    if ring.packed:
+        return [
+            f"ring      packed, size {size}; features {', '.join(features)}",
+            f"          {PACKED_NOT_DECODED}: no suppression state, in-flight count "
+            "or oldest request",
+        ]
     lines = [f"ring      split, size {size}; features {', '.join(features) or 'none'}"]
     if ring.error:
         lines.append(f"          {ring.error}")

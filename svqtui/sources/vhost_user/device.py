@@ -427,16 +427,18 @@ def _queue_view(
         avail, used = state.avail_idx, state.used_idx  # one read of the ring headers
         extra.update(ring_fields(report))
     elif v.ring is not None:
-        indices = v.ring.indices(snap.memory)
-        avail, used = indices.avail, indices.used
-        if indices.error is not None:
-            ring_error = f"ring unreadable: {indices.error}"
+        why = RingFeatures.from_bits(snap.features or 0).not_decoded
+        if why is None:
+            indices = v.ring.indices(snap.memory)
+            avail, used = indices.avail, indices.used
+            if indices.error is not None:
+                ring_error = f"ring unreadable: {indices.error}"
+        else:
+            # A packed ring has no split ring's indices at those offsets, and IOVA ring
+            # addresses are no user addresses: no index is read rather than a wrong one.
+            extra["in_flight_note"] = why
         if state is not None:
             extra["ring"] = state  # says why (packed ring, IOVAs, unreadable)
-        else:
-            why = RingFeatures.from_bits(snap.features or 0).not_decoded
-            if why is not None:
-                extra["in_flight_note"] = why
     mask: MaskState | None = None
     if v.qemu_masked:
         mask = MaskState.MASKED

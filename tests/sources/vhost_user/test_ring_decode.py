@@ -4,6 +4,7 @@ front-end's real virtio-blk requests and event indices."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -104,3 +105,56 @@ def test_a_real_guests_ring_decodes_through_the_interposer(
         if vm is not None:
             vm.stop()
         rig.close()
+
+
+def test_a_packed_ring_says_so_and_reads_no_split_indices() -> None:
+    """With VIRTIO_F_RING_PACKED negotiated the queue reads nothing as if it were
+    a split ring (no avail/used index, so no in-flight count and no stuck or
+    diagnosis from garbage), and says plainly "packed ring: not decoded" in the
+    JSON ``ring`` and in the detail; the same memory as a split ring is read."""
+    from svqtui.config import StuckConfig
+    from svqtui.engine import EngineSnapshot
+    from svqtui.eventlog import EventLog
+    from svqtui.model import QueueRow
+    from svqtui.monitor import Monitor
+    from svqtui.outputs.json_doc import snapshot_document
+    from svqtui.sources.vhost_user.device import _queue_view
+    from svqtui.sources.vhost_user.interposer import ConnectionSnapshot
+    from svqtui.sources.vhost_user.rings import SplitRing
+    from svqtui.sources.vhost_user.shadow import VringSnapshot
+    from svqtui.virtio.guest_memory import RegionTable, keep_region
+    from svqtui.virtio.split_ring import F_EVENT_IDX, F_RING_PACKED, PACKED_NOT_DECODED
+    from svqtui.widgets.queue_detail import ring_lines
+    from tests.support.fake_source import FakeSource
+
+    base = 0x7F00_0000_0000
+    fd = os.memfd_create("packed-ring")
+    try:
+        os.write(fd, bytes(range(1, 256)) * 64)  # nonzero everywhere: any read finds "indices"
+        memory = RegionTable([keep_region(0x4000_0000, 0x4000, base, 0, fd)])
+    finally:
+        os.close(fd)
+    ring = SplitRing(avail=base + 0x1000, used=base + 0x2000, desc=base, num=256)
+    vring = VringSnapshot(0, None, None, False, False, None, ring, True, 0, 0, None)
+    layout = ring.layout
+    assert layout is not None
+    views = {}
+    for name, features in (("split", 1 << F_EVENT_IDX), ("packed", 1 << F_RING_PACKED)):
+        snap = ConnectionSnapshot(False, (vring,), memory, features, None, ())
+        report = inspect_ring(memory, layout, features, DeviceKind.BLK)
+        views[name] = _queue_view(vring, snap, report, EngineSnapshot.empty())
+    memory.release()
+    split, packed = views["split"], views["packed"]
+    assert split.avail_idx is not None and split.used_idx is not None
+    assert (packed.avail_idx, packed.used_idx, packed.in_flight) == (None, None, None)
+    assert packed.ring is not None and packed.ring.packed
+    assert packed.ring.error == PACKED_NOT_DECODED and packed.oldest_head is None
+    source = FakeSource()
+    source.queue = packed
+    monitor = Monitor([source], None, EventLog(), StuckConfig())
+    doc = snapshot_document(monitor.refresh())["vms"][0]["devices"][0]["queues"][0]
+    assert doc["ring"]["error"] == "packed ring: not decoded" and doc["ring"]["packed"]
+    assert doc["in_flight"] is None
+    lines = ring_lines(QueueRow(packed, "d", "vm", "dev"))
+    assert lines[0].startswith("ring      packed, size 256")
+    assert "packed ring: not decoded" in lines[1] and len(lines) == 2
