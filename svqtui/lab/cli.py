@@ -47,6 +47,9 @@ In the console, besides the usual keys (s shadow, m mask...):
       shadow mode goes with it
   S   stall/resume the back-end (SIGSTOP/SIGCONT qemu-storage-daemon):
       watch the stuck detector fire and clear
+  D   drop the next call of the guest's busy queue (shadow mode on first):
+      its I/O stops, the queue turns STUCK with "device owes a call";
+      then c (inject a call) on that queue brings the guest back
 """
 
 EPILOG = """\
