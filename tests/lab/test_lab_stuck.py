@@ -87,12 +87,16 @@ def test_a_stalled_back_end_shows_the_guests_request_and_not_reading(lab_workdir
         for _ in range(5):  # a stall between a WRITE and its READ catches the FLUSH
             lab.guest.wait_verified(2, WAIT_S, alive=lab.vm_running)
             lab.call(lambda: lab.set_stall(True))
-            first = wait_doc(
+            first = wait_doc(  # stuck: the request the stall caught, not one completing
                 lab,
-                "an oldest request decoded",
+                "stuck with an oldest request decoded",
                 slot.device_key,
                 0,
-                lambda q: q["oldest"] is not None and q["oldest"]["kind"] is not None,
+                lambda q: (
+                    q["stuck"] is not None
+                    and q["oldest"] is not None
+                    and q["oldest"]["kind"] is not None
+                ),
             )
             if busy_data(first):
                 break
@@ -105,8 +109,7 @@ def test_a_stalled_back_end_shows_the_guests_request_and_not_reading(lab_workdir
                 slot.device_key,
                 0,
                 lambda q: (
-                    q["stuck"] is not None
-                    and (q["diagnosis"] or "").startswith("back-end not reading: 1 request taken")
+                    (q["diagnosis"] or "").startswith("back-end not reading: 1 request taken")
                     and q["oldest"]["age_s"] >= first["oldest"]["age_s"] + 1.0
                 ),
             )
@@ -114,6 +117,7 @@ def test_a_stalled_back_end_shows_the_guests_request_and_not_reading(lab_workdir
         finally:
             lab.call(lambda: lab.set_stall(False))
         oldest = later["oldest"]
+        assert later["stuck"] is not None and later["in_flight"] == 1
         assert (oldest["head"], oldest["position"]) == (
             first["oldest"]["head"],
             first["oldest"]["position"],
@@ -160,9 +164,9 @@ def test_a_dropped_call_stops_the_guest_until_a_call_is_injected(lab_workdir: Pa
         assert row.view.dropped == 1 and row.view.dropped_kicks == 0
         assert row.view.fault is None  # drop-call 1 disarmed after its one call
         verified = lab.guest.poll().verified
-        heartbeat = lab.guest.state.last_hb_at
-        lab.guest.wait(lambda s: s.last_hb_at != heartbeat, WAIT_S, "a guest heartbeat")
-        lab.guest.wait(lambda s: s.last_hb_at != heartbeat, WAIT_S, "a second heartbeat")
+        for _ in range(2):  # the guest runs (two heartbeats) while its I/O waits
+            heartbeat = lab.guest.state.last_hb_at
+            lab.guest.wait(lambda s, hb=heartbeat: s.last_hb_at != hb, WAIT_S, "a heartbeat")
         still = queue_doc(lab.runtime.monitor.refresh(), key, index)
         assert still["stuck"] is not None and lab.guest.poll().verified == verified
         injected = time.monotonic()
