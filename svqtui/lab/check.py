@@ -2,8 +2,9 @@
 
 Each step does what an operator would do in the console, through the same
 runtime (``Runtime.set_shadow``/``set_masked``/``inject``, the monitor's
-snapshots, the lab's migrate, stall and dropped call), and checks what the console would show, with
-generous timeouts (a loaded 2-core machine) and never a timing assertion:
+snapshots, the lab's migrate, stall and dropped call), and checks what the
+console would show, with generous timeouts (a loaded 2-core machine) and never
+a timing assertion:
 
 boot, live counters, verified I/O, shadow on (kicks and calls counted), mask
 (PENDING builds, unmask delivers it), stall (the stuck detector fires and
@@ -343,7 +344,8 @@ class LabCheck:
                 lambda s: owed(s) and lab.guest.poll().last_hb_at != heartbeat,
             )
             still = lab.guest.poll().verified
-        finally:
+        finally:  # whatever happened: no fault left armed, no guest left waiting
+            lab.runtime.set_fault(dropped.device_key, dropped.queue, None)
             lab.runtime.inject(dropped.device_key, dropped.queue, Link.CALL)
         injected = time.monotonic()
         row = snap.rows[key]
