@@ -392,7 +392,8 @@ class Lab:
             self.disk.stall()
             self.log(
                 f"lab: back-end stalled (qemu-storage-daemon pid {self.disk.pid} SIGSTOPped): "
-                f"watch {self.current.device}'s queue turn stuck; S resumes it",
+                f"watch {self.current.device}'s queue turn stuck, 'back-end not reading', its "
+                "oldest request the guest's READ/WRITE growing older; S resumes it",
                 level="warning",
             )
         else:

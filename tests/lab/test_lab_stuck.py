@@ -8,6 +8,8 @@ the public JSON document (``--once --json``/``ctl status --json``):
 - a dropped call (the lab's D): the guest's I/O stops, the queue is stuck with
   the owed call diagnosed with its numbers, the drop is counted, and an injected
   call (the console's c) brings the guest back with its I/O verified;
+- a dropped kick: the same unread request as the stall, diagnosed as a kick
+  owed, and an injected kick (the console's k) brings the guest back;
 - the same two keys pressed in the lab console (Textual pilot) over the real guest.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from svqtui.engine.engine import Link
+from svqtui.engine.faults import Fault
 from svqtui.lab.app import LabApp
 from svqtui.lab.console import ConsoleLog
 from svqtui.lab.scenario import Lab, LabOptions
@@ -175,6 +178,37 @@ def test_a_dropped_call_stops_the_guest_until_a_call_is_injected(lab_workdir: Pa
         assert state.failures == 0 and state.out_of_order == 0
         print(f"guest back {time.monotonic() - injected:.2f}s after the injected call")
         wait_doc(lab, "the stuck verdict cleared", key, index, lambda q: q["stuck"] is None)
+    assert lab_processes(lab_workdir) == []
+
+
+def test_a_dropped_kick_is_a_kick_owed_not_a_stalled_back_end(lab_workdir: Path) -> None:
+    """drop-kick 1 under guest I/O: the request waits in the ring unread, as in
+    the stall, but the diagnosis tells the two apart: the kick the guest sent was
+    swallowed, so it is "kick owed" with avail passing the device's avail_event
+    (the ring's own numbers), counted as a dropped kick; an injected kick (the
+    console's k) brings the guest back, verified."""
+    owed = re.compile(r"kick owed: avail (\d+) passed avail_event (\d+), no kick for [\d.]+ s")
+    with Lab(LabOptions(workdir=lab_workdir, shadow=True)) as lab:
+        lab.start()
+        lab.guest.wait_verified(3, WAIT_S, alive=lab.vm_running)
+        key = lab.current.device_key
+        lab.runtime.set_fault(key, 0, Fault.named("drop-kick", 1))
+        q = wait_doc(
+            lab,
+            "stuck with a kick owed",
+            key,
+            0,
+            lambda q: q["stuck"] is not None and owed.fullmatch(q["diagnosis"] or "") is not None,
+        )
+        match = owed.fullmatch(q["diagnosis"])
+        assert match is not None
+        assert (int(match[1]), int(match[2])) == (q["ring"]["avail_idx"], q["ring"]["avail_event"])
+        assert q["in_flight"] == 1 and q["oldest"]["kind"] in ("READ", "WRITE", "FLUSH")
+        row = lab.runtime.monitor.refresh().rows[f"{key}#0"]
+        assert (row.view.dropped, row.view.dropped_kicks, row.view.fault) == (1, 1, None)
+        lab.runtime.inject(key, 0, Link.KICK)
+        state = lab.guest.wait_verified(3, WAIT_S, alive=lab.vm_running)
+        assert state.failures == 0 and state.out_of_order == 0
     assert lab_processes(lab_workdir) == []
 
 
