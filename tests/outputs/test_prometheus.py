@@ -44,6 +44,7 @@ from svqtui.outputs.prometheus import (
     MetricsServer,
     exposition,
 )
+from svqtui.sources.demo.source import EPISODES
 from tests.support.console import FROZEN_WALL, synthetic_snapshot
 from tests.support.fake_source import FakeSource
 from tests.support.headless import HeadlessProcess, svqtui
@@ -395,7 +396,13 @@ def test_prometheus_rates_are_the_demo_rates(scraped: Scraped) -> None:
     span = last["time"] - first["time"]
     ours = {q: (n - kicks_of(first)[q]) / span for q, n in kicks_of(last).items()}
     assert set(rates) == set(ours)
-    for queue, expected in ours.items():
+    # a queue with a demo episode (a masked vector, a stall...) changes its
+    # rate by design somewhere in the cycle; two 10 s windows a scrape apart
+    # can then differ by any amount: compare the steady queues
+    episodic = {(key.split(":")[1].split("/")[1], str(index)) for key, index in EPISODES}
+    steady = {q: r for q, r in ours.items() if (q[1], q[2]) not in episodic}
+    assert len(steady) >= 4
+    for queue, expected in steady.items():
         assert expected > 0, queue
         assert abs(rates[queue] - expected) <= 0.25 * expected + 2, (queue, rates[queue], expected)
 
@@ -429,7 +436,10 @@ def test_shadow_toggle_and_reset_never_make_a_rate_negative(scraped: Scraped) ->
         f'resets(svqtui_virtqueue_kicks_total{{device="net0"}}[{before_reset - started + 3:.0f}s])'
     )
     assert set(by_queue(prom.query(toggled, at=before_reset)).values()) == {0.0}
-    after = f"resets(svqtui_virtqueue_kicks_total[{ended - before_reset:.0f}s])"
+    # the window reaches 2 s before the reset's command (the toggle check above
+    # saw no reset there), so a scrape before the reset is in it however slowly
+    # the ctl process started on a loaded machine
+    after = f"resets(svqtui_virtqueue_kicks_total[{ended - before_reset + 2:.0f}s])"
     assert all(v >= 1 for v in by_queue(prom.query(after, at=ended)).values())
     assert len(by_queue(prom.query(after, at=ended))) == 10
 
