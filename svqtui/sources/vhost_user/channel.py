@@ -79,10 +79,41 @@ class Channel:
         self._writing = False
         self.closed = False
 
+    # -- a takeover (docs/design.md#takeover) --------------------------------
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def handover_state(
+        self,
+    ) -> tuple[tuple[int, int, int] | None, bytes, list[int], list[tuple[bytes, list[int]]]]:
+        """While paused: the partial message read but not decoded (header,
+        bytes, fds) and the output not yet written (data, fds still to send
+        with it). The channel keeps owning every fd."""
+        header, buf, fds = self._decoder.state()
+        return header, buf, fds, [(item.data, list(item.fds)) for item in self._out]
+
+    def adopt(
+        self,
+        header: tuple[int, int, int] | None,
+        buf: bytes,
+        fds: list[int],
+        out: list[tuple[bytes, list[int]]],
+    ) -> None:
+        """Continue where another process's channel stopped (before
+        ``start()``): its partial message and its unwritten output, whose
+        fds this channel now owns."""
+        self._decoder.restore(header, buf, fds)
+        for data, out_fds in out:
+            self._out.append(_Outgoing(data, list(out_fds), list(out_fds)))
+            self._queued += len(data)
+
     # -- reading -------------------------------------------------------------
 
     def start(self) -> None:
         self._update_reader()
+        if self._out:
+            self._flush()
 
     def pause(self, reason: str) -> None:
         """Stop reading until every reason given here is resumed."""
