@@ -362,6 +362,13 @@ class DeviceInterposer:
         self.listening = True
         if cs is None:
             self.status = f"waiting for QEMU on {self.config.listen}"
+            what = f"listening on {self.config.listen}"
+        else:
+            relayed = sum(v.shadowed for v in cs.vrings)
+            what = (
+                f"QEMU connected, shadow {'on' if cs.shadow else 'off'}, {relayed} ring(s) relayed"
+            )
+        self.ctx.log.info(f"{self.config.name}: taken over: {what}", device_key=self.key)
 
     def _closed(self, conn: Connection, reason: str, error: bool) -> None:
         if self._conn is conn:

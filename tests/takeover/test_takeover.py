@@ -1,0 +1,211 @@
+"""``svqtui --headless --takeover`` end to end (docs/design.md#takeover): a
+real old svqtui (O) and new one (N), a scripted front-end and back-end in
+this process, notifications flowing throughout."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from svqtui.control.protocol import Command
+from svqtui.sources.vhost_user.codec import FrontendRequest
+from svqtui.takeover.errors import StateRefused
+from svqtui.takeover.handshake import request_handover
+from tests.support.wait import wait_until
+from tests.takeover.rig import DEVICE, TakeoverRig, fd_count, fd_kinds, settled_fd_count
+
+R = FrontendRequest
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Iterator[type[TakeoverRig]]:
+    rigs: list[TakeoverRig] = []
+
+    class Made(TakeoverRig):
+        def __init__(self, shadow: bool) -> None:  # type: ignore[override]
+            super().__init__(tmp_path, shadow)
+            rigs.append(self)
+
+    yield Made
+    for rig in rigs:
+        rig.close()
+
+
+def _nothing_closed(rig: TakeoverRig) -> None:
+    assert rig.backend.connections == 1 and rig.backend.closes == 0
+    assert rig.pingpong is not None and rig.pingpong.lost is None, rig.pingpong.lost
+    if rig.probe is not None:
+        rig.probe.stop()  # the front-end's socket has one user at a time
+        assert rig.probe.error is None, rig.probe.error
+    rig.frontend.sync()  # the front-end's socket still works, both ways
+
+
+def _log_lines(text: str, needle: str) -> list[str]:
+    return [line for line in text.splitlines() if needle in line]
+
+
+@pytest.mark.parametrize("shadow", [True, False], ids=["shadow-on", "shadow-off"])
+def test_takeover_during_traffic_loses_nothing(make_rig: type[TakeoverRig], shadow: bool) -> None:
+    """A takeover while kicks and calls flow and requests are answered: no
+    socket closes on either peer, every kick gets its call (a spurious call
+    is allowed), counters continue, N holds as many fds as O did, O exits 0."""
+    rig = make_rig(shadow)
+    rig.start_traffic()
+    o_pid = rig.current.proc.pid if rig.current.proc else 0
+    o_kinds = fd_kinds(o_pid)  # before any control client connects
+    o_fds = len(o_kinds)
+    before = rig.queues()
+    rounds = rig.pingpong.rounds if rig.pingpong else 0
+    assert rig.take_over() == 0
+    wait_until(lambda: rig.pingpong is not None and rig.pingpong.rounds > rounds + 50)
+    _nothing_closed(rig)
+    after = rig.queues()
+    assert rig.current.proc is not None
+    n_fds = settled_fd_count(rig.current.proc.pid, o_fds)
+    n_kinds = Counter(fd_kinds(rig.current.proc.pid))
+    assert n_fds == o_fds, (n_kinds - Counter(o_kinds), Counter(o_kinds) - n_kinds)
+    assert {q: v.shadow for q, v in after.items()} == {q: v.shadow for q, v in before.items()}
+    if shadow:
+        for q, view in before.items():
+            assert (after[q].kicks or 0) >= (view.kicks or 0)
+            assert (after[q].calls or 0) >= (view.calls or 0)
+        assert (after[0].kicks or 0) > (before[0].kicks or 0)
+    assert len(_log_lines(rig.retired[0].stderr, "handed over to svqtui pid")) == 1
+    assert "taken over: QEMU connected" in rig.current.stderr
+
+
+def test_takeover_waits_for_a_pending_reply(make_rig: type[TakeoverRig]) -> None:
+    """A takeover between a vhost-user request and its reply: O freezes only
+    after the back-end's reply went to the front-end, which gets it."""
+    rig = make_rig(True)
+    rig.start_traffic(probe=False)
+    rig.backend.delay[R.GET_CONFIG] = 1.0
+    replied: list[float] = []
+
+    def ask() -> None:
+        reply = rig.frontend.request(R.GET_CONFIG, bytes(12 + 8))
+        assert reply is not None and reply.request == R.GET_CONFIG
+        replied.append(time.monotonic())
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    assert rig.backend.holding.wait(5)
+    assert rig.take_over() == 0
+    exited = time.monotonic()
+    asker.join(10)
+    assert replied and replied[0] < exited
+    _nothing_closed(rig)
+
+
+def test_takeover_waits_for_a_shadow_switch(make_rig: type[TakeoverRig]) -> None:
+    """A takeover in the middle of a shadow toggle: O finishes the switch
+    (the back-end acks late), then hands over; N relays in shadow mode."""
+    rig = make_rig(False)
+    rig.start_traffic(probe=False)
+    rig.backend.delay[R.SET_VRING_CALL] = 0.5
+    done: list[object] = []
+
+    def toggle() -> None:
+        with rig.current.client(timeout=20) as c:
+            done.append(c.shadow(DEVICE, True))
+
+    toggler = threading.Thread(target=toggle)
+    toggler.start()
+    assert rig.backend.holding.wait(5)
+    assert rig.take_over() == 0
+    toggler.join(20)
+    assert done, "the shadow toggle got no answer"
+    rig.backend.delay.clear()
+    _nothing_closed(rig)
+    assert all(q.shadow for q in rig.queues().values())
+
+
+@pytest.mark.parametrize("step", ["answer", "bundle", "refuse", "have", "hang"])
+def test_old_svqtui_resumes_when_the_new_one_fails(make_rig: type[TakeoverRig], step: str) -> None:
+    """N dies, refuses or hangs at a step before "released": O takes its
+    rings back and goes on forwarding, with one log line saying why; the
+    peers see nothing; a later takeover still works."""
+    rig = make_rig(True)
+    rig.start_traffic()
+    old = rig.current
+    assert old.proc is not None
+    n = rig.successor(env={"SVQTUI_TAKEOVER_TEST_FAIL": step})
+    assert n.proc is not None
+    wait_until(lambda: _log_lines(old.stderr, "takeover failed"), timeout=20, what="O resumes")
+    if step == "hang":
+        n.stop()
+    else:
+        assert n.proc.wait(20) != 0
+    rounds = rig.pingpong.rounds if rig.pingpong else 0
+    wait_until(lambda: rig.pingpong is not None and rig.pingpong.rounds > rounds + 50)
+    assert old.proc.poll() is None
+    with old.client() as c:
+        assert c.hello()["pid"] == old.proc.pid
+    assert len(_log_lines(old.stderr, "takeover failed")) == 1
+    _nothing_closed(rig)
+    rig.retired.append(n)
+    assert rig.take_over() == 0
+    _nothing_closed(rig)
+
+
+def test_unknown_state_version_is_refused(make_rig: type[TakeoverRig]) -> None:
+    """A takeover request for a state version O does not hand over is
+    refused with one line; O goes on unchanged."""
+    rig = make_rig(True)
+    rig.start_traffic()
+    old = rig.current
+    assert old.proc is not None
+    with pytest.raises(StateRefused) as refused:
+        request_handover(old.socket_path, state_versions=[99])
+    assert "\n" not in str(refused.value) and "state version" in str(refused.value)
+    with old.client() as c, pytest.raises(StateRefused):
+        c.request(Command.TAKEOVER, protocol=1, state_versions=["x"])
+    rounds = rig.pingpong.rounds if rig.pingpong else 0
+    wait_until(lambda: rig.pingpong is not None and rig.pingpong.rounds > rounds + 50)
+    with old.client() as c:
+        assert c.hello()["pid"] == old.proc.pid
+    _nothing_closed(rig)
+
+
+def test_repeated_takeovers_keep_fds_and_report_the_gap(make_rig: type[TakeoverRig]) -> None:
+    """20 takeovers in a row, shadow toggled between them, traffic all along:
+    nothing lost, fd counts stable (per shadow mode: shadow holds 2
+    eventfds per ring); prints the gap per takeover (the longest
+    request/reply and kick/call round trip, front-end's view)."""
+    rig = make_rig(True)
+    rig.start_traffic()
+    assert rig.current.proc is not None
+    fds: dict[bool, set[int]] = {True: {fd_count(rig.current.proc.pid)}, False: set()}
+    shadow = True
+    request_gaps: list[float] = []
+    notify_gaps: list[float] = []
+    for i in range(20):
+        if i % 5 == 4:
+            shadow = i % 10 != 4
+            with rig.current.client(timeout=20) as c:
+                c.shadow(DEVICE, shadow)
+        start = time.monotonic()
+        assert rig.take_over() == 0
+        time.sleep(0.1)
+        assert rig.probe is not None and rig.pingpong is not None
+        request_gaps.append(rig.probe.worst_since(start))
+        notify_gaps.append(rig.pingpong.worst_since(start))
+        assert rig.current.proc is not None
+        known = fds[shadow] or {fd_count(rig.current.proc.pid)}
+        fds[shadow].add(settled_fd_count(rig.current.proc.pid, min(known)))
+    _nothing_closed(rig)
+    ms = [1000 * g for g in request_gaps]
+    ks = [1000 * g for g in notify_gaps]
+    print(
+        f"\ntakeover gap, request/reply: p50 {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms;"
+        f" kick/call: p50 {statistics.median(ks):.1f} ms, max {max(ks):.1f} ms;"
+        f" fd counts (shadow on, off) {sorted(fds[True])}, {sorted(fds[False])};"
+        f" spurious calls {rig.pingpong.spurious}"
+    )
+    assert len(fds[True]) == 1 and len(fds[False]) == 1, fds
