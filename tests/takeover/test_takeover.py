@@ -5,9 +5,9 @@ this process, notifications flowing throughout."""
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
