@@ -74,12 +74,12 @@ def write_config(directory: Path, shadow: bool) -> Path:
 class TakeoverRig:
     """O serving one device to a scripted front-end and back-end."""
 
-    def __init__(self, tmp_path: Path, shadow: bool) -> None:
+    def __init__(self, tmp_path: Path, shadow: bool, env: dict[str, str] | None = None) -> None:
         self.dir, self._created = short_dir(tmp_path)
         self.config = write_config(self.dir, shadow)
         self.shared = Shared()
         self.backend = ScriptedBackend(str(self.dir / "be0.sock"), self.shared)
-        self.current = HeadlessProcess(self.dir, config=self.config).start()
+        self.current = HeadlessProcess(self.dir, config=self.config, env=env).start()
         self.retired: list[HeadlessProcess] = []
         self.frontend = VhostUserFrontend(self.dir / "vu0.sock").connect().init().start()
         self.pingpong: PingPong | None = None

@@ -4,7 +4,12 @@ this process, notifications flowing throughout."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import statistics
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,8 +33,8 @@ def make_rig(tmp_path: Path) -> Iterator[type[TakeoverRig]]:
     rigs: list[TakeoverRig] = []
 
     class Made(TakeoverRig):
-        def __init__(self, shadow: bool) -> None:  # type: ignore[override]
-            super().__init__(tmp_path, shadow)
+        def __init__(self, shadow: bool, env: dict[str, str] | None = None) -> None:  # type: ignore[override]
+            super().__init__(tmp_path, shadow, env)
             rigs.append(self)
 
     yield Made
@@ -209,3 +214,44 @@ def test_repeated_takeovers_keep_fds_and_report_the_gap(make_rig: type[TakeoverR
         f" spurious calls {rig.pingpong.spurious}"
     )
     assert len(fds[True]) == 1 and len(fds[False]) == 1, fds
+
+
+def _notifications(sock: socket.socket, timeout: float) -> Iterator[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        data = sock.recv(4096).decode()
+        yield dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+
+
+def test_sigusr2_starts_a_successor_that_tells_systemd(make_rig: type[TakeoverRig]) -> None:
+    """SIGUSR2 makes O start ``svqtui ... --takeover`` itself (how the
+    systemd unit upgrades): the successor sends READY=1 with MAINPID= its own
+    pid to NOTIFY_SOCKET, O exits 0, the peers see nothing."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tempfile.mktemp(prefix="svq-notify-", dir="/tmp")
+    notify.bind(path)
+    n_pid = 0
+    try:
+        rig = make_rig(True, env={"NOTIFY_SOCKET": path})
+        old = rig.current
+        assert old.proc is not None
+        first = next(m for m in _notifications(notify, 20) if "READY" in m)
+        assert first["MAINPID"] == str(old.proc.pid)
+        rig.start_traffic()
+        old.proc.send_signal(signal.SIGUSR2)
+        ready = next(m for m in _notifications(notify, 30) if "READY" in m)
+        n_pid = int(ready["MAINPID"])
+        assert n_pid != old.proc.pid
+        assert old.proc.wait(30) == 0
+        with old.client() as c:
+            assert c.hello()["pid"] == n_pid
+        _nothing_closed(rig)
+        assert "SIGUSR2: started a successor" in old.stderr
+    finally:
+        notify.close()
+        os.unlink(path)
+        if n_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(n_pid, signal.SIGTERM)
+            wait_until(lambda: not os.path.exists(f"/proc/{n_pid}"), timeout=20)
