@@ -20,7 +20,7 @@ import pytest
 
 from svqtui.control.protocol import Command
 from svqtui.sources.vhost_user.codec import FrontendRequest
-from svqtui.takeover.errors import StateRefused
+from svqtui.takeover.errors import StateRefused, TakeoverBusy, TakeoverRunning
 from svqtui.takeover.handshake import request_handover
 from tests.support.wait import wait_until
 from tests.takeover.rig import DEVICE, TakeoverRig, fd_count, fd_kinds, settled_fd_count
@@ -255,3 +255,55 @@ def test_sigusr2_starts_a_successor_that_tells_systemd(make_rig: type[TakeoverRi
             with contextlib.suppress(ProcessLookupError):
                 os.kill(n_pid, signal.SIGTERM)
             wait_until(lambda: not os.path.exists(f"/proc/{n_pid}"), timeout=20)
+
+
+def test_a_second_takeover_is_refused_while_one_runs(make_rig: type[TakeoverRig]) -> None:
+    """While a hand-over is running (its requester holds the stream), a
+    second takeover request on a control connection made before it is
+    refused with one line (TakeoverRunning; new connections wait in the
+    backlog meanwhile); when the first requester closes its stream, O
+    resumes with one log line."""
+    rig = make_rig(True)
+    rig.start_traffic()
+    old = rig.current
+    with old.client() as early:
+        early.hello()
+        _, stream = request_handover(old.socket_path)
+        try:
+            with pytest.raises(TakeoverRunning) as refused:
+                early.request(Command.TAKEOVER, protocol=1, state_versions=[1])
+            assert "\n" not in str(refused.value)
+        finally:
+            stream.close()
+    wait_until(lambda: _log_lines(old.stderr, "takeover failed"), timeout=20, what="O resumes")
+    assert len(_log_lines(old.stderr, "takeover failed")) == 1
+    rounds = rig.pingpong.rounds if rig.pingpong else 0
+    wait_until(lambda: rig.pingpong is not None and rig.pingpong.rounds > rounds + 50)
+    _nothing_closed(rig)
+
+
+def test_a_reply_pending_past_the_budget_refuses_the_takeover(
+    make_rig: type[TakeoverRig],
+) -> None:
+    """A front-end request whose reply the back-end holds longer than the
+    5 s switch budget: the takeover is refused with one line
+    (TakeoverBusy); O goes on and the reply still arrives."""
+    rig = make_rig(True)
+    rig.start_traffic(probe=False)
+    rig.backend.delay[R.GET_CONFIG] = 7.0
+    replied: list[bool] = []
+
+    def ask() -> None:
+        replied.append(rig.frontend.request(R.GET_CONFIG, bytes(20)) is not None)
+
+    rig.frontend.sock.settimeout(15)
+    asker = threading.Thread(target=ask)
+    asker.start()
+    assert rig.backend.holding.wait(5)
+    with pytest.raises(TakeoverBusy) as refused:
+        request_handover(rig.current.socket_path)
+    assert "\n" not in str(refused.value) and "GET_CONFIG" in str(refused.value)
+    asker.join(15)
+    assert replied == [True]
+    rig.backend.delay.clear()
+    _nothing_closed(rig)
