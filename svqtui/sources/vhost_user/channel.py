@@ -77,12 +77,23 @@ class Channel:
         self._pauses: set[str] = set()
         self._reading = False
         self._writing = False
+        self._output_held = False  # a takeover: the backlog is being handed over
         self.closed = False
 
     # -- a takeover (docs/design.md#takeover) --------------------------------
 
     def fileno(self) -> int:
         return self._fd
+
+    def hold_output(self, held: bool) -> None:
+        """Stop (or resume) writing the backlog: a frozen channel's unwritten
+        output is handed over, so it must not also be written from here."""
+        self._output_held = held
+        if held and self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        elif not held:
+            self._flush()
 
     def handover_state(
         self,
@@ -192,6 +203,8 @@ class Channel:
         self._flush()
 
     def _flush(self) -> None:
+        if self._output_held:
+            return
         while self._out and not self.closed:
             item = self._out[0]
             anc = (

@@ -645,8 +645,9 @@ class Connection:
                 f"{self.label}: QEMU's {name} still awaits the back-end's reply; "
                 "takeover refused, try again"
             ) from None
-        self.fe.pause("takeover")
-        self.be.pause("takeover")
+        for ch in (self.fe, self.be):
+            ch.pause("takeover")
+            ch.hold_output(True)
         self.frozen = True
 
     def thaw(self) -> None:
@@ -654,8 +655,9 @@ class Connection:
         if not self.frozen:
             return
         self.frozen = False
-        self.fe.resume("takeover")
-        self.be.resume("takeover")
+        for ch in (self.fe, self.be):
+            ch.hold_output(False)
+            ch.resume("takeover")
         self._actions.release()
 
     # -- operator actions (coroutines on the I/O loop) ------------------------

@@ -30,7 +30,8 @@ def loop() -> Iterator[IOLoop]:
 def test_a_partial_message_and_a_backlog_continue_in_the_new_channel(loop: IOLoop) -> None:
     """Freeze with 6 bytes of a header read and output queued behind a full
     socket buffer; a channel on a duplicate of the socket adopts both: the
-    message completes with its fd, the peer receives every queued byte."""
+    message completes with its fd, the peer receives every queued byte
+    once (the frozen channel writes nothing more)."""
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -52,9 +53,10 @@ def test_a_partial_message_and_a_backlog_continue_in_the_new_channel(loop: IOLoo
 
     async def freeze() -> tuple[object, ...]:
         ch = old[0]
-        ch.pause("takeover")
         for _ in range(40):  # more than both socket buffers take
             ch.send(Message(big.request, big.flags, big.payload))
+        ch.pause("takeover")  # as Connection.freeze does
+        ch.hold_output(True)
         return ch.handover_state()
 
     header, buf, fds, out = loop.call(freeze())  # type: ignore[misc]
