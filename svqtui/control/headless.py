@@ -182,13 +182,22 @@ def start_successor(runtime: Runtime) -> None:
 
 
 def _take_over(runtime: Runtime, sockfile: SocketFile) -> tuple[socket.socket, Successor]:
-    """Start the runtime with nothing bound, then take over (raises one line)."""
+    """Start the runtime with nothing bound, then take over (raises one
+    line). A failure after "released" exits at once without cleaning up:
+    the old svqtui sees this process gone and takes everything back, and a
+    cleanup here would unlink the sockets it serves."""
     for source in runtime.sources:
         if isinstance(source, VhostUserSource):
             source.defer_listen = True
     runtime.start()
     successor = Successor(runtime, sockfile)
-    return successor.take_over(), successor
+    try:
+        return successor.take_over(), successor
+    except BaseException as err:
+        if successor.committed:
+            _say(f"takeover failed after the old svqtui released everything: {err}")
+            os._exit(EXIT_ERROR)
+        raise
 
 
 def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = False) -> int:

@@ -113,6 +113,7 @@ class Successor:
         self.sockfile = sockfile
         self._stream: socket.socket | None = None
         self.old_pid = 0
+        self.committed = False  # "released" arrived: this process owns everything
 
     def _source(self) -> VhostUserSource | None:
         found = [s for s in self.runtime.sources if isinstance(s, VhostUserSource)]
@@ -157,6 +158,7 @@ class Successor:
             if isinstance(err, SvqtuiError):
                 raise
             raise TakeoverAborted(f"takeover failed: {err.strerror or err}") from None
+        self.committed = True
         self._apply_bases(state, released.get("bases"))
         source = self._source()
         if source is not None:

@@ -83,6 +83,7 @@ def test_takeover_during_traffic_loses_nothing(make_rig: type[TakeoverRig], shad
         assert (after[0].kicks or 0) > (before[0].kicks or 0)
     assert len(_log_lines(rig.retired[0].stderr, "handed over to svqtui pid")) == 1
     assert "taken over: QEMU connected" in rig.current.stderr
+    assert "Traceback" not in rig.current.stderr + rig.retired[0].stderr
 
 
 def test_takeover_waits_for_a_pending_reply(make_rig: type[TakeoverRig]) -> None:
@@ -153,6 +154,9 @@ def test_old_svqtui_resumes_when_the_new_one_fails(make_rig: type[TakeoverRig], 
     with old.client() as c:
         assert c.hello()["pid"] == old.proc.pid
     assert len(_log_lines(old.stderr, "takeover failed")) == 1
+    assert "Traceback" not in old.stderr + n.stderr
+    if step == "refuse":
+        assert _log_lines(n.stderr, "svqtui: takeover refused: a test asked")
     _nothing_closed(rig)
     rig.retired.append(n)
     assert rig.take_over() == 0
