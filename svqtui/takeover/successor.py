@@ -38,7 +38,8 @@ from svqtui.takeover.state import FdSource, check, check_version
 from svqtui.takeover.transport import recv_bundle, recv_step, send_step
 
 STEP_S = 5.0
-#: Tests make the new svqtui fail at one step: answer, bundle, refuse, hang, have.
+#: Tests make the new svqtui fail at one step: answer, bundle, refuse, hang,
+#: have, released (it dies there).
 FAIL_AT_ENV = "SVQTUI_TAKEOVER_TEST_FAIL"
 
 
@@ -159,6 +160,7 @@ class Successor:
                 raise
             raise TakeoverAborted(f"takeover failed: {err.strerror or err}") from None
         self.committed = True
+        _test_fail("released")
         self._apply_bases(state, released.get("bases"))
         source = self._source()
         if source is not None:

@@ -81,7 +81,9 @@ class TakeoverRig:
         self.backend = ScriptedBackend(str(self.dir / "be0.sock"), self.shared)
         self.current = HeadlessProcess(self.dir, config=self.config, env=env).start()
         self.retired: list[HeadlessProcess] = []
-        self.frontend = VhostUserFrontend(self.dir / "vu0.sock").connect().init().start()
+        # 15 s: a hung successor holds the vhost-user path for the 5 s step deadline
+        self.frontend = VhostUserFrontend(self.dir / "vu0.sock", timeout=15.0)
+        self.frontend.connect().init().start()
         self.pingpong: PingPong | None = None
         self.probe: RequestProbe | None = None
 

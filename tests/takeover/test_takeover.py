@@ -132,11 +132,12 @@ def test_takeover_waits_for_a_shadow_switch(make_rig: type[TakeoverRig]) -> None
     assert all(q.shadow for q in rig.queues().values())
 
 
-@pytest.mark.parametrize("step", ["answer", "bundle", "refuse", "have", "hang"])
+@pytest.mark.parametrize("step", ["answer", "bundle", "refuse", "have", "hang", "released"])
 def test_old_svqtui_resumes_when_the_new_one_fails(make_rig: type[TakeoverRig], step: str) -> None:
-    """N dies, refuses or hangs at a step before "released": O takes its
-    rings back and goes on forwarding, with one log line saying why; the
-    peers see nothing; a later takeover still works."""
+    """N dies, refuses or hangs at a step before "released" (or dies right
+    after it, before it serves): O takes its rings back and goes on
+    forwarding, with one log line saying why; the peers see nothing; a later
+    takeover still works."""
     rig = make_rig(True)
     rig.start_traffic()
     old = rig.current
