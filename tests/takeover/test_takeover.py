@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from svqtui.control.protocol import Command
+from svqtui.model import MaskState
 from svqtui.sources.vhost_user.codec import FrontendRequest
 from svqtui.takeover.errors import StateRefused, TakeoverBusy, TakeoverRunning
 from svqtui.takeover.handshake import request_handover
@@ -65,6 +66,10 @@ def test_takeover_during_traffic_loses_nothing(make_rig: type[TakeoverRig], shad
     o_pid = rig.current.proc.pid if rig.current.proc else 0
     o_kinds = fd_kinds(o_pid)  # before any control client connects
     o_fds = len(o_kinds)
+    if shadow:  # an operator hold on the queue without traffic
+        wait_until(lambda: 1 in rig.queues(), what="O shows the queues")
+        with rig.current.client() as c:
+            c.mask(DEVICE, 1)
     before = rig.queues()
     rounds = rig.pingpong.rounds if rig.pingpong else 0
     assert rig.take_over() == 0
@@ -81,6 +86,8 @@ def test_takeover_during_traffic_loses_nothing(make_rig: type[TakeoverRig], shad
             assert (after[q].kicks or 0) >= (view.kicks or 0)
             assert (after[q].calls or 0) >= (view.calls or 0)
         assert (after[0].kicks or 0) > (before[0].kicks or 0)
+        assert before[1].hold and after[1].hold
+        assert after[1].mask in (MaskState.MASKED, MaskState.PENDING)
     assert len(_log_lines(rig.retired[0].stderr, "handed over to svqtui pid")) == 1
     assert "taken over: QEMU connected" in rig.current.stderr
     assert "Traceback" not in rig.current.stderr + rig.retired[0].stderr
