@@ -224,7 +224,13 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
         takeover=lambda request: _offer(donor, request),
     )
     donor = Donor(
-        runtime.loop, runtime.log, lambda: runtime.sources, server, sockfile, _handed_over
+        runtime.loop,
+        runtime.log,
+        lambda: runtime.sources,
+        server,
+        sockfile,
+        _handed_over,
+        reload_lock=runtime.reload_lock,
     )
     code = EXIT_OK
     with _signals() as wakeup:

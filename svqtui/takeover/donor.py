@@ -39,7 +39,7 @@ from svqtui.errors import SvqtuiError
 from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
 from svqtui.sources.vhost_user import VhostUserSource
-from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverRunning
+from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverBusy, TakeoverRunning
 from svqtui.takeover.state import STATE_VERSION, FdSink, header
 from svqtui.takeover.transport import recv_step, send_bundle, send_step
 
@@ -59,8 +59,11 @@ class Donor:
         server: ControlServer,
         sockfile: SocketFile,
         on_handed_over: Callable[[int], None],
+        reload_lock: threading.Lock | None = None,
     ) -> None:
-        """``on_handed_over(pid)`` ends this process (exit 0) once N serves."""
+        """``on_handed_over(pid)`` ends this process (exit 0) once N serves;
+        ``reload_lock`` is held from the freeze on (no reload meanwhile)."""
+        self._reload_lock = reload_lock or threading.Lock()
         self._loop = loop
         self._log = log
         self._sources = sources
@@ -89,10 +92,13 @@ class Donor:
             )
         if not self._running.acquire(blocking=False):
             raise TakeoverRunning("takeover refused: a takeover of this svqtui is already running")
+        if not self._reload_lock.acquire(timeout=FREEZE_S):
+            self._running.release()
+            raise TakeoverBusy("takeover refused: a configuration reload is running; try again")
         try:
             doc, fds = self._freeze_and_capture()
         except BaseException:
-            self._running.release()
+            self._release()
             raise
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         thread = threading.Thread(
@@ -154,7 +160,7 @@ class Donor:
                     with contextlib.suppress(OSError):
                         os.close(fd)
             step = self._step(sock, "have")
-            bases = self._loop.call(self._release(), what="takeover: release the engine")
+            bases = self._loop.call(self._release_engine(), what="takeover: release the engine")
             try:
                 send_step(sock, "released", bases=bases)
             except OSError as err:
@@ -174,7 +180,7 @@ class Donor:
                     f"takeover failed after the engine was released: {err}; the new svqtui "
                     "is gone, this svqtui goes on serving (messages it read may be lost)"
                 )
-                self._running.release()
+                self._release()
                 return
             self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
             self._on_handed_over(pid if isinstance(pid, int) else 0)
@@ -188,7 +194,13 @@ class Donor:
         finally:
             sock.close()
             if not released:
-                self._running.release()
+                self._release()
+
+    def _release(self) -> None:
+        """The takeover is over and this svqtui goes on: reloads and the
+        next takeover may run."""
+        self._reload_lock.release()
+        self._running.release()
 
     def _step(self, sock: socket.socket, expected: str) -> dict[str, Any]:
         msg = recv_step(sock)
@@ -198,7 +210,7 @@ class Donor:
             raise TakeoverAborted(f"the new svqtui sent {msg['step']!r:.40}, expected {expected!r}")
         return msg
 
-    async def _release(self) -> dict[str, dict[str, list[int]]]:
+    async def _release_engine(self) -> dict[str, dict[str, list[int]]]:
         bases: dict[str, dict[str, list[int]]] = {}
         for source in self._vhost_user():
             for name, rings in (await source.release_engine()).items():
