@@ -184,10 +184,12 @@ class Donor:
                 return
             self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
             self._on_handed_over(pid if isinstance(pid, int) else 0)
-        except (SvqtuiError, OSError) as err:
+        except Exception as err:  # a bug too: never leave this svqtui frozen
             why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             if isinstance(err, TimeoutError):
                 why = f"the new svqtui missed the {STEP_S:g} s step deadline"
+            elif not isinstance(err, SvqtuiError | OSError):
+                why = f"internal error: {type(err).__name__}: {err}"
             if not released:
                 self._thaw()
                 self._log.error(f"takeover failed: {why}; this svqtui goes on serving")
