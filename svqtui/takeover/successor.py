@@ -147,18 +147,13 @@ class Successor:
                 raise TakeoverAborted(
                     f"takeover failed: the old svqtui sent {released['step']!r:.40}"
                 )
-        except (SvqtuiError, OSError) as err:
+        except Exception as err:  # a bug too: refuse, one line, nothing used
+            failure = self._failure(err)
             with contextlib.suppress(OSError, SvqtuiError):
-                send_step(stream, "error", message=str(err))
+                send_step(stream, "error", message=str(failure))
             stream.close()
             _close_all(fds)
-            if isinstance(err, TimeoutError):
-                raise TakeoverAborted(
-                    f"takeover failed: the old svqtui missed the {STEP_S:g} s step deadline"
-                ) from None
-            if isinstance(err, SvqtuiError):
-                raise
-            raise TakeoverAborted(f"takeover failed: {err.strerror or err}") from None
+            raise failure from None
         self.committed = True
         _test_fail("released")
         self._apply_bases(state, released.get("bases"))
@@ -167,6 +162,19 @@ class Successor:
             source.adopt(state.devices, fds)
         self.sockfile.adopt(fds[state.control.lock], state.control.ino)
         return socket.socket(fileno=fds[state.control.listen])
+
+    @staticmethod
+    def _failure(err: Exception) -> SvqtuiError:
+        """The one-line error for a failure before "released"."""
+        if isinstance(err, TimeoutError):
+            return TakeoverAborted(
+                f"takeover failed: the old svqtui missed the {STEP_S:g} s step deadline"
+            )
+        if isinstance(err, SvqtuiError):
+            return err
+        if isinstance(err, OSError):
+            return TakeoverAborted(f"takeover failed: {err.strerror or err}")
+        return StateRefused(f"takeover refused: {type(err).__name__}: {err}")
 
     def _check(self, state: TakeoverState) -> None:
         source = self._source()
