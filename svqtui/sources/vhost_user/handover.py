@@ -403,6 +403,6 @@ def restore_connection(conn: Connection, state: ConnectionState, fds: list[int])
     conn.postcopy_listening = state.postcopy
     restore_channel(conn.fe, state.fe, fds)
     restore_channel(conn.be, state.be, fds)
-    conn.memory.table = restore_regions(state.memory, fds)
+    conn.memory.adopt(restore_regions(state.memory, fds))
     for v in state.vrings:
         conn.vrings[v.index] = restore_vring(v, fds)
