@@ -81,6 +81,9 @@ def test_takeover_during_traffic_loses_nothing(make_rig: type[TakeoverRig], shad
     n_kinds = Counter(fd_kinds(rig.current.proc.pid))
     assert n_fds == o_fds, (n_kinds - Counter(o_kinds), Counter(o_kinds) - n_kinds)
     assert {q: v.shadow for q, v in after.items()} == {q: v.shadow for q, v in before.items()}
+    # the guest memory came along: N reads the rings' indices from it
+    assert before[0].avail_idx is not None and after[0].avail_idx is not None
+    assert before[0].error is None and after[0].error is None
     if shadow:
         for q, view in before.items():
             assert (after[q].kicks or 0) >= (view.kicks or 0)
