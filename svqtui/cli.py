@@ -53,6 +53,11 @@ modes:
                               contrib/systemd/svqtui.service)
   svqtui --attach [TARGET]    the console on a running --headless svqtui, here
                               (a socket path) or on another host (ssh://...)
+  svqtui --headless --takeover
+                              replace the --headless svqtui serving the same
+                              control socket (an upgrade, a config change that
+                              needs a restart): QEMU and the back-ends see no
+                              connection close; the old one exits 0
   svqtui --headless --metrics 127.0.0.1:9469
                               also serve Prometheus metrics (README: Prometheus
                               and Grafana; config: metrics.listen)
@@ -96,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--log", action="store_true", help="print one line per interval")
     mode.add_argument(
         "--headless", action="store_true", help="run without UI; serve the control socket"
+    )
+    parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="with --headless: take everything over from the svqtui serving the same control "
+        "socket (devices, connections, eventfds, counters) without closing a connection; "
+        "it exits 0 (README: Upgrade without a restart)",
     )
     mode.add_argument(
         "--attach",
@@ -285,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--metrics goes with --headless or the console", EXIT_CONFIG)
     if args.replay is not None and (args.headless or args.attach is not None or args.record):
         return _fail("--replay goes alone, or with --once or --log", EXIT_CONFIG)
+    if args.takeover and not args.headless:
+        return _fail("--takeover goes with --headless", EXIT_CONFIG)
     if args.at is not None and args.replay is None:
         return _fail("--at goes with --replay (try: svqtui --replay FILE --at 12.5s)", EXIT_CONFIG)
     if args.record and (args.once or args.attach is not None):
@@ -312,7 +326,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
     runtime = Runtime(config, reread=lambda: apply_overrides(load_config(config.path), args))
     if args.headless or not (args.once or args.log):
-        return _serve(runtime, args.headless)
+        return _serve(runtime, args.headless, args.takeover)
     runtime.start()
     try:
         if args.once:
@@ -326,7 +340,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
         runtime.stop()
 
 
-def _serve(runtime: Runtime, headless: bool) -> int:
+def _serve(runtime: Runtime, headless: bool, takeover: bool = False) -> int:
     """Headless or the console, with the Prometheus exporter when configured
     (listening first: a busy port is one clear error before anything starts)."""
     metrics = None
@@ -343,7 +357,7 @@ def _serve(runtime: Runtime, headless: bool) -> int:
         if headless:
             from svqtui.control.headless import run_headless
 
-            return run_headless(runtime)
+            return run_headless(runtime, takeover=takeover)
         runtime.start()
         try:
             from svqtui.console.app import run_console

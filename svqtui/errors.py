@@ -14,6 +14,7 @@ holds only the bases::
     |   +-- QMPError                  svqtui.sources.qmp.errors
     +-- ActionError                   svqtui.sources.errors (unknown device...)
     +-- ControlError                  svqtui.control.errors (the control socket)
+    |   +-- TakeoverError             svqtui.takeover.errors (handing over to a new svqtui)
     +-- IOLoopError                   svqtui.io_loop (blocking calls onto it)
     +-- LabError                      svqtui.lab.errors
 

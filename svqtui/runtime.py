@@ -131,6 +131,12 @@ class Runtime:
 
     # -- reloading the configuration (docs/design.md#reload) --------------------
 
+    @property
+    def reload_lock(self) -> threading.Lock:
+        """Held while a reload runs (a takeover holds it too: no reload may
+        change the devices it is capturing)."""
+        return self._reloading
+
     def reload_config(self) -> ReloadReport:
         """Read the configuration again and apply it (``reload``). Raises
         ``ConfigError`` when it is invalid, having changed nothing (and

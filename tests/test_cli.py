@@ -68,6 +68,7 @@ def test_usage_errors_exit_2() -> None:
     assert svqtui("--refresh", "0").returncode == 2
     assert svqtui("--once", "--metrics", "9469").returncode == 2  # headless or console only
     assert svqtui("--headless", "--metrics", "[::1]").returncode == 2
+    assert svqtui("--once", "--takeover").returncode == 2  # a takeover is --headless's
 
 
 @pytest.mark.parametrize(
@@ -106,6 +107,7 @@ def test_help_answers_the_operators_questions() -> None:
         "--libvirt",
         "ssh://",
         "SVQTUI_SSH_OPTS",
+        "--takeover",
     ):
         assert words in result.stdout, words
 
@@ -146,3 +148,18 @@ def test_a_busy_metrics_port_exits_1_before_starting(tmp_path: Path) -> None:
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "c.sock").exists()
+
+
+def test_a_takeover_with_nothing_to_take_over_is_one_line(tmp_path: Path) -> None:
+    """--headless --takeover when no svqtui serves the control socket: exit 1,
+    one line saying so, nothing left behind."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"demo: {{enabled: false}}\nqmp: {{discover: false}}\n"
+        f"control: {{socket: {tmp_path / 'c.sock'}}}\n"
+    )
+    result = svqtui("-c", str(cfg), "--headless", "--takeover")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no svqtui serves" in lines[0], result.stderr
+    assert not (tmp_path / "c.sock").exists() and not (tmp_path / "c.sock.lock").exists()

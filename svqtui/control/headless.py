@@ -16,6 +16,15 @@ socket is up, RELOADING/READY around a reload, STOPPING, and feeds the
 watchdog while the engine's heartbeat is fresh (svqtui.control.service).
 Signals reach the main thread through a wakeup pipe: the handlers only
 record them, so a reload never runs inside a signal handler.
+
+``--takeover`` (docs/design.md#takeover) starts the runtime with nothing
+bound, then takes everything over from the svqtui serving the same control
+socket (svqtui.takeover.successor): devices, connections, rings, the engine's
+eventfds, the control socket and its lock; it tells systemd its pid
+(``MAINPID=``, with READY) before the old process exits 0. Any headless
+svqtui can be taken over (svqtui.takeover.donor); SIGUSR2 makes it start its
+own successor (``svqtui ... --takeover`` of the installed version), which is
+how a service upgrades without a restart.
 """
 
 from __future__ import annotations
@@ -23,19 +32,26 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from svqtui.control.protocol import Request
 from svqtui.control.sd_notify import NotifySocketError
 from svqtui.control.server import ControlServer
 from svqtui.control.service import ServiceNotifier
 from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
 from svqtui.model import LogEvent
+from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.takeover.donor import Donor
+from svqtui.takeover.errors import TakeoverError
+from svqtui.takeover.successor import Successor
 from svqtui.unix_socket import SocketPathTooLong, check_path
 
 if TYPE_CHECKING:
@@ -47,6 +63,7 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNAL = signal.SIGHUP
+SUCCESSOR_SIGNAL = signal.SIGUSR2
 
 
 def format_event(event: LogEvent) -> str:
@@ -77,6 +94,12 @@ class _StderrLog:
                 pass
 
 
+def _offer(donor: Donor | None, request: Request) -> tuple[dict[str, Any], socket.socket]:
+    if donor is None:
+        raise TakeoverError("takeover refused: this svqtui is still starting")
+    return donor.offer(request)
+
+
 def _say(message: str) -> None:
     print(f"svqtui: {message}", file=sys.stderr, flush=True)
 
@@ -91,7 +114,7 @@ def _signals() -> Iterator[int]:
     def record(signum: int, frame: FrameType | None) -> None:
         pass  # the wakeup fd carries the signal number
 
-    handled = (*STOP_SIGNALS, RELOAD_SIGNAL)
+    handled = (*STOP_SIGNALS, RELOAD_SIGNAL, SUCCESSOR_SIGNAL)
     previous = {sig: signal.signal(sig, record) for sig in handled}
     old_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
     try:
@@ -131,8 +154,56 @@ def reload_announced(runtime: Runtime, service: ServiceNotifier) -> ReloadReport
         service.ready(_serving(runtime))
 
 
-def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
-    """Run ``runtime`` (not yet started) headless until SIGTERM/SIGINT."""
+def _handed_over(pid: int) -> None:
+    """The takeover is done: the new svqtui (``pid``) owns every socket,
+    fd and the lock. Exit at once, closing nothing by hand: a cleanup
+    would unlink the sockets the new process now serves."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(EXIT_OK)
+
+
+def start_successor(runtime: Runtime) -> None:
+    """SIGUSR2: start ``svqtui ... --takeover`` of the installed version
+    with this process's arguments (under systemd: in the service's cgroup,
+    with its NOTIFY_SOCKET); it takes this svqtui over."""
+    args = [a for a in sys.argv[1:] if a != "--takeover"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_PID", "LISTEN_PID")}
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "svqtui", *args, "--takeover"],
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    except OSError as err:
+        runtime.log.error(f"headless: SIGUSR2: cannot start a successor: {err}")
+        return
+    runtime.log.info(f"headless: SIGUSR2: started a successor (pid {child.pid}) to take over")
+
+
+def _take_over(runtime: Runtime, sockfile: SocketFile) -> tuple[socket.socket, Successor]:
+    """Start the runtime with nothing bound, then take over (raises one
+    line). A failure after "released" exits at once without cleaning up:
+    the old svqtui sees this process gone and takes everything back, and a
+    cleanup here would unlink the sockets it serves."""
+    for source in runtime.sources:
+        if isinstance(source, VhostUserSource):
+            source.defer_listen = True
+    runtime.start()
+    successor = Successor(runtime, sockfile)
+    try:
+        return successor.take_over(), successor
+    except BaseException as err:
+        if successor.committed:
+            _say(f"takeover failed after the old svqtui released everything: {err}")
+            os._exit(EXIT_ERROR)
+        raise
+
+
+def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = False) -> int:
+    """Run ``runtime`` (not yet started) headless until SIGTERM/SIGINT, or
+    until a new svqtui took it over; with ``takeover``, take over the svqtui
+    serving the control socket first."""
     path = runtime.config.control_path
     try:
         check_path(path, "control", "choose a shorter path")
@@ -146,30 +217,59 @@ def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
         _say(str(err))
         return EXIT_CONFIG
     sockfile = SocketFile(path)
-    server = ControlServer(runtime, reload=lambda: reload_announced(runtime, service))
+    donor: Donor | None = None
+    server = ControlServer(
+        runtime,
+        reload=lambda: reload_announced(runtime, service),
+        takeover=lambda request: _offer(donor, request),
+    )
+    donor = Donor(
+        runtime.loop,
+        runtime.log,
+        lambda: runtime.sources,
+        server,
+        sockfile,
+        _handed_over,
+        reload_lock=runtime.reload_lock,
+    )
     code = EXIT_OK
     with _signals() as wakeup:
         try:
+            successor: Successor | None = None
             try:
-                sock = sockfile.claim()
-            except SvqtuiError as err:
-                _say(str(err))
+                if takeover:
+                    sock, successor = _take_over(runtime, sockfile)
+                else:
+                    sock = sockfile.claim()
+            except (SvqtuiError, OSError) as err:
+                _say(str(err) if isinstance(err, SvqtuiError) else f"takeover failed: {err}")
+                runtime.stop()
+                sockfile.release()
                 return EXIT_ERROR
             try:
-                runtime.start()  # every device listens before start() returns
+                if successor is None:
+                    runtime.start()  # every device listens before start() returns
                 server.start(sock)
             except BaseException:
                 sock.close()
                 raise
+            if successor is not None:
+                runtime.log.info(
+                    f"headless: took over from svqtui pid {successor.old_pid}; serving {path}"
+                )
             runtime.log.info(
                 f"headless: serving {path}; SIGHUP reloads the configuration, "
-                "SIGTERM or Ctrl-C stops svqtui"
+                "SIGUSR2 starts a successor that takes over, SIGTERM or Ctrl-C stops svqtui"
             )
             service.ready(_serving(runtime))
+            if successor is not None:
+                successor.serving()  # the old svqtui exits now
             while True:  # the monitor refreshes on its own clock
                 signums = os.read(wakeup, 64)
                 if any(n in STOP_SIGNALS for n in signums):
                     break
+                if SUCCESSOR_SIGNAL in signums:
+                    start_successor(runtime)
                 if RELOAD_SIGNAL in signums:
                     runtime.log.info("headless: SIGHUP: reloading the configuration")
                     with contextlib.suppress(SvqtuiError):  # logged by reload_config

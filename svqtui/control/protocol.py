@@ -59,6 +59,7 @@ from svqtui.recording import errors as recording_errors
 from svqtui.sources import errors as action_errors
 from svqtui.sources.qmp import errors as qmp_errors
 from svqtui.sources.vhost_user import errors as vhost_user_errors
+from svqtui.takeover import errors as takeover_errors
 
 #: Every module whose error classes can cross the socket; importing them
 #: fills the wire registry (svqtui.errors.WIRE_ERRORS) before any decoding.
@@ -72,6 +73,7 @@ WIRE_ERROR_MODULES = (
     lab_errors,
     recording_errors,
     io_loop,
+    takeover_errors,
 )
 
 PROTOCOL_VERSION = 1
@@ -95,6 +97,7 @@ class Command(enum.StrEnum):
     FAULT = "fault"
     RELOAD = "reload"
     RECORD_DUMP = "record-dump"
+    TAKEOVER = "takeover"
 
 
 #: Commands that change something (run one at a time, in arrival order).
@@ -108,6 +111,7 @@ ACTIONS = frozenset(
         Command.RESET,
         Command.FAULT,
         Command.RELOAD,
+        Command.TAKEOVER,
     }
 )
 

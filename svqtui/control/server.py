@@ -56,12 +56,17 @@ from svqtui.errors import ControlError, SvqtuiError
 from svqtui.outputs.json_doc import snapshot_document
 from svqtui.recording.errors import RecorderOff
 from svqtui.sources.errors import QueueOutOfRange, UnknownDevice
+from svqtui.takeover.errors import TakeoverError
+from svqtui.takeover.handshake import send_with_fd
 from svqtui.unix_socket import peer_uid
 
 if TYPE_CHECKING:
     from svqtui.model import DeviceView, Snapshot
     from svqtui.reload import ReloadReport
     from svqtui.runtime import Runtime
+
+#: Answers a takeover request in a worker thread: (result, hand-over stream end).
+TakeoverOffer = Callable[[Request], tuple[dict[str, Any], socket.socket]]
 
 MAX_CLIENTS = 64  # connections in all
 MAX_FRESH = 16  # connections that have sent nothing yet (a new one replaces the oldest)
@@ -115,9 +120,16 @@ class ControlServer:
         first_request_s: float = FIRST_REQUEST_S,
         idle_s: float = IDLE_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        takeover: TakeoverOffer | None = None,
     ) -> None:
         """``reload`` runs ``svqtui ctl reload`` (default: the runtime's
-        ``reload_config``; headless wraps it in the service notifications)."""
+        ``reload_config``; headless wraps it in the service notifications).
+        ``takeover`` answers a ``takeover`` request in a worker thread: the
+        result and the hand-over stream's end to pass (svqtui.takeover.donor);
+        without it the request is refused."""
+        self._takeover_offer = takeover
+        self._takeover_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._listen: socket.socket | None = None
         self.runtime = runtime
         self._reload_config = reload or runtime.reload_config
         self.refresh_after_action = refresh_after_action
@@ -148,15 +160,43 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 self.runtime.loop.call(self._close(), what="control socket: close")
         self._reads.shutdown(wait=True, cancel_futures=True)
+        if self._takeover_pool is not None:
+            self._takeover_pool.shutdown(wait=True, cancel_futures=True)
         for lane in list(self._lanes.values()):
             lane.pool.shutdown(wait=True, cancel_futures=True)
 
     async def _serve(self, sock: socket.socket) -> None:
+        # asyncio serves a duplicate: pausing closes it while the listening
+        # socket itself stays open (clients wait in its backlog), and a
+        # takeover passes the original on.
+        self._listen = sock
         self._server = await asyncio.start_unix_server(
-            self._client, sock=sock, limit=MAX_REQUEST_BYTES
+            self._client, sock=sock.dup(), limit=MAX_REQUEST_BYTES
         )
 
+    @property
+    def listen_fd(self) -> int:
+        """The listening socket's fd (for a takeover)."""
+        assert self._listen is not None
+        return self._listen.fileno()
+
+    async def pause_accepting(self) -> None:
+        """Accept no new client (a takeover's freeze); clients connecting
+        meanwhile wait in the listen backlog. Connected clients go on."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def resume_accepting(self) -> None:
+        """Undo ``pause_accepting`` (the takeover failed)."""
+        if self._server is None and self._listen is not None and not self._stopping:
+            self._server = await asyncio.start_unix_server(
+                self._client, sock=self._listen.dup(), limit=MAX_REQUEST_BYTES
+            )
+
     async def _close(self) -> None:
+        if self._listen is not None:
+            self._listen.close()
         if self._server is not None:
             self._server.close()
         for task in list(self._clients):
@@ -241,7 +281,10 @@ class ControlServer:
                 return
             if line.strip():
                 conn.requests += 1
-                reply, close = await self._answer(line, conn)
+                reply, close, passed = await self._answer(line, conn)
+                if passed is not None:
+                    await self._pass(writer, reply, passed)
+                    return
                 await self._send(writer, reply)
                 if close:
                     return
@@ -263,29 +306,65 @@ class ControlServer:
         conn.follower = True
         return None
 
-    async def _answer(self, line: bytes, conn: _Conn) -> tuple[bytes, bool]:
-        """The reply to one request line, and whether to close the connection."""
+    async def _answer(self, line: bytes, conn: _Conn) -> tuple[bytes, bool, socket.socket | None]:
+        """The reply to one request line, whether to close the connection,
+        and a socket to pass with the reply (an accepted takeover)."""
         rid: int | str | None = None
         try:
             obj = decode_line(line)
             rid = request_id(obj)
             request = Request.from_wire(obj)
         except ControlProtocolError as err:
-            return Response.for_error(rid, err).encode(), False
+            return Response.for_error(rid, err).encode(), False, None
         if request.cmd is Command.EVENTS:
             busy = self._follow(conn)
             if busy is not None:
-                return Response.for_error(rid, busy).encode(), True
+                return Response.for_error(rid, busy).encode(), True, None
         loop = asyncio.get_running_loop()
         try:
+            if request.cmd is Command.TAKEOVER:
+                return await self._takeover(rid, request)
             if request.cmd not in ACTIONS:
-                return await loop.run_in_executor(self._reads, self._reply, rid, request), False
+                reply = await loop.run_in_executor(self._reads, self._reply, rid, request)
+                return reply, False, None
             key = await loop.run_in_executor(self._reads, self._action_key, request)
             if isinstance(key, bytes):  # the device is unknown: the error reply
-                return key, False
-            return await self._act_in_lane(key, rid, request), False
+                return key, False, None
+            return await self._act_in_lane(key, rid, request), False, None
         except RuntimeError:  # a pool is shut down: svqtui is stopping
-            return Response.for_error(rid, ControlError("svqtui is stopping")).encode(), False
+            stopping = ControlError("svqtui is stopping")
+            return Response.for_error(rid, stopping).encode(), False, None
+
+    async def _takeover(
+        self, rid: int | str | None, request: Request
+    ) -> tuple[bytes, bool, socket.socket | None]:
+        """Offer this svqtui to a new one (docs/design.md#takeover): the
+        offer freezes, captures and starts the hand-over in a worker thread."""
+        offer = self._takeover_offer
+        if offer is None or self._stopping:
+            err = TakeoverError("this svqtui cannot be taken over (only --headless can)")
+            return Response.for_error(rid, err).encode(), True, None
+        if self._takeover_pool is None:
+            self._takeover_pool = concurrent.futures.ThreadPoolExecutor(1, "svqtui-takeover")
+        loop = asyncio.get_running_loop()
+        try:
+            result, stream = await loop.run_in_executor(self._takeover_pool, offer, request)
+        except SvqtuiError as err:
+            return Response.for_error(rid, err).encode(), True, None
+        return Response(rid, True, result).encode(), True, stream
+
+    async def _pass(
+        self, writer: asyncio.StreamWriter, reply: bytes, stream: socket.socket
+    ) -> None:
+        """Send an accepted takeover's answer with the hand-over stream's end."""
+        try:
+            await asyncio.wait_for(writer.drain(), self.write_timeout_s)
+            transport_sock = writer.get_extra_info("socket")
+            send_with_fd(transport_sock.fileno(), reply, stream.fileno())
+        except (OSError, SvqtuiError, TimeoutError) as err:
+            self.runtime.log.warning(f"control: the takeover answer was not delivered: {err}")
+        finally:
+            stream.close()  # the requester has its own end now (or the hand-over fails)
 
     async def _act_in_lane(self, key: str, rid: int | str | None, request: Request) -> bytes:
         """Run an action in its device's lane: after that device's earlier

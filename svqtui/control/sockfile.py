@@ -168,6 +168,41 @@ class SocketFile:
         sock.setblocking(False)
         return sock
 
+    # -- a takeover (docs/design.md#takeover) -----------------------------------
+
+    @property
+    def lock_fd(self) -> int:
+        """The locked lock file's fd: a takeover passes it on, so that the
+        lock (held by the open file, not the process) never lapses."""
+        assert self._lock_fd is not None
+        return self._lock_fd
+
+    @property
+    def socket_ino(self) -> int | None:
+        return self._ino
+
+    def adopt(self, lock_fd: int, ino: int | None) -> None:
+        """Own the socket file and the lock a previous svqtui handed over
+        (``lock_fd`` is ours now): the same checked directory, the same lock
+        file (same inode), and this process's pid written in it."""
+        try:
+            self._dir_fd = open_private_dir(self._parent, DIR_MODE, FIX)
+            if self._lstat(self._lock_name).st_ino != os.fstat(lock_fd).st_ino:
+                raise ControlError(
+                    f"takeover: the lock handed over is not {self.lock_path} any more"
+                )
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours already: a no-op check
+        except BaseException:
+            os.close(lock_fd)
+            if self._dir_fd is not None:
+                os.close(self._dir_fd)
+                self._dir_fd = None
+            raise
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = lock_fd
+        self._ino = ino
+
     def remove_socket(self) -> None:
         """Unlink PATH if it is still the socket this process bound."""
         if self._ino is None:

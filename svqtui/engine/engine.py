@@ -452,10 +452,13 @@ class Engine:
         call_dst: int = -1,
         masked: bool = False,
         timeout: float = DEFAULT_TIMEOUT_S,
+        signal_kick: bool = True,
     ) -> int:
         """Relay kick_src -> kick_dst and call_src -> call_dst; return the slot.
 
-        Both destinations are signalled once (a masked call link latches it).
+        Both destinations are signalled once (a masked call link latches it);
+        ``signal_kick=False`` skips the kick destination (a takeover: the
+        back-end keeps its kick eventfd and missed nothing).
         ``BadFd`` for an fd that is not an eventfd or pipe, ``FdInUse`` for a
         source that is already another link's source.
         """
@@ -485,7 +488,8 @@ class Engine:
                 op=lib.SVQ_OP_ADD,
                 queue=slot,
                 fds=[kick_src, kick_dst, call_src, call_dst],
-                arg=int(masked),
+                arg=(lib.SVQ_ADD_MASKED if masked else 0)
+                | (0 if signal_kick else lib.SVQ_ADD_QUIET_KICK),
             )
         except Exception:
             self._release(slot)
@@ -519,6 +523,11 @@ class Engine:
         if fd >= 0:
             self._sources[fd] = (slot, link)
             self._link_src[(slot, link)] = fd
+
+    def source_fd(self, slot: int, link: Link) -> int:
+        """The fd a link reads (-1: none), as last set by ADD or SET_FD."""
+        with self._slots_lock:
+            return self._link_src.get((slot, link), -1)
 
     def remove_queue(
         self, slot: int, handback: bool = False, timeout: float = DEFAULT_TIMEOUT_S

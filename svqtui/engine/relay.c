@@ -280,9 +280,14 @@ static void apply(struct svq_engine *e, const struct svq_cmd *c)
             q->link[li].dst = c->fds[2 * li + 1];
             watch(e, c->queue, li);
         }
-        q->link[SVQ_LINK_CALL].masked = c->arg ? 1 : 0;
-        /* New path: signal both destinations once (rule 1). */
+        q->link[SVQ_LINK_CALL].masked = (c->arg & SVQ_ADD_MASKED) ? 1 : 0;
+        /* New path: signal both destinations once (rule 1). A takeover's
+         * ADD skips the kick destination: the back-end keeps the same
+         * eng_kick and a kick that raced the hand-over waits in the
+         * front-end's kick eventfd, which this ADD watches. */
         for (int li = 0; li < 2; li++) {
+            if (li == SVQ_LINK_KICK && (c->arg & SVQ_ADD_QUIET_KICK))
+                continue;
             q->link[li].signals++;
             notify(&q->link[li]);
             q->link[li].held = 0; /* a signal is not a guest's call */

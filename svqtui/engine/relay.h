@@ -34,6 +34,10 @@
 #define SVQ_OP_STOP 7
 #define SVQ_OP_FAULT 8
 
+/* ADD's arg bits */
+#define SVQ_ADD_MASKED 1     /* the call link starts masked */
+#define SVQ_ADD_QUIET_KICK 2 /* do not signal the kick destination (a takeover) */
+
 /* Faults an operator arms on one link (fault.c), to rehearse a stuck queue
  * or test a guest driver: drop the next N notifications, delay every one by
  * D ms, or duplicate the next N. Counted, never silent; gone with the queue. */
@@ -87,7 +91,7 @@ struct svq_cmd {
     int32_t link;            /* SVQ_LINK_* for SET_FD / INJECT */
     int32_t end;             /* SVQ_END_* for SET_FD */
     int32_t fds[4];          /* ADD: kick src, kick dst, call src, call dst; SET_FD: fds[0] */
-    int64_t arg;             /* ADD: initial mask; MASK: 1/0; REMOVE: hand back; RESET: -1 = all;
+    int64_t arg;             /* ADD: SVQ_ADD_* bits; MASK: 1/0; REMOVE: hand back; RESET: -1 = all;
                                 FAULT: N arrivals (drop, dup) or D ms (delay); fault kind in fds[0] */
 };
 

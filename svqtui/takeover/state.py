@@ -33,8 +33,40 @@ def header(doc_fields: dict[str, Any]) -> dict[str, Any]:
     return {"state_version": STATE_VERSION, "svqtui": svqtui.__version__, **doc_fields}
 
 
-def check(doc: dict[str, Any], fd_count: int, fd_refs: Iterable[int]) -> StateHeader:
-    """Validate ``doc`` against the fds that came with it; raise StateRefused."""
+class FdSink:
+    """The fds of a document being built: ``add(fd)`` returns its reference."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def add(self, fd: int) -> int:
+        self.fds.append(fd)
+        return len(self.fds) - 1
+
+    def maybe(self, fd: int | None) -> int | None:
+        return None if fd is None else self.add(fd)
+
+
+class FdSource:
+    """The fds that came with a document: ``ref(value)`` checks one reference
+    (an index) while the document is parsed and records it for ``check``."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.refs: list[int] = []
+
+    def ref(self, value: object, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StateRefused(f"takeover refused: {what}: not an fd reference ({value!r})")
+        self.refs.append(value)
+        return value
+
+    def maybe(self, value: object, what: str) -> int | None:
+        return None if value is None else self.ref(value, what)
+
+
+def check_version(doc: dict[str, Any]) -> StateHeader:
+    """The document's version, if this svqtui understands it; else StateRefused."""
     version = doc.get("state_version")
     sender = str(doc.get("svqtui", "an unknown svqtui"))
     if isinstance(version, bool) or not isinstance(version, int):
@@ -46,6 +78,12 @@ def check(doc: dict[str, Any], fd_count: int, fd_refs: Iterable[int]) -> StateHe
             f"{svqtui.__version__} understands {known}; nothing was taken over "
             "(the old svqtui keeps serving: upgrade in steps, or restart)"
         )
+    return StateHeader(version, sender)
+
+
+def check(doc: dict[str, Any], fd_count: int, fd_refs: Iterable[int]) -> StateHeader:
+    """Validate ``doc`` against the fds that came with it; raise StateRefused."""
+    head = check_version(doc)
     seen: set[int] = set()
     for ref in fd_refs:
         if not 0 <= ref < fd_count:
@@ -56,4 +94,4 @@ def check(doc: dict[str, Any], fd_count: int, fd_refs: Iterable[int]) -> StateHe
     if len(seen) != fd_count:
         unused = sorted(set(range(fd_count)) - seen)[:5]
         raise StateRefused(f"takeover refused: fds sent but not referenced: {unused}")
-    return StateHeader(version, sender)
+    return head

@@ -6,6 +6,10 @@ One bundle on the wire::
     "SVQB" | u32 JSON length | u32 fd count | JSON bytes
     then, per batch of at most BATCH_FDS fds:  "F" | u16 n  + SCM_RIGHTS(n fds)
 
+The steps after it ("have everything", "released", "serving", an error) are
+small messages without fds: ``"SVQM" | u32 JSON length | JSON bytes``, at
+most MAX_STEP_BYTES each (``send_step`` / ``recv_step``).
+
 Each batch is its own 3-byte message with its fds attached, and the
 receiver reads exactly 3 bytes per batch, so a batch's fds are never merged
 with another's (a unix stream socket does not join data carrying fds). The
@@ -31,8 +35,11 @@ MAGIC = b"SVQB"
 BATCH_FDS = 250
 MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_FDS = 1 << 20
+STEP_MAGIC = b"SVQM"
+MAX_STEP_BYTES = 1 << 20
 _HEAD = struct.Struct("<4sII")
 _BATCH = struct.Struct("<cH")
+_STEP = struct.Struct("<4sI")
 
 
 def send_bundle(sock: socket.socket, doc: dict[str, Any], fds: Sequence[int]) -> None:
@@ -113,3 +120,25 @@ def _close(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def send_step(sock: socket.socket, step: str, **fields: Any) -> None:
+    """Send one step message ``{"step": step, ...fields}``."""
+    data = json.dumps({"step": step, **fields}, separators=(",", ":")).encode()
+    if len(data) > MAX_STEP_BYTES:
+        raise TransportError(f"step message of {len(data)} bytes is over {MAX_STEP_BYTES}")
+    sock.sendall(_STEP.pack(STEP_MAGIC, len(data)) + data)
+
+
+def recv_step(sock: socket.socket) -> dict[str, Any]:
+    """Receive one step message (bounded; the socket's timeout applies)."""
+    magic, size = _STEP.unpack(_exact(sock, _STEP.size, "a step header"))
+    if magic != STEP_MAGIC or size > MAX_STEP_BYTES:
+        raise TransportError(f"not a step message (magic {magic!r}, {size} bytes)")
+    try:
+        doc = json.loads(_exact(sock, size, "a step message"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise TransportError(f"a step message is not JSON: {err}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("step"), str):
+        raise TransportError("a step message without a step")
+    return doc

@@ -155,6 +155,13 @@ class KeptFd:
         finally:
             self._drop()
 
+    def fileno(self) -> int:
+        """The kept fd (a takeover sends it; LookupError once released)."""
+        with self._lock:
+            if self._released:
+                raise LookupError("released")
+            return self._fd
+
     def file_size(self) -> int:
         """The file's current size (LookupError once released)."""
         fd = self._acquire()

@@ -355,3 +355,36 @@ def test_fault_arms_counts_and_clears_over_the_socket(served: Served) -> None:
         assert queue(served, NET, 1).duplicated >= 1
         with pytest.raises(BadFault, match="drop-everything"):
             c.fault(NET, 1, "drop-everything")
+
+
+def test_a_takeover_request_without_a_donor_is_refused_in_one_line(served: Served) -> None:
+    """Only ``--headless`` can be taken over: elsewhere a takeover request is
+    a TakeoverError line and the connection closes; serving goes on."""
+    replies = raw_exchange(
+        served.path,
+        b'{"id": 1, "cmd": "takeover", "args": {"protocol": 1, "state_versions": [1]}}\n',
+    )
+    assert len(replies) == 1 and replies[0]["error"]["type"] == "TakeoverError"
+    assert "only --headless" in replies[0]["error"]["message"]
+    with served.client() as c:
+        assert c.hello()["pid"] == os.getpid()
+
+
+def test_paused_accepting_keeps_new_clients_waiting(served: Served) -> None:
+    """A takeover's freeze pauses accepting: a client connecting meanwhile
+    waits in the listen backlog and is served once accepting resumes."""
+    loop = served.runtime.loop
+    loop.call(served.server.pause_accepting())
+    answer: list[dict[str, Any]] = []
+
+    def hello() -> None:
+        with served.client(timeout=10) as c:
+            answer.append(c.hello())
+
+    waiter = threading.Thread(target=hello)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not answer
+    loop.call(served.server.resume_accepting())
+    waiter.join(10)
+    assert answer and answer[0]["pid"] == os.getpid()

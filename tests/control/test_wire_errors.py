@@ -90,6 +90,10 @@ PINNED_NAMES = frozenset(
         "RecorderBusy",
         "RecordingWriteFailed",
         "ReplayReadOnly",
+        "TakeoverError",
+        "TakeoverStateRefused",
+        "TakeoverRunning",
+        "TakeoverBusy",
     }
 )
 
@@ -111,9 +115,8 @@ LOCAL_ONLY = frozenset(  # raised and reported in the same process, never sent
         "svqtui.virtio.guest_memory.RegionUnreadable",
         "svqtui.virtio.guest_memory.RegionTruncated",
         "svqtui.control.sd_notify.NotifySocketError",
-        "svqtui.takeover.errors.TakeoverError",
         "svqtui.takeover.errors.TransportError",
-        "svqtui.takeover.errors.StateRefused",
+        "svqtui.takeover.errors.TakeoverAborted",
         # the libvirt source turns its errors into status lines and device text
         "svqtui.sources.libvirt.errors.LibvirtSourceError",
         "svqtui.sources.libvirt.errors.LibvirtUnavailable",

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,14 @@ class HeadlessProcess:
         directory: Path,
         config: Path | None = None,
         env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
         **config_args: Any,
     ) -> None:
-        """``env``: extra environment variables (NOTIFY_SOCKET, ...)."""
+        """``env``: extra environment variables (NOTIFY_SOCKET, ...);
+        ``args``: extra command-line arguments (``--takeover``)."""
         self.directory = directory
         self.env = env or {}
+        self.args = list(args)
         self.config = config or write_config(directory, **config_args)
         self.stderr_path = directory / f"headless-{time.monotonic_ns()}.stderr"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -87,7 +91,7 @@ class HeadlessProcess:
         self.socket_path = load_config(str(self.config)).control_path
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "svqtui", "-c", str(self.config), "--headless"],
+                [sys.executable, "-m", "svqtui", "-c", str(self.config), "--headless", *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

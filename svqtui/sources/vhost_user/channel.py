@@ -77,12 +77,54 @@ class Channel:
         self._pauses: set[str] = set()
         self._reading = False
         self._writing = False
+        self._output_held = False  # a takeover: the backlog is being handed over
         self.closed = False
+
+    # -- a takeover (docs/design.md#takeover) --------------------------------
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def hold_output(self, held: bool) -> None:
+        """Stop (or resume) writing the backlog: a frozen channel's unwritten
+        output is handed over, so it must not also be written from here."""
+        self._output_held = held
+        if held and self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        elif not held:
+            self._flush()
+
+    def handover_state(
+        self,
+    ) -> tuple[tuple[int, int, int] | None, bytes, list[int], list[tuple[bytes, list[int]]]]:
+        """While paused: the partial message read but not decoded (header,
+        bytes, fds) and the output not yet written (data, fds still to send
+        with it). The channel keeps owning every fd."""
+        header, buf, fds = self._decoder.state()
+        return header, buf, fds, [(item.data, list(item.fds)) for item in self._out]
+
+    def adopt(
+        self,
+        header: tuple[int, int, int] | None,
+        buf: bytes,
+        fds: list[int],
+        out: list[tuple[bytes, list[int]]],
+    ) -> None:
+        """Continue where another process's channel stopped (before
+        ``start()``): its partial message and its unwritten output, whose
+        fds this channel now owns."""
+        self._decoder.restore(header, buf, fds)
+        for data, out_fds in out:
+            self._out.append(_Outgoing(data, list(out_fds), list(out_fds)))
+            self._queued += len(data)
 
     # -- reading -------------------------------------------------------------
 
     def start(self) -> None:
         self._update_reader()
+        if self._out:
+            self._flush()
 
     def pause(self, reason: str) -> None:
         """Stop reading until every reason given here is resumed."""
@@ -161,6 +203,8 @@ class Channel:
         self._flush()
 
     def _flush(self) -> None:
+        if self._output_held:
+            return
         while self._out and not self.closed:
             item = self._out[0]
             anc = (

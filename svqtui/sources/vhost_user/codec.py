@@ -339,6 +339,17 @@ class Decoder:
             self.close()
             raise
 
+    def state(self) -> tuple[tuple[int, int, int] | None, bytes, list[int]]:
+        """(the header read so far or None, the bytes of the part being read,
+        the fds received for the message so far): a takeover carries them
+        (the decoder keeps owning the fds)."""
+        return self._header, bytes(self._buf), list(self._fds)
+
+    def restore(self, header: tuple[int, int, int] | None, buf: bytes, fds: list[int]) -> None:
+        """Continue a message another decoder started (``state()``); takes the fds."""
+        self.close()
+        self._header, self._buf, self._fds = header, bytearray(buf), list(fds)
+
     def eof(self) -> None:
         """The stream ended: raise TruncatedMessage if a message was cut short."""
         if self.partial:

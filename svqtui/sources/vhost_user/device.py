@@ -20,6 +20,7 @@ import errno
 import os
 import socket
 import stat
+from typing import Any
 
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.engine.faults import Fault, fault_fields
@@ -37,10 +38,13 @@ from svqtui.sources.base import SourceContext
 from svqtui.sources.ring_view import ring_fields
 from svqtui.sources.vhost_user.codec import ProtocolFeature, feature_names
 from svqtui.sources.vhost_user.errors import BackendUnavailable, ListenError, NotConnected
+from svqtui.sources.vhost_user.handover import DeviceState, capture_connection, restore_connection
 from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
+from svqtui.takeover.errors import TakeoverBusy
+from svqtui.takeover.state import FdSink
 from svqtui.unix_socket import bind_private
 from svqtui.virtio.inspect import RingReport, inspect_ring
 from svqtui.virtio.requests import DeviceKind
@@ -102,6 +106,7 @@ class DeviceInterposer:
         self._published: ConnectionSnapshot | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.device_kind = request_format(config)
+        self._rearm: dict[int, bool] = {}  # a takeover's released rings: watch_kick
 
     # -- listening ------------------------------------------------------------------
 
@@ -221,19 +226,7 @@ class DeviceInterposer:
                 device_key=self.key,
             )
             return
-        conn = Connection(
-            key=self.key,
-            label=self.config.name,
-            loop=self._loop,
-            engine=self.ctx.engine,
-            log=self.ctx.log,
-            frontend=frontend,
-            backend=backend,
-            shadow=self.shadow_wanted,
-            on_closed=lambda reason, error: self._closed(conn, reason, error),
-            on_change=lambda: self._publish(conn),
-            limits=self.config.limits,
-        )
+        conn = self._connection(frontend, backend, self.shadow_wanted)
         self._conn = conn
         self._connecting = False
         self.status = "connected"
@@ -244,6 +237,145 @@ class DeviceInterposer:
             + (" (shadow mode on)" if conn.shadow else ""),
             device_key=self.key,
         )
+
+    def _connection(
+        self, frontend: socket.socket, backend: socket.socket, shadow: bool
+    ) -> Connection:
+        assert self._loop is not None
+        conn = Connection(
+            key=self.key,
+            label=self.config.name,
+            loop=self._loop,
+            engine=self.ctx.engine,
+            log=self.ctx.log,
+            frontend=frontend,
+            backend=backend,
+            shadow=shadow,
+            on_closed=lambda reason, error: self._closed(conn, reason, error),
+            on_change=lambda: self._publish(conn),
+            limits=self.config.limits,
+        )
+        return conn
+
+    # -- a takeover (docs/design.md#takeover) -----------------------------------------
+
+    def _live_conn(self) -> Connection | None:
+        conn = self._conn
+        return conn if conn is not None and not conn.closed else None
+
+    async def freeze(self, deadline: float) -> None:
+        """Stop accepting (the listen socket stays open: QEMU's connects
+        wait in its backlog) and stop the connection at a message boundary;
+        TakeoverBusy when ``deadline`` (loop time) passes first."""
+        assert self._loop is not None
+        if self._listener is not None:
+            self._loop.remove_reader(self._listener.fileno())
+        while self._connecting and self._loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self._connecting:
+            raise TakeoverBusy(
+                f"{self.config.name}: still connecting to its back-end; takeover refused, try again"
+            )
+        conn = self._live_conn()
+        if conn is not None:
+            await conn.freeze(deadline)
+
+    def thaw(self) -> None:
+        """Undo ``freeze``: the connection reads again, QEMU may connect."""
+        conn = self._live_conn()
+        if conn is not None:
+            conn.thaw()
+        if self._listener is not None and self._loop is not None and self.listening:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    def capture(self, sink: FdSink) -> dict[str, Any]:
+        """The frozen device's state (svqtui.sources.vhost_user.handover)."""
+        if self._listener is None:
+            raise TakeoverBusy(
+                f"{self.config.name}: not listening ({self.status}): fix it or remove it "
+                "from the configuration (reload) before a takeover"
+            )
+        conn = self._live_conn()
+        return {
+            "name": self.config.name,
+            "listen_path": self.config.listen,
+            "listen": sink.add(self._listener.fileno()),
+            "shadow_wanted": self.shadow_wanted,
+            "connection": None if conn is None else capture_connection(conn, sink),
+        }
+
+    def release_engine(self) -> dict[int, tuple[int, int]]:
+        """The engine lets go of every relayed ring (no hand-back, fds kept);
+        returns each such ring's (kick_base, call_base) with the final totals."""
+        conn = self._live_conn()
+        if conn is None:
+            return {}
+        self._rearm = {}
+        bases: dict[int, tuple[int, int]] = {}
+        for vring in conn.vrings.values():
+            if vring.slot is None:
+                continue
+            self._rearm[vring.index] = vring.watches_kick(self.ctx.engine)
+            vring.release(self.ctx.engine)
+            bases[vring.index] = (vring.kick_base, vring.call_base)
+        return bases
+
+    def rearm(self) -> None:
+        """Undo ``release_engine`` (the takeover failed before "released")."""
+        conn = self._live_conn()
+        rearm, self._rearm = self._rearm, {}
+        if conn is None:
+            return
+        for index, watch in rearm.items():
+            vring = conn.vrings.get(index)
+            if vring is not None:
+                try:
+                    vring.arm(self.ctx.engine, watch)
+                except SvqtuiError as err:
+                    vring.error = f"not relayed after a failed takeover: {err}"
+                    self.ctx.log.error(f"{self.config.name}: {vring.error}", self.key, index)
+
+    async def adopt(self, state: DeviceState, fds: list[int]) -> None:
+        """Serve what the old svqtui handed over (after "released"): the
+        listen socket, the connection with its rings (relayed rings go into
+        this engine, each call destination signalled once), then read."""
+        self._loop = asyncio.get_running_loop()
+        self.shadow_wanted = state.shadow_wanted
+        listener = socket.socket(fileno=fds[state.listen])
+        listener.setblocking(False)
+        self._listener = listener
+        cs = state.connection
+        if cs is not None:
+            frontend = socket.socket(fileno=fds[cs.fe.sock])
+            backend = socket.socket(fileno=fds[cs.be.sock])
+            conn = self._connection(frontend, backend, cs.shadow)
+            restore_connection(conn, cs, fds)
+            for vs in cs.vrings:
+                vring = conn.vrings[vs.index]
+                if vs.index in state.bases:
+                    vring.kick_base, vring.call_base = state.bases[vs.index]
+                if not vs.shadowed:
+                    continue
+                try:
+                    vring.arm(self.ctx.engine, vs.watch_kick)
+                except SvqtuiError as err:
+                    vring.error = f"not relayed after the takeover: {err}"
+                    self.ctx.log.error(f"{self.config.name}: {vring.error}", self.key, vs.index)
+            self._conn = conn
+            self.status = "connected"
+            self._publish(conn)
+            conn.start()
+        self._loop.add_reader(listener.fileno(), self._accept)
+        self.listening = True
+        if cs is None:
+            self.status = f"waiting for QEMU on {self.config.listen}"
+            what = f"listening on {self.config.listen}"
+        else:
+            relayed = sum(v.shadowed for v in cs.vrings)
+            what = (
+                f"QEMU connected, shadow {'on' if cs.shadow else 'off'}, {relayed} ring(s) relayed"
+            )
+        self.ctx.log.info(f"{self.config.name}: taken over: {what}", device_key=self.key)
 
     def _closed(self, conn: Connection, reason: str, error: bool) -> None:
         if self._conn is conn:

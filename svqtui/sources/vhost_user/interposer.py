@@ -92,6 +92,7 @@ from svqtui.sources.vhost_user.fdident import describe
 from svqtui.sources.vhost_user.rings import MemoryTable
 from svqtui.sources.vhost_user.settings import DeviceLimits
 from svqtui.sources.vhost_user.shadow import Holder, Vring, VringSnapshot
+from svqtui.takeover.errors import TakeoverBusy
 from svqtui.virtio.guest_memory import RegionTable
 
 R = FrontendRequest
@@ -154,12 +155,13 @@ class Connection:
         self.protocol_features: int | None = None  # acked by the front-end
         self.offered_hidden = 0
         self.backend_channel = False
-        self._postcopy_listening = False
+        self.postcopy_listening = False
         self._fe_pending: collections.deque[int] = collections.deque()
         self._own: collections.deque[tuple[int, asyncio.Future[Message]]] = collections.deque()
         self._idle = asyncio.Event()
         self._idle.set()
         self._actions = asyncio.Lock()
+        self.frozen = False  # a takeover holds it at a message boundary
         self.fe = Channel(
             loop,
             frontend,
@@ -196,6 +198,10 @@ class Connection:
     def start(self) -> None:
         self.fe.start()
         self.be.start()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     # -- logging ------------------------------------------------------------------
 
@@ -274,7 +280,7 @@ class Connection:
         pf = self.protocol_features or 0
         if msg.request == R.SET_LOG_BASE and pf >> ProtocolFeature.LOG_SHMFD & 1:
             return True
-        return msg.request in (R.SET_MEM_TABLE, R.ADD_MEM_REG) and self._postcopy_listening
+        return msg.request in (R.SET_MEM_TABLE, R.ADD_MEM_REG) and self.postcopy_listening
 
     def _to_backend(self, msg: Message, fds: list[int] | None = None) -> None:
         if self._expects_reply(msg):
@@ -536,11 +542,11 @@ class Connection:
         self._to_backend(msg)
 
     def _postcopy_listen(self, msg: Message) -> None:
-        self._postcopy_listening = True
+        self.postcopy_listening = True
         self._to_backend(msg)
 
     def _postcopy_end(self, msg: Message) -> None:
-        self._postcopy_listening = False
+        self.postcopy_listening = False
         self._to_backend(msg)
 
     # -- svqtui's own messages to the back-end -----------------------------------
@@ -613,6 +619,46 @@ class Connection:
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._own.append((request, fut))
         return fut
+
+    # -- a takeover (docs/design.md#takeover) ----------------------------------
+
+    async def freeze(self, deadline: float) -> None:
+        """Stop at a message boundary: wait for a running action (a shadow
+        switch) to finish and hold off new ones, wait until no front-end
+        request awaits its reply, then stop reading both sockets. Raises
+        TakeoverBusy (nothing held) when ``deadline`` (loop time) passes."""
+        try:
+            await asyncio.wait_for(self._actions.acquire(), max(deadline - self._loop.time(), 0))
+        except TimeoutError:
+            raise TakeoverBusy(
+                f"{self.label}: a shadow switch or operator action still runs; "
+                "takeover refused, try again"
+            ) from None
+        try:
+            while (self._fe_pending or self._own) and not self.closed:
+                self._idle.clear()
+                await asyncio.wait_for(self._idle.wait(), max(deadline - self._loop.time(), 0))
+        except TimeoutError:
+            self._actions.release()
+            name = request_name(self._fe_pending[0]) if self._fe_pending else "a request"
+            raise TakeoverBusy(
+                f"{self.label}: QEMU's {name} still awaits the back-end's reply; "
+                "takeover refused, try again"
+            ) from None
+        for ch in (self.fe, self.be):
+            ch.pause("takeover")
+            ch.hold_output(True)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """Undo ``freeze`` (the takeover failed): read again, allow actions."""
+        if not self.frozen:
+            return
+        self.frozen = False
+        for ch in (self.fe, self.be):
+            ch.hold_output(False)
+            ch.resume("takeover")
+        self._actions.release()
 
     # -- operator actions (coroutines on the I/O loop) ------------------------
 

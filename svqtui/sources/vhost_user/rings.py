@@ -82,6 +82,11 @@ class MemoryTable:
         self.table = RegionTable(keep)
         RegionTable(gone).release()
 
+    def adopt(self, table: RegionTable) -> None:
+        """Take a table handed over by a takeover (svqtui.sources.vhost_user.handover)."""
+        old, self.table = self.table, table
+        old.release()
+
     def close(self) -> None:
         """Release every kept fd (the connection closed)."""
         old, self.table = self.table, RegionTable()

@@ -219,6 +219,47 @@ class Vring:
             if self.be_call is Holder.ENGINE:
                 self.be_call = Holder.NONE
 
+    def watches_kick(self, engine: Engine) -> bool:
+        """The engine reads the front-end's kick fd for this ring (shadowed)."""
+        if self.slot is None or self.fe_kick is None:
+            return False
+        return engine.source_fd(self.slot, Link.KICK) == self.fe_kick
+
+    def release(self, engine: Engine) -> None:
+        """A takeover's "released": the engine lets go of this ring without
+        hand-back, and every fd stays open (the new svqtui holds the same
+        eventfds now); the engine's totals move into the bases."""
+        if self.slot is None:
+            return
+        slot, self.slot = self.slot, None
+        try:
+            counters = engine.queue(slot)
+            self.kick_base += counters.kick.notifications
+            self.call_base += counters.call.notifications
+        except Exception:  # counters are for display only
+            pass
+        with self._engine_command():
+            engine.remove_queue(slot, handback=False)
+
+    def arm(self, engine: Engine, watch_kick: bool) -> None:
+        """Put this ring's existing eventfds into the engine (a takeover: the
+        new svqtui after "released", or the old one taking its rings back).
+        The call destination is signalled once (rule 1; masked: latched);
+        the kick destination is not: a kick that arrived meanwhile waits in
+        the front-end's kick eventfd, which the engine now reads."""
+        if self.slot is not None or self.eng_kick is None or self.eng_call is None:
+            return
+        kick_src = self.fe_kick if watch_kick and self.fe_kick is not None and self.kick_ok else -1
+        with self._engine_command():
+            self.slot = engine.add_queue(
+                kick_src=kick_src,
+                kick_dst=self.eng_kick,
+                call_src=self.eng_call,
+                call_dst=self.fe_call if self.fe_call is not None and self.call_ok else -1,
+                masked=self.hold,
+                signal_kick=False,
+            )
+
     def relay_kick_from(self, engine: Engine) -> None:
         """The engine watches the front-end's (new) kick fd; it signals the
         back-end's ``eng_kick`` once."""

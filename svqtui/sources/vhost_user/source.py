@@ -8,7 +8,9 @@ I/O loop, so every change to a connection is serialised in that thread.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Any
 
 from svqtui.engine import EngineSnapshot, Link
 from svqtui.engine.faults import Fault
@@ -19,7 +21,10 @@ from svqtui.sources.base import Source, SourceContext
 from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.vhost_user.device import DeviceInterposer
 from svqtui.sources.vhost_user.errors import ListenError, NotConnected
+from svqtui.sources.vhost_user.handover import DeviceState
 from svqtui.sources.vhost_user.settings import VhostUserDevice
+from svqtui.takeover.errors import StateRefused
+from svqtui.takeover.state import FdSink
 
 ACTION_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 15.0  # shadow off (at most the switch timeout) then close
@@ -39,14 +44,19 @@ class VhostUserSource(Source):
         self.configs = tuple(devices)
         self._ctx: SourceContext | None = None
         self._devices: dict[str, DeviceInterposer] = {}
+        self.defer_listen = False  # a takeover: adopt() serves the old svqtui's sockets
 
     def start(self, ctx: SourceContext) -> None:
         """Listen on every device's socket; a device that cannot listen is
-        logged and shown with the reason, the others go on."""
+        logged and shown with the reason, the others go on. With
+        ``defer_listen`` (a takeover) nothing listens until ``adopt``."""
         self._ctx = ctx
         for config in self.configs:
             device = DeviceInterposer(config, ctx)
             self._devices[device.key] = device
+            if self.defer_listen:
+                device.status = "waiting for the takeover"
+                continue
             try:
                 ctx.loop.call(device.listen(), what=f"{self.name}: listen for {device.key}")
             except ListenError as err:
@@ -114,6 +124,70 @@ class VhostUserSource(Source):
             d: self._devices[d] for d in (f"vu:{n}" for n in new) if d in self._devices
         }
         return changes
+
+    # -- a takeover (docs/design.md#takeover; coroutines on the I/O loop) ----------
+
+    async def freeze(self, deadline: float) -> None:
+        """Freeze every device at a message boundary, or none (TakeoverBusy)."""
+        frozen: list[DeviceInterposer] = []
+        try:
+            for device in self._devices.values():
+                frozen.append(device)
+                await device.freeze(deadline)
+        except BaseException:
+            for device in frozen:
+                device.thaw()
+            raise
+
+    def thaw(self) -> None:
+        for device in self._devices.values():
+            device.thaw()
+
+    async def capture(self, sink: FdSink) -> list[dict[str, Any]]:
+        return [device.capture(sink) for device in self._devices.values()]
+
+    async def release_engine(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Every relayed ring leaves the engine; per device name, the bases."""
+        return {d.config.name: d.release_engine() for d in self._devices.values()}
+
+    async def rearm(self) -> None:
+        for device in self._devices.values():
+            device.rearm()
+
+    def takeover_check(self, states: Sequence[DeviceState]) -> None:
+        """The handed-over devices fit this configuration (StateRefused):
+        each by name, on the same listen path."""
+        mine = {d.config.name: d.config for d in self._devices.values()}
+        for st in states:
+            cfg = mine.get(st.name)
+            if cfg is None:
+                raise StateRefused(
+                    f"takeover refused: device {st.name} runs in the old svqtui but is not "
+                    "in this configuration (add it, or remove it there by a reload first)"
+                )
+            if os.path.abspath(cfg.listen) != os.path.abspath(st.listen_path):
+                raise StateRefused(
+                    f"takeover refused: device {st.name} listens on {st.listen_path} in the "
+                    f"old svqtui, on {cfg.listen} here (change one by a reload first)"
+                )
+
+    def adopt(self, states: Sequence[DeviceState], fds: list[int]) -> None:
+        """Serve the handed-over devices; the configured devices that were
+        not handed over listen now."""
+        ctx = self._ctx
+        assert ctx is not None
+        self.defer_listen = False
+        by_name = {st.name: st for st in states}
+        for device in self._devices.values():
+            st = by_name.get(device.config.name)
+            what = f"{self.name}: take over {device.key}"
+            try:
+                if st is not None:
+                    ctx.loop.call(device.adopt(st, fds), what=what)
+                else:
+                    ctx.loop.call(device.listen(), what=f"{self.name}: listen for {device.key}")
+            except SvqtuiError as err:
+                ctx.log.error(f"{what}: {err}", device_key=device.key)
 
     def stop(self) -> None:
         ctx, self._ctx = self._ctx, None

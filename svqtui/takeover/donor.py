@@ -1,0 +1,220 @@
+"""The old svqtui's side of a takeover (docs/design.md#takeover).
+
+``Donor.offer`` answers the ``takeover`` request (in the control server's
+takeover thread): it refuses an unknown state version or a second takeover,
+freezes every device at a message boundary (TakeoverBusy past the 5 s
+switch budget, nothing held), captures the state, and starts the hand-over
+thread on a fresh socket pair whose other end goes back with the answer.
+
+The hand-over thread, each step with a 5 s deadline::
+
+    O: bundle (state + fds) ->       N: checks it whole, builds nothing yet
+    O: <- "have"                     (N is ready to serve)
+    O: engine releases every relayed ring (no hand-back, fds kept)
+    O: "released" + the final counter bases ->
+    O: <- "serving"                  (N serves everything)
+    O: exits 0 (``on_handed_over``)
+
+Until "released" has been sent, any failure (N dies, closes, answers an
+error, misses a deadline) takes the rings back into this engine, thaws the
+devices, accepts control clients again and logs one line: this svqtui goes
+on serving. After it, N owns everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import svqtui
+from svqtui.control.protocol import PROTOCOL_VERSION, Request
+from svqtui.control.server import ControlServer
+from svqtui.control.sockfile import SocketFile
+from svqtui.errors import SvqtuiError
+from svqtui.eventlog import EventLog
+from svqtui.io_loop import IOLoop
+from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverBusy, TakeoverRunning
+from svqtui.takeover.state import STATE_VERSION, FdSink, header
+from svqtui.takeover.transport import recv_step, send_bundle, send_step
+
+STEP_S = 5.0  # each step of the hand-over
+FREEZE_S = 5.0  # the switch budget: a device must reach a message boundary within it
+SERVING_S = 30.0  # after "released": how long N may take to say it serves
+
+
+class Donor:
+    """Hands this headless svqtui over to a new one."""
+
+    def __init__(
+        self,
+        loop: IOLoop,
+        log: EventLog,
+        sources: Callable[[], Sequence[object]],
+        server: ControlServer,
+        sockfile: SocketFile,
+        on_handed_over: Callable[[int], None],
+        reload_lock: threading.Lock | None = None,
+    ) -> None:
+        """``on_handed_over(pid)`` ends this process (exit 0) once N serves;
+        ``reload_lock`` is held from the freeze on (no reload meanwhile)."""
+        self._reload_lock = reload_lock or threading.Lock()
+        self._loop = loop
+        self._log = log
+        self._sources = sources
+        self._server = server
+        self._sockfile = sockfile
+        self._on_handed_over = on_handed_over
+        self._running = threading.Lock()
+
+    def _vhost_user(self) -> list[VhostUserSource]:
+        return [s for s in self._sources() if isinstance(s, VhostUserSource)]
+
+    # -- the request (the control server's takeover thread) -------------------------
+
+    def offer(self, request: Request) -> tuple[dict[str, Any], socket.socket]:
+        versions = request.args.get("state_versions")
+        if not isinstance(versions, list) or STATE_VERSION not in versions:
+            raise StateRefused(
+                f"takeover refused: this svqtui {svqtui.__version__} hands over state version "
+                f"{STATE_VERSION}, the new one understands {versions!r:.40}; "
+                "nothing changed (upgrade in steps, or restart)"
+            )
+        if request.args.get("protocol") != PROTOCOL_VERSION:
+            raise StateRefused(
+                f"takeover refused: control protocol {request.args.get('protocol')!r:.20}, "
+                f"this svqtui speaks {PROTOCOL_VERSION}; nothing changed"
+            )
+        if not self._running.acquire(blocking=False):
+            raise TakeoverRunning("takeover refused: a takeover of this svqtui is already running")
+        if not self._reload_lock.acquire(timeout=FREEZE_S):
+            self._running.release()
+            raise TakeoverBusy("takeover refused: a configuration reload is running; try again")
+        try:
+            doc, fds = self._freeze_and_capture()
+        except BaseException:
+            self._release()
+            raise
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        thread = threading.Thread(
+            target=self._hand_over, args=(mine, doc, fds), name="svqtui-handover", daemon=True
+        )
+        thread.start()
+        return {"pid": os.getpid(), "state_version": STATE_VERSION}, theirs
+
+    def _freeze_and_capture(self) -> tuple[dict[str, Any], list[int]]:
+        self._loop.call(self._server.pause_accepting(), what="takeover: pause the control socket")
+        try:
+            return self._loop.call(self._capture(), FREEZE_S + 5, what="takeover: freeze")
+        except BaseException:
+            self._thaw()
+            raise
+
+    async def _capture(self) -> tuple[dict[str, Any], list[int]]:
+        deadline = asyncio.get_running_loop().time() + FREEZE_S
+        sources = self._vhost_user()
+        for source in sources:
+            await source.freeze(deadline)
+        sink = FdSink()
+        devices: list[dict[str, Any]] = []
+        for source in sources:
+            devices.extend(await source.capture(sink))
+        control = {
+            "listen": sink.add(self._server.listen_fd),
+            "lock": sink.add(self._sockfile.lock_fd),
+            "ino": self._sockfile.socket_ino,
+            "path": self._sockfile.path,
+        }
+        # The transport sends from another thread: send duplicates, so that
+        # nothing the loop might close meanwhile is sent under a reused number.
+        fds = [os.dup(fd) for fd in sink.fds]
+        return header({"pid": os.getpid(), "control": control, "devices": devices}), fds
+
+    def _thaw(self) -> None:
+        async def thaw() -> None:
+            for source in self._vhost_user():
+                await source.rearm()
+                source.thaw()
+            await self._server.resume_accepting()
+
+        try:
+            self._loop.call(thaw(), what="takeover: resume")
+        except SvqtuiError as err:  # the loop is gone: svqtui is stopping anyway
+            self._log.error(f"takeover: resuming failed: {err}")
+
+    # -- the hand-over thread -------------------------------------------------------------
+
+    def _hand_over(self, sock: socket.socket, doc: dict[str, Any], fds: list[int]) -> None:
+        released = False
+        try:
+            sock.settimeout(STEP_S)
+            try:
+                send_bundle(sock, doc, fds)
+            finally:
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            step = self._step(sock, "have")
+            bases = self._loop.call(self._release_engine(), what="takeover: release the engine")
+            try:
+                send_step(sock, "released", bases=bases)
+            except OSError as err:
+                raise TakeoverAborted(f"the new svqtui went away: {err.strerror or err}") from None
+            released = True
+            pid = step.get("pid")
+            sock.settimeout(SERVING_S)
+            try:
+                self._step(sock, "serving")
+            except TimeoutError:
+                pass  # alive but slow: it holds everything now, never both serving
+            except (SvqtuiError, OSError) as err:
+                # It died before serving: its fds are closed, ours are all
+                # still open, so this svqtui can take its rings back.
+                self._thaw()
+                self._log.error(
+                    f"takeover failed after the engine was released: {err}; the new svqtui "
+                    "is gone, this svqtui goes on serving (messages it read may be lost)"
+                )
+                self._release()
+                return
+            self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
+            self._on_handed_over(pid if isinstance(pid, int) else 0)
+        except Exception as err:  # a bug too: never leave this svqtui frozen
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            if isinstance(err, TimeoutError):
+                why = f"the new svqtui missed the {STEP_S:g} s step deadline"
+            elif not isinstance(err, SvqtuiError | OSError):
+                why = f"internal error: {type(err).__name__}: {err}"
+            if not released:
+                self._thaw()
+                self._log.error(f"takeover failed: {why}; this svqtui goes on serving")
+        finally:
+            sock.close()
+            if not released:
+                self._release()
+
+    def _release(self) -> None:
+        """The takeover is over and this svqtui goes on: reloads and the
+        next takeover may run."""
+        self._reload_lock.release()
+        self._running.release()
+
+    def _step(self, sock: socket.socket, expected: str) -> dict[str, Any]:
+        msg = recv_step(sock)
+        if msg["step"] == "error":
+            raise TakeoverAborted(f"the new svqtui gave up: {str(msg.get('message'))[:300]}")
+        if msg["step"] != expected:
+            raise TakeoverAborted(f"the new svqtui sent {msg['step']!r:.40}, expected {expected!r}")
+        return msg
+
+    async def _release_engine(self) -> dict[str, dict[str, list[int]]]:
+        bases: dict[str, dict[str, list[int]]] = {}
+        for source in self._vhost_user():
+            for name, rings in (await source.release_engine()).items():
+                bases[name] = {str(i): [k, c] for i, (k, c) in rings.items()}
+        return bases

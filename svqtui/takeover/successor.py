@@ -1,0 +1,218 @@
+"""The new svqtui's side of a takeover (docs/design.md#takeover).
+
+``take_over`` runs in ``svqtui --headless --takeover`` after the runtime has
+started (engine, I/O loop, monitor; the vhost-user source with
+``defer_listen``, so nothing is bound yet):
+
+1. the handshake on the control socket (svqtui.takeover.handshake);
+2. the bundle: the state document is checked whole (version, every field,
+   every fd reference, the devices against this configuration, the engine's
+   room) before anything is used; a refusal sends "error" with the one-line
+   reason and closes every received fd (they are duplicates: the peers see
+   nothing);
+3. "have" -> wait for "released" (5 s deadline per step);
+4. after "released" this process owns everything: every device is adopted
+   (relayed rings armed in this engine, each call destination signalled
+   once), the control socket and its lock are this process's. The caller
+   serves the control socket, tells systemd, and then sends "serving"
+   (``Successor.serving``), after which the old svqtui exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from svqtui.control.sockfile import SocketFile
+from svqtui.errors import SvqtuiError
+from svqtui.runtime import Runtime
+from svqtui.sources.vhost_user import VhostUserSource
+from svqtui.sources.vhost_user.handover import DeviceState, check_fds, parse_device
+from svqtui.takeover.errors import StateRefused, TakeoverAborted
+from svqtui.takeover.handshake import request_handover
+from svqtui.takeover.state import FdSource, check, check_version
+from svqtui.takeover.transport import recv_bundle, recv_step, send_step
+
+STEP_S = 5.0
+#: Tests make the new svqtui fail at one step: answer, bundle, refuse, hang,
+#: have, released (it dies there).
+FAIL_AT_ENV = "SVQTUI_TAKEOVER_TEST_FAIL"
+
+
+@dataclass(slots=True)
+class ControlState:
+    listen: int
+    lock: int
+    ino: int | None
+
+
+@dataclass(slots=True)
+class TakeoverState:
+    old_pid: int
+    control: ControlState
+    devices: list[DeviceState]
+
+
+def parse(doc: dict[str, Any], fds: list[int]) -> TakeoverState:
+    """The whole document, checked (StateRefused), fds checked where used."""
+    check_version(doc)
+    refs = FdSource(len(fds))
+    control = doc.get("control")
+    if not isinstance(control, dict):
+        raise StateRefused("takeover refused: the state has no control socket")
+    ino = control.get("ino")
+    state = TakeoverState(
+        old_pid=_int(doc.get("pid")),
+        control=ControlState(
+            listen=refs.ref(control.get("listen"), "control.listen"),
+            lock=refs.ref(control.get("lock"), "control.lock"),
+            ino=ino if isinstance(ino, int) else None,
+        ),
+        devices=[],
+    )
+    devices = doc.get("devices")
+    if not isinstance(devices, list):
+        raise StateRefused("takeover refused: the state has no device list")
+    for i, dev in enumerate(devices):
+        state.devices.append(parse_device(dev, refs, f"devices[{i}]"))
+    check(doc, len(fds), refs.refs)
+    for dev in state.devices:
+        check_fds(dev, fds)
+    return state
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _test_fail(step: str) -> None:
+    what = os.environ.get(FAIL_AT_ENV)
+    if what != step:
+        return
+    if step == "hang":
+        time.sleep(3600)
+    if step == "refuse":
+        raise StateRefused("takeover refused: a test asked this svqtui to refuse")
+    os._exit(3)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class Successor:
+    """A takeover in progress, from the new svqtui's side."""
+
+    def __init__(self, runtime: Runtime, sockfile: SocketFile) -> None:
+        self.runtime = runtime
+        self.sockfile = sockfile
+        self._stream: socket.socket | None = None
+        self.old_pid = 0
+        self.committed = False  # "released" arrived: this process owns everything
+
+    def _source(self) -> VhostUserSource | None:
+        found = [s for s in self.runtime.sources if isinstance(s, VhostUserSource)]
+        return found[0] if found else None
+
+    def take_over(self) -> socket.socket:
+        """Steps 1-4; returns the control socket to serve. Before "released"
+        any failure raises (one line) and leaves nothing behind."""
+        path = self.runtime.config.control_path
+        answer, stream = request_handover(path)
+        self._stream = stream
+        self.old_pid = _int(answer.get("pid"))
+        _test_fail("answer")
+        stream.settimeout(STEP_S)
+        try:
+            doc, fds = recv_bundle(stream)
+        except (SvqtuiError, OSError) as err:
+            stream.close()
+            raise TakeoverAborted(f"takeover failed: receiving the state: {err}") from None
+        try:
+            _test_fail("bundle")
+            state = parse(doc, fds)
+            self._check(state)
+            _test_fail("refuse")
+            _test_fail("hang")
+            send_step(stream, "have", pid=os.getpid())
+            _test_fail("have")
+            released = recv_step(stream)
+            if released["step"] != "released":
+                raise TakeoverAborted(
+                    f"takeover failed: the old svqtui sent {released['step']!r:.40}"
+                )
+        except Exception as err:  # a bug too: refuse, one line, nothing used
+            failure = self._failure(err)
+            with contextlib.suppress(OSError, SvqtuiError):
+                send_step(stream, "error", message=str(failure))
+            stream.close()
+            _close_all(fds)
+            raise failure from None
+        self.committed = True
+        _test_fail("released")
+        self._apply_bases(state, released.get("bases"))
+        source = self._source()
+        if source is not None:
+            source.adopt(state.devices, fds)
+        self.sockfile.adopt(fds[state.control.lock], state.control.ino)
+        return socket.socket(fileno=fds[state.control.listen])
+
+    @staticmethod
+    def _failure(err: Exception) -> SvqtuiError:
+        """The one-line error for a failure before "released"."""
+        if isinstance(err, TimeoutError):
+            return TakeoverAborted(
+                f"takeover failed: the old svqtui missed the {STEP_S:g} s step deadline"
+            )
+        if isinstance(err, SvqtuiError):
+            return err
+        if isinstance(err, OSError):
+            return TakeoverAborted(f"takeover failed: {err.strerror or err}")
+        return StateRefused(f"takeover refused: {type(err).__name__}: {err}")
+
+    def _check(self, state: TakeoverState) -> None:
+        source = self._source()
+        if state.devices and source is None:
+            raise StateRefused(
+                "takeover refused: the old svqtui interposes vhost-user devices and this "
+                "configuration has none"
+            )
+        if source is not None:
+            source.takeover_check(state.devices)
+        engine = self.runtime.engine
+        needed = sum(d.shadowed_rings for d in state.devices)
+        room = engine.max_queues - engine.queue_count
+        if needed > room:
+            raise StateRefused(
+                f"takeover refused: {needed} relayed rings, this engine has room for {room} "
+                "(engine: max_queues)"
+            )
+
+    @staticmethod
+    def _apply_bases(state: TakeoverState, bases: object) -> None:
+        """The old engine's final totals (sent with "released") continue here."""
+        if not isinstance(bases, dict):
+            return
+        for dev in state.devices:
+            rings = bases.get(dev.name)
+            if not isinstance(rings, dict):
+                continue
+            for index, pair in rings.items():
+                ok = isinstance(pair, list) and len(pair) == 2
+                if ok and all(isinstance(x, int) for x in pair) and str(index).isdigit():
+                    dev.bases[int(index)] = (pair[0], pair[1])
+
+    def serving(self) -> None:
+        """Tell the old svqtui that this one serves: it exits now."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        with contextlib.suppress(OSError, SvqtuiError):
+            send_step(stream, "serving", pid=os.getpid())
+        stream.close()
