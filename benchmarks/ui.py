@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import pty
@@ -247,6 +248,28 @@ def _threads_cpu() -> dict[str, float]:
     }
 
 
+class GcClock:
+    """Wall time spent in the cyclic garbage collector, per generation (the
+    collector runs in whichever thread allocated past its threshold)."""
+
+    def __init__(self) -> None:
+        self.spent = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            gen = info["generation"]
+            self.spent[gen] += time.perf_counter() - self._t0
+            self.count[gen] += 1
+
+    def mark(self) -> tuple[list[float], list[int]]:
+        return list(self.spent), list(self.count)
+
+
 def child(queues: int, seconds: float, hz: float, out: str) -> int:
     from svqtui.config import Config
     from svqtui.console.app import SvqtuiApp
@@ -267,6 +290,7 @@ def child(queues: int, seconds: float, hz: float, out: str) -> int:
     )
     prober.start()
     result: dict[str, Any] = {"queues": queues, "hz": hz, "driver": probe.driver}
+    gc_clock = GcClock()
 
     class Measured(SvqtuiApp):
         def on_mount(self) -> None:  # Textual also runs SvqtuiApp.on_mount
@@ -286,12 +310,14 @@ def child(queues: int, seconds: float, hz: float, out: str) -> int:
                 sum(psutil.Process().cpu_times()[:2]),
                 self.table.cells_written,
                 monitor.seq,
+                gc_clock.mark(),
             )
             go.set()
             self.set_timer(seconds, self.end)
 
         def end(self) -> None:
-            wall0, cpu0, frames0, threads0, proc0, cells0, snaps0 = self.mark
+            wall0, cpu0, frames0, threads0, proc0, cells0, snaps0, gc0 = self.mark
+            gc1 = gc_clock.mark()
             wall = time.monotonic() - wall0
             self.unsubscribe()
             threads = {
@@ -312,6 +338,10 @@ def child(queues: int, seconds: float, hz: float, out: str) -> int:
                 process_cpu=round((sum(psutil.Process().cpu_times()[:2]) - proc0) / wall, 4),
                 cells_per_s=round((self.table.cells_written - cells0) / wall, 1),
                 rows=self.table.row_count,
+                gc_ms_per_s=[
+                    round((b - a) * 1e3 / wall, 2) for a, b in zip(gc0[0], gc1[0], strict=True)
+                ],
+                gc_runs=[b - a for a, b in zip(gc0[1], gc1[1], strict=True)],
             )
             self.exit(0)
 
