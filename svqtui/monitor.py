@@ -481,6 +481,8 @@ class Monitor:
             track.shown, track.same_run = tuple(track.history), 0
         kicks, calls = q.kicks, q.calls
         ring = q.ring
+        avail: int | None
+        used: int | None
         if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
             avail, used = ring.avail_idx, ring.used_idx  # from the ring state when read
         else:
