@@ -9,10 +9,12 @@ the difference. Per queue count it reports CPU ms per refresh, p50 and max,
 for the whole refresh and for the source alone.
 
 A simulated clock advances 100 ms per refresh (10 Hz), so the rate windows,
-the history and the stuck timers see what they see in the console.
+the history and the stuck timers see what they see in the console. The
+collector runs with svqtui's policy (svqtui.gc_policy, as in the console and
+headless), or Python's defaults with ``--default-gc``.
 
 Usage: python benchmarks/refresh.py [--queues 64,256,1024] [--refreshes 50]
-                                    [--json] [--profile]
+                                    [--json] [--profile] [--default-gc]
 Goal at 1,024 queues: a refresh in at most 5 ms of CPU.
 """
 
@@ -35,6 +37,7 @@ from ui import _synthetic_source
 
 from svqtui.config import StuckConfig
 from svqtui.eventlog import EventLog
+from svqtui.gc_policy import settle_after_start
 from svqtui.monitor import Monitor
 
 GOAL_MS = 5.0
@@ -49,7 +52,9 @@ def _ms(samples: list[float]) -> dict[str, float]:
     }
 
 
-def measure(queues: int, refreshes: int, profile: bool = False) -> dict[str, Any]:
+def measure(
+    queues: int, refreshes: int, profile: bool = False, default_gc: bool = False
+) -> dict[str, Any]:
     source = _synthetic_source(queues)
     clock = [time.monotonic_ns()]
 
@@ -60,6 +65,8 @@ def measure(queues: int, refreshes: int, profile: bool = False) -> dict[str, Any
     monitor = Monitor([source], None, EventLog(), StuckConfig(), interval_s=0.1, clock_ns=clock_ns)
     for _ in range(WARMUP):
         monitor.refresh()
+    if not default_gc:
+        settle_after_start()
     collect, refresh = [], []
     for _ in range(refreshes):
         t0 = time.thread_time()
@@ -96,12 +103,20 @@ def main() -> int:
     parser.add_argument("--refreshes", type=int, default=50, help="timed refreshes per count")
     parser.add_argument("--json", action="store_true", help="JSON on stdout instead of a table")
     parser.add_argument("--profile", action="store_true", help="cProfile the refreshes (stderr)")
+    parser.add_argument("--default-gc", action="store_true", help="Python's collector defaults")
     args = parser.parse_args()
-    runs = [measure(int(q), args.refreshes, args.profile) for q in args.queues.split(",")]
+    runs = [
+        measure(int(q), args.refreshes, args.profile, args.default_gc)
+        for q in args.queues.split(",")
+    ]
     if args.json:
         print(json.dumps({"goal_ms": GOAL_MS, "runs": runs}, indent=2))
         return 0
-    print(f"Monitor.refresh CPU per call (time.thread_time), {args.refreshes} refreshes")
+    gc_policy = "Python's defaults" if args.default_gc else "svqtui.gc_policy"
+    print(
+        f"Monitor.refresh CPU per call (time.thread_time), {args.refreshes} refreshes, "
+        f"collector: {gc_policy}"
+    )
     head = (
         f"{'queues':>6} {'refresh p50':>11} {'max':>7} {'source p50':>10} {'max':>7} "
         f"{'monitor p50':>11} {'goal':>5}"

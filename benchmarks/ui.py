@@ -273,6 +273,7 @@ class GcClock:
 def child(queues: int, seconds: float, hz: float, out: str) -> int:
     from svqtui.config import Config
     from svqtui.console.app import SvqtuiApp
+    from svqtui.gc_policy import settle_after_start
     from svqtui.runtime import Runtime
     from svqtui.thread_priority import lower_thread_priority
 
@@ -347,6 +348,7 @@ def child(queues: int, seconds: float, hz: float, out: str) -> int:
 
     app = Measured(runtime)
     lower_thread_priority()  # as run_console does
+    settle_after_start()
     app.run()
     go.set()
     prober.join()

@@ -35,6 +35,7 @@ from svqtui.control.server import ControlServer
 from svqtui.control.service import ServiceNotifier
 from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
+from svqtui.gc_policy import settle_after_start
 from svqtui.model import LogEvent
 from svqtui.unix_socket import SocketPathTooLong, check_path
 
@@ -166,6 +167,7 @@ def run_headless(runtime: Runtime, out: TextIO | None = None) -> int:
                 "SIGTERM or Ctrl-C stops svqtui"
             )
             service.ready(_serving(runtime))
+            settle_after_start()
             while True:  # the monitor refreshes on its own clock
                 signums = os.read(wakeup, 64)
                 if any(n in STOP_SIGNALS for n in signums):
