@@ -558,6 +558,9 @@ class Monitor:
             and stuck is None
             and diagnosis is None
             and oldest_age is None
+            and row.stuck is None
+            and row.diagnosis is None
+            and row.oldest_age_s is None
             and row.kick_rate == track.kick_rate
             and row.call_rate == track.call_rate
             and row.history is track.shown
