@@ -16,6 +16,7 @@ import dataclasses
 import math
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from svqtui.model import (
     DeviceRole,
     DeviceView,
     EngineStatus,
+    History,
     MaskState,
     QueueRow,
     QueueView,
@@ -69,11 +71,16 @@ class _QueueTrack:
     avail_seen_at: collections.deque[float] = field(default_factory=collections.deque)
     kick_rate: float = 0.0  # over the last rate window
     call_rate: float = 0.0
-    history: collections.deque[float] = field(default_factory=collections.deque)
-    # What the last row was made of, to hand out the same row object when
-    # nothing it shows changed (docs/design.md#data-flow, "incremental rows"):
-    shown: tuple[float, ...] = ()  # tuple(history), rebuilt only when it changes
+    # The rate history: appended to ``buffer`` (never rewritten: published
+    # windows read it), shown as a History window on its last ``span`` values
+    # (docs/design.md#incremental-rows)
+    buffer: array[float] = field(default_factory=lambda: array("d"))
+    written: int = 0  # values in ``buffer``
+    span: int = 0  # the history length ``shown`` is cut to (the monitor's)
+    shown: Sequence[float] = ()  # the history, a new object only when it changed
     same_run: int = 0  # how many appends in a row brought the history's last value
+    # What the last row was made of, to hand out the same row object when
+    # nothing it shows changed:
     view: QueueView | None = None  # the view the row was made from
     row: QueueRow | None = None
 
@@ -473,14 +480,15 @@ class Monitor:
                 kicks_changed_at=now,
                 avail_changed_at=now,
             )
-            track.history = collections.deque(maxlen=self.history)
+            track.span = self.history
             track.avail_seen = collections.deque(maxlen=AVAIL_SEEN_MAX)
             track.avail_seen_at = collections.deque(maxlen=AVAIL_SEEN_MAX)
             track.kicks_at_last_call = q.kicks or 0
             self._tracks[key] = track
-        elif track.history.maxlen != self.history:  # a reload changed history:
-            track.history = collections.deque(track.history, maxlen=self.history)
-            track.shown, track.same_run = tuple(track.history), 0
+        elif track.span != self.history:  # a reload changed history: keep the last values
+            kept = array("d", track.shown[-self.history :] if self.history else ())
+            track.buffer, track.written = kept, len(kept)
+            track.span, track.shown, track.same_run = self.history, History(kept), 0
         kicks, calls = q.kicks, q.calls
         ring = q.ring
         avail: int | None
@@ -519,16 +527,7 @@ class Monitor:
             elif track.no_interrupt_at is None:
                 track.no_interrupt_at, track.used_at_no_interrupt = now, used
             if dt is not None:
-                history = track.history
-                value = kick_rate + call_rate
-                full = len(history) == history.maxlen
-                if history and history[-1] == value:
-                    track.same_run += 1
-                else:
-                    track.same_run = 1
-                history.append(value)
-                if not (full and track.same_run > len(history)):  # else: the same values
-                    track.shown = tuple(history)
+                _append_history(track, kick_rate + call_rate)
         # The rules: each needs some quiet time of at least stuck.after (or
         # the operator's hold, or the source's own verdict); most queues have
         # none, which the earliest of the change times below tells at once.
@@ -636,6 +635,31 @@ class Monitor:
                 f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
             )
         return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
+
+
+HISTORY_SLACK = 4  # a history buffer holds this many histories' worth of values
+
+
+def _append_history(track: _QueueTrack, value: float) -> None:
+    """Append to the track's history; a new window only if its values changed
+    (not when a full history of one value gets that value again)."""
+    span, count, buf, n = track.span, len(track.shown), track.buffer, track.written
+    if count and buf[n - 1] == value:
+        track.same_run += 1
+    else:
+        track.same_run = 1
+    if count == span and track.same_run > span:
+        return  # the same values: keep the window (and the row)
+    if n == len(buf):  # full: a new buffer with the window's last values
+        keep = min(count, span - 1) if span else 0
+        fresh = array("d", [0.0]) * max(HISTORY_SLACK * span, keep + 1)
+        fresh[:keep] = buf[n - keep : n]
+        buf, n = fresh, keep
+        track.buffer = buf
+    buf[n] = value
+    n += 1
+    track.written = n
+    track.shown = History.window(buf, n - min(count + 1, span), n)
 
 
 def _oldest_age(
