@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -20,10 +21,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svqtui.config import StuckConfig
+from svqtui.control.codec import decode, encode
 from svqtui.diagnosis import Timing, diagnose
 from svqtui.eventlog import EventLog
 from svqtui.model import (
     DeviceView,
+    History,
     MaskState,
     QueueRow,
     QueueView,
@@ -300,6 +303,7 @@ def test_incremental_rows_equal_rows_built_from_scratch(steps: list[dict[str, An
     scratch = ScratchRows()
     queues: list[_Queue] = []
     before: dict[str, QueueRow] = {}
+    published: list[tuple[QueueRow, tuple[float, ...]]] = []
     for step in steps:
         clock[0] += int(step["seconds"] * 1e9)
         changes: list[dict[str, Any]] = step["queues"]
@@ -318,11 +322,15 @@ def test_incremental_rows_equal_rows_built_from_scratch(steps: list[dict[str, An
         source.vms = [VMView(key="vm", name="vm", source="fake", devices=(dev,))]
         advance = bool(step["advance"])
         rows = monitor.refresh(advance=advance).rows
-        assert rows == scratch.refresh(source.vms, clock[0], advance)
+        expected = scratch.refresh(source.vms, clock[0], advance)
+        assert rows == expected
+        published += [(row, tuple(expected[key].history)) for key, row in rows.items()]
         for key, row in rows.items():  # a row handed out again shows what it showed
             if before.get(key) is row:
                 assert row.view is views[row.view.index]
         before = dict(rows)
+    for row, history in published:  # later refreshes never change a published history
+        assert tuple(row.history) == history
 
 
 def test_a_quiet_queue_keeps_its_row_object_until_something_it_shows_changes() -> None:
@@ -340,3 +348,17 @@ def test_a_quiet_queue_keeps_its_row_object_until_something_it_shows_changes() -
     clock[0] += 100_000_000
     moved = monitor.refresh().rows["d#0"]
     assert moved is not rows[4] and moved.kick_rate == pytest.approx(10.0)
+
+
+def test_a_history_is_a_tuple_to_its_readers() -> None:
+    history = History([1.5, 2.25, 0.0])
+    values = (1.5, 2.25, 0.0)
+    assert history == values and values == history  # noqa: SIM300 (both operand orders)
+    assert hash(history) == hash((1.5, 2.25, 0.0)) and repr(history) == "(1.5, 2.25, 0.0)"
+    assert history[-1] == 0.0 and history[1:] == (2.25, 0.0) and list(history) == [1.5, 2.25, 0.0]
+    assert history != [1.5, 2.25, 0.0] and not History() and History() == ()
+    row = QueueRow(QueueView(index=0), "d", "vm", "dev", history=history)
+    same = QueueRow(QueueView(index=0), "d", "vm", "dev", history=(1.5, 2.25, 0.0))
+    assert row == same and hash(row) == hash(same)
+    assert json.dumps(encode(row)) == json.dumps(encode(same))
+    assert decode(QueueRow, encode(row)) == row
