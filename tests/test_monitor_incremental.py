@@ -353,7 +353,7 @@ def test_a_quiet_queue_keeps_its_row_object_until_something_it_shows_changes() -
 def test_a_history_is_a_tuple_to_its_readers() -> None:
     history = History([1.5, 2.25, 0.0])
     values = (1.5, 2.25, 0.0)
-    assert history == values and values == history  # noqa: SIM300 (both operand orders)
+    assert history == values and values == history  # both operand orders
     assert hash(history) == hash((1.5, 2.25, 0.0)) and repr(history) == "(1.5, 2.25, 0.0)"
     assert history[-1] == 0.0 and history[1:] == (2.25, 0.0) and list(history) == [1.5, 2.25, 0.0]
     assert history != [1.5, 2.25, 0.0] and not History() and History() == ()
