@@ -77,6 +77,7 @@ class _QueueTrack:
     buffer: array[float] = field(default_factory=lambda: array("d"))
     written: int = 0  # values in ``buffer``
     span: int = 0  # the history length ``shown`` is cut to (the monitor's)
+    count: int = 0  # len(shown)
     shown: Sequence[float] = ()  # the history, a new object only when it changed
     same_run: int = 0  # how many appends in a row brought the history's last value
     # What the last row was made of, to hand out the same row object when
@@ -489,6 +490,7 @@ class Monitor:
             kept = array("d", track.shown[-self.history :] if self.history else ())
             track.buffer, track.written = kept, len(kept)
             track.span, track.shown, track.same_run = self.history, History(kept), 0
+            track.count = len(kept)
         kicks, calls = q.kicks, q.calls
         ring = q.ring
         avail: int | None
@@ -643,7 +645,7 @@ HISTORY_SLACK = 4  # a history buffer holds this many histories' worth of values
 def _append_history(track: _QueueTrack, value: float) -> None:
     """Append to the track's history; a new window only if its values changed
     (not when a full history of one value gets that value again)."""
-    span, count, buf, n = track.span, len(track.shown), track.buffer, track.written
+    span, count, buf, n = track.span, track.count, track.buffer, track.written
     if count and buf[n - 1] == value:
         track.same_run += 1
     else:
@@ -659,7 +661,10 @@ def _append_history(track: _QueueTrack, value: float) -> None:
     buf[n] = value
     n += 1
     track.written = n
-    track.shown = History.window(buf, n - min(count + 1, span), n)
+    if count < span:
+        count += 1
+        track.count = count
+    track.shown = History.window(buf, n - count, n)
 
 
 def _oldest_age(
