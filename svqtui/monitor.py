@@ -680,13 +680,16 @@ def _oldest_age(
             seen.clear()
             seen_at.clear()
         return None
+    in_flight = (avail - used) & 0xFFFF
+    if not in_flight:  # every movement is at or behind used.idx
+        if seen:
+            seen.clear()
+            seen_at.clear()
+        return None
     if not seen or seen[-1] != avail:
         seen.append(avail)
         seen_at.append(now)
-    in_flight = (avail - used) & 0xFFFF
     while seen and not 0 < (seen[0] - used) & 0xFFFF <= in_flight:
         seen.popleft()  # completed (or the indices went back: a reset ring)
         seen_at.popleft()
-    if not in_flight or not seen:
-        return None
-    return now - seen_at[0]
+    return now - seen_at[0] if seen else None
