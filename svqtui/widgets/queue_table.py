@@ -129,9 +129,14 @@ SPARK = Style.parse("cyan")
 REVERSE = Style(reverse=True)
 
 
+def cells(text: str) -> int:
+    """``text``'s width in terminal cells (most cells are printable ASCII)."""
+    return len(text) if text.isascii() and text.isprintable() else cell_len(text)
+
+
 def fit(text: str, width: int) -> str:
     """Cut ``text`` to ``width`` cells, with an ellipsis when it was longer."""
-    return set_cell_size(text, width - 1) + "…" if cell_len(text) > width else text
+    return set_cell_size(text, width - 1) + "…" if cells(text) > width else text
 
 
 def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
@@ -141,15 +146,15 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
     key = column.key
     if key == "stuck" and text.startswith(FAULT_WORD + " "):
         shown = fit(text, column.width)
-        rest = shown[len(FAULT_WORD) :] + " " * (column.width - cell_len(shown))
+        rest = shown[len(FAULT_WORD) :] + " " * (column.width - cells(shown))
         word = Segment(shown[: len(FAULT_WORD)], base + FAULT)
         return [edge, word, Segment(rest, base), edge]
     if key == "stuck" and text and not text.startswith("why: "):
         shown = fit(f"STUCK {text}", column.width)
-        rest = shown[5:] + " " * (column.width - cell_len(shown))
+        rest = shown[5:] + " " * (column.width - cells(shown))
         return [edge, Segment(shown[:5], base + STUCK_WORD), Segment(rest, base), edge]
     text = fit(text, column.width)
-    pad = " " * (column.width - cell_len(text))
+    pad = " " * (column.width - cells(text))
     style = base
     if key == "mask" and text in MASK_STYLES:
         style = base + MASK_STYLES[text]
@@ -169,8 +174,12 @@ def row_strip(plain: Plain, base: Style) -> Strip:
     crops and terminal writes cost per segment."""
     segments: list[Segment] = []
     for column, text in zip(COLUMNS, plain, strict=True):
-        segments.extend(cell_segments(column, text, base))
-    return Strip(Segment.simplify(segments), TOTAL_WIDTH)
+        for segment in cell_segments(column, text, base):
+            if segments and segments[-1].style is segment.style:  # mostly ``base``
+                segments[-1] = Segment(segments[-1].text + segment.text, segment.style)
+            else:
+                segments.append(segment)
+    return Strip(segments, TOTAL_WIDTH)
 
 
 def header_strip(base: Style) -> Strip:
