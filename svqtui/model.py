@@ -92,7 +92,7 @@ def record(cls: type[_T]) -> type[_T]:
     field is an error); ``dataclasses.replace`` makes changed copies. A frozen
     dataclass's ``__init__`` sets each field through ``object.__setattr__``:
     for ``QueueView``'s 27 fields that is ~3 us per queue, 6x a plain store
-    (docs/design.md#data-flow)."""
+    (docs/design.md#thread-map, "Snapshots")."""
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
@@ -211,8 +211,9 @@ class History(Sequence[float]):
     The monitor makes one per queue and refresh as a window on the queue's
     append-only buffer of doubles (``window``): no copy, where a tuple would
     take a reference to each of its 60 float objects at every refresh and drop
-    them at the next, ~3 ms a refresh at 1,024 queues (cold caches). The
-    window's part of the buffer is never written again."""
+    them at the next, ~2 ms a refresh at 1,024 queues (cold caches). The
+    window's part of the buffer is never written again
+    (docs/design.md#incremental-rows)."""
 
     __slots__ = ("_buf", "_start", "_stop")
 

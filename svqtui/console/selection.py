@@ -104,7 +104,7 @@ def ordered_keys(rows: Mapping[str, QueueRow], mode: SortMode) -> list[str]:
     the snapshot's order): the keys are not made again from each row."""
     if mode is SortMode.NAME:
         return list(rows)
-    keys = list(rows)  # sorted() is stable: ties keep the snapshot's order
+    keys = list(rows)  # the sort is stable: ties keep the snapshot's order
     if mode is SortMode.KICKS:
         keys.sort(key=lambda k: -rows[k].kick_rate)
     elif mode is SortMode.CALLS:
