@@ -9,7 +9,10 @@ and free of I/O, so a snapshot can be handed across threads as it is.
 from __future__ import annotations
 
 import enum
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, dataclass_transform, overload
 
 from svqtui.virtio.requests import Request
 from svqtui.virtio.split_ring import RingState
@@ -80,10 +83,25 @@ class ShadowVia(enum.StrEnum):
 HOST_SEP = "|"
 
 
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def record(cls: type[_T]) -> type[_T]:
+    """A model class made ~1,024 times a refresh (``QueueView``, ``QueueRow``):
+    a slots dataclass, immutable by contract and hashable like a frozen one,
+    but not frozen at run time. mypy checks it as frozen (an assignment to a
+    field is an error); ``dataclasses.replace`` makes changed copies. A frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``:
+    for ``QueueView``'s 27 fields that is ~3-4 us per queue, 4x a plain store
+    (docs/design.md#thread-map, "Snapshots")."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
 # -- what a source reports -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QueueView:
     """One virtqueue as a source sees it: totals, not rates."""
 
@@ -188,7 +206,76 @@ class SourceStatus:
 # -- what the monitor publishes --------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+class History(Sequence[float]):
+    """A queue's recent kick+call rates, oldest first (``QueueRow.history``):
+    an immutable sequence of floats that compares and hashes like the tuple of
+    its values and goes over the wire as a list of them.
+
+    The monitor makes one per queue and refresh as a window on the queue's
+    append-only buffer of doubles (``window``): no copy, where a tuple would
+    take a reference to each of its 60 float objects at every refresh and drop
+    them at the next, ~2 ms a refresh at 1,024 queues (cold caches). The
+    window's part of the buffer is never written again
+    (docs/design.md#incremental-rows)."""
+
+    __slots__ = ("_buf", "_start", "_stop")
+
+    def __init__(self, values: Iterable[float] = ()) -> None:
+        self._buf = array("d", values)
+        self._start, self._stop = 0, len(self._buf)
+
+    @classmethod
+    def window(cls, buf: array[float], start: int, stop: int) -> History:
+        """``buf[start:stop]`` as a History, without a copy: the caller never
+        writes that part of ``buf`` again."""
+        self = cls.__new__(cls)
+        self._buf, self._start, self._stop = buf, start, stop
+        return self
+
+    def values(self) -> array[float]:
+        """The values, copied out as an array of doubles."""
+        return self._buf[self._start : self._stop]
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> History: ...
+
+    def __getitem__(self, index: int | slice) -> float | History:
+        if isinstance(index, slice):
+            return History(self.values()[index])
+        n = self._stop - self._start
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("history index out of range")
+        return self._buf[self._start + index]
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.values())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return self.values() == other.values()
+        if isinstance(other, tuple):
+            return tuple(self.values()) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.values()))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self.values()))
+
+    def __reduce__(self) -> tuple[type[History], tuple[tuple[float, ...]]]:
+        return History, (tuple(self.values()),)
+
+
+@record
 class QueueRow:
     """A queue with rates, history and verdicts: one row of the queue table."""
 
@@ -198,7 +285,7 @@ class QueueRow:
     device_name: str
     kick_rate: float = 0.0
     call_rate: float = 0.0
-    history: tuple[float, ...] = ()  # recent kick+call rates, oldest first
+    history: Sequence[float] = ()  # recent kick+call rates, oldest first (History, a tuple)
     last_kick_age_s: float | None = None
     last_call_age_s: float | None = None
     stuck: str | None = None  # reason in words, None when not stuck

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from svqtui.model import (
     DeviceRole,
     DeviceView,
     EngineStatus,
+    History,
     MaskState,
     QueueRow,
     QueueView,
@@ -43,6 +45,7 @@ from svqtui.thread_priority import lower_thread_priority
 AVAIL_SEEN_MAX = 4096  # avail index movements remembered per queue (oldest-request age)
 FIRST_RATES_S = 0.25  # the second refresh comes this soon, so rates show at once
 STOP_TIMEOUT_S = 5.0
+_MASKED = (MaskState.MASKED, MaskState.PENDING)
 
 
 @dataclass(slots=True)
@@ -63,12 +66,26 @@ class _QueueTrack:
     masked_at: float | None = None  # when MASKED/PENDING was first seen (None: unmasked)
     no_interrupt_at: float | None = None  # when NO_INTERRUPT was first seen set (None: clear)
     used_at_no_interrupt: int | None = None
-    # (avail index, when first seen) each time the avail index moved, oldest first:
-    # the oldest in-flight request was first seen at the first entry past used.idx
-    avail_seen: collections.deque[tuple[int, float]] = field(default_factory=collections.deque)
+    # The avail index each time it moved, and when, oldest first (two deques:
+    # no tuple per movement): the oldest in-flight request was first seen at
+    # the first entry past used.idx
+    avail_seen: collections.deque[int] = field(default_factory=collections.deque)
+    avail_seen_at: collections.deque[float] = field(default_factory=collections.deque)
     kick_rate: float = 0.0  # over the last rate window
     call_rate: float = 0.0
-    history: collections.deque[float] = field(default_factory=collections.deque)
+    # The rate history: appended to ``buffer`` (never rewritten: published
+    # windows read it), shown as a History window on its last ``span`` values
+    # (docs/design.md#incremental-rows)
+    buffer: array[float] = field(default_factory=lambda: array("d"))
+    written: int = 0  # values in ``buffer``
+    span: int = 0  # the history length ``shown`` is cut to (the monitor's)
+    count: int = 0  # len(shown)
+    shown: Sequence[float] = ()  # the history, a new object only when it changed
+    same_run: int = 0  # how many appends in a row brought the history's last value
+    # What the last row was made of, to hand out the same row object when
+    # nothing it shows changed:
+    view: QueueView | None = None  # the view the row was made from
+    row: QueueRow | None = None
 
 
 def join_views(vms: Sequence[VMView]) -> list[VMView]:
@@ -230,6 +247,7 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self.latest: Snapshot | None = None
         self.refresh_ms = 0.0  # how long the last refresh took (benchmarks, status)
+        self.refresh_cpu_ms = 0.0  # the CPU time of this thread it took (benchmarks)
 
     # -- the refresh clock ---------------------------------------------------------
 
@@ -361,7 +379,7 @@ class Monitor:
         """Sample every source once and publish the snapshot. Only the refresh
         clock calls this (and tests without one): ``advance=False`` keeps the
         rate window, history and stuck timers of the last advancing refresh."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         self.log.flush()  # rate-limited lines whose window ended: their summary now
         with self._lock:
             engine = self.engine.snapshot() if self.engine is not None else EngineSnapshot.empty()
@@ -372,17 +390,18 @@ class Monitor:
             advance = advance or self._last_t is None
             rows: dict[str, QueueRow] = {}
             devices: dict[str, DeviceView] = {}
-            seen: set[str] = set()
+            row_of = self._row
             for vm in vms:
                 for dev in vm.devices:
                     devices[dev.key] = dev
                     for q in dev.queues:
-                        row = self._row(vm, dev, q, now, now_ns, dt, advance)
-                        rows[row.key] = row
-                        seen.add(row.key)
+                        key = f"{dev.key}#{q.index}"
+                        rows[key] = row_of(key, vm, dev, q, now, now_ns, dt, advance)
             if advance:
-                for gone in set(self._tracks) - seen:
-                    del self._tracks[gone]
+                tracks = self._tracks
+                if len(tracks) != len(rows) or not all(k in rows for k in tracks):
+                    for gone in [k for k in tracks if k not in rows]:
+                        del tracks[gone]
                 self._last_t = now
             snap = Snapshot(
                 taken_at=self._wall_clock(),
@@ -394,6 +413,7 @@ class Monitor:
                 devices=devices,
             )
             self.refresh_ms = (time.perf_counter() - started) * 1e3
+            self.refresh_cpu_ms = (time.thread_time() - started_cpu) * 1e3
         with self._published:
             self.latest = snap
             self._seq += 1
@@ -440,6 +460,7 @@ class Monitor:
 
     def _row(
         self,
+        key: str,
         vm: VMView,
         dev: DeviceView,
         q: QueueView,
@@ -448,7 +469,12 @@ class Monitor:
         dt: float | None,
         advance: bool,
     ) -> QueueRow:
-        key = f"{dev.key}#{q.index}"
+        """One queue's row: advance its track, then the row. The hot path of a
+        refresh (1,024 calls at 1,024 queues), so the rules' common case (a
+        queue that moved within stuck.after) is decided inline, and the last
+        row object is handed out again when nothing it shows changed (a
+        quiet queue with no ages, rates steady): consumers compare rows by
+        identity to skip work (the console's table)."""
         track = self._tracks.get(key)
         if track is None:
             track = _QueueTrack(
@@ -457,20 +483,38 @@ class Monitor:
                 kicks_changed_at=now,
                 avail_changed_at=now,
             )
-            track.history = collections.deque(maxlen=self.history)
+            track.span = self.history
             track.avail_seen = collections.deque(maxlen=AVAIL_SEEN_MAX)
+            track.avail_seen_at = collections.deque(maxlen=AVAIL_SEEN_MAX)
             track.kicks_at_last_call = q.kicks or 0
             self._tracks[key] = track
-        elif track.history.maxlen != self.history:  # a reload changed history:
-            track.history = collections.deque(track.history, maxlen=self.history)
+        elif track.span != self.history:  # a reload changed history: keep the last values
+            kept = array("d", track.shown[-self.history :] if self.history else ())
+            track.buffer, track.written = kept, len(kept)
+            track.span, track.shown, track.same_run = self.history, History(kept), 0
+            track.count = len(kept)
+        kicks, calls = q.kicks, q.calls
+        ring = q.ring
+        avail: int | None
+        used: int | None
+        if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
+            avail, used = ring.avail_idx, ring.used_idx  # from the ring state when read
+        else:
+            avail, used = q.avail_idx, q.used_idx
         if advance:
-            track.kick_rate = _rate(track.kicks, q.kicks, dt)
-            track.call_rate = _rate(track.calls, q.calls, dt)
-            avail, used = _ring_indices(q)
-            if q.calls != track.calls:
+            kick_rate = call_rate = 0.0
+            if dt:
+                before = track.kicks
+                if before is not None and kicks is not None and kicks >= before:
+                    kick_rate = (kicks - before) / dt
+                before = track.calls
+                if before is not None and calls is not None and calls >= before:
+                    call_rate = (calls - before) / dt
+            track.kick_rate, track.call_rate = kick_rate, call_rate
+            if calls != track.calls:
                 track.calls_changed_at = now
-                track.kicks_at_last_call = q.kicks or 0
-            if q.kicks != track.kicks:
+                track.kicks_at_last_call = kicks or 0
+            if kicks != track.kicks:
                 track.kicks_changed_at = now
                 track.last_kick_dropped = q.dropped_kicks != track.dropped_kicks
             track.dropped_kicks = q.dropped_kicks
@@ -478,38 +522,77 @@ class Monitor:
                 track.used_changed_at = now
             if avail != track.avail_idx:
                 track.avail_changed_at = now
-            track.kicks, track.calls, track.used_idx = q.kicks, q.calls, used
+            track.kicks, track.calls, track.used_idx = kicks, calls, used
             track.avail_idx = avail
-            if q.mask not in (MaskState.MASKED, MaskState.PENDING):
+            if q.mask not in _MASKED:
                 track.masked_at = None
             elif track.masked_at is None:
                 track.masked_at = now
-            no_interrupt = q.ring.no_interrupt if q.ring is not None else None
-            if not no_interrupt:
+            if ring is None or not ring.no_interrupt:
                 track.no_interrupt_at = track.used_at_no_interrupt = None
             elif track.no_interrupt_at is None:
                 track.no_interrupt_at, track.used_at_no_interrupt = now, used
             if dt is not None:
-                track.history.append(track.kick_rate + track.call_rate)
-        found = self._diagnosis(q, track, now) if dev.connected else None
-        stuck = self._stuck_reason(q, track, now, found) if dev.connected else None
-        oldest_age = _oldest_age(track, q, now)
-        diagnosis = found[1] if found is not None else None
-        return QueueRow(
-            view=q,
-            device_key=dev.key,
-            vm_name=vm.name,
-            device_name=dev.name,
-            kick_rate=track.kick_rate,
-            call_rate=track.call_rate,
-            history=tuple(track.history),
-            last_kick_age_s=(now_ns - q.last_kick_ns) / 1e9 if q.last_kick_ns else None,
-            last_call_age_s=(now_ns - q.last_call_ns) / 1e9 if q.last_call_ns else None,
-            stuck=stuck[1] if stuck else None,
-            stuck_rule=stuck[0] if stuck else None,
-            diagnosis=diagnosis,
-            oldest_age_s=oldest_age,
+                _append_history(track, kick_rate + call_rate)
+        # The rules: each needs some quiet time of at least stuck.after (or
+        # the operator's hold, or the source's own verdict); most queues have
+        # none, which the earliest of the change times below tells at once.
+        stuck: tuple[StuckRule, str] | None = None
+        diagnosis: str | None = None
+        if dev.connected:
+            since = track.used_changed_at
+            if calls is not None and track.calls_changed_at < since:
+                since = track.calls_changed_at
+            if kicks is not None and track.kicks_changed_at < since:
+                since = track.kicks_changed_at
+            if track.masked_at is not None and track.masked_at < since:
+                since = track.masked_at
+            if track.no_interrupt_at is not None and track.no_interrupt_at < since:
+                since = track.no_interrupt_at
+            if q.hold or now - since >= self.stuck.after_s:
+                found = self._diagnosis(q, track, now)
+                stuck = self._stuck_reason(q, track, now, found)
+                diagnosis = found[1] if found is not None else None
+            elif q.stuck_hint:
+                stuck = StuckRule.SOURCE, q.stuck_hint
+        oldest_age = _oldest_age(track, avail, used, now)
+        last_kick_ns, last_call_ns = q.last_kick_ns, q.last_call_ns
+        row = track.row
+        if (
+            row is not None
+            and q is track.view
+            and not last_kick_ns
+            and not last_call_ns
+            and stuck is None
+            and diagnosis is None
+            and oldest_age is None
+            and row.stuck is None
+            and row.diagnosis is None
+            and row.oldest_age_s is None
+            and row.kick_rate == track.kick_rate
+            and row.call_rate == track.call_rate
+            and row.history is track.shown
+            and row.vm_name == vm.name
+            and row.device_name == dev.name
+        ):
+            return row  # nothing it shows changed
+        row = QueueRow(
+            q,
+            dev.key,
+            vm.name,
+            dev.name,
+            track.kick_rate,
+            track.call_rate,
+            track.shown,
+            (now_ns - last_kick_ns) / 1e9 if last_kick_ns else None,
+            (now_ns - last_call_ns) / 1e9 if last_call_ns else None,
+            stuck[1] if stuck else None,
+            stuck[0] if stuck else None,
+            diagnosis,
+            oldest_age,
         )
+        track.view, track.row = q, row
+        return row
 
     def _diagnosis(self, q: QueueView, track: _QueueTrack, now: float) -> tuple[str, str] | None:
         """svqtui.diagnosis's verdict (rule, sentence). Every rule but the operator's hold needs
@@ -562,41 +645,66 @@ class Monitor:
                 f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
             )
         if self.stuck.kicks_without_calls and found is not None and found[0] == "call_owed":
+            ring = q.ring
+            used = ring.used_idx if ring is not None and ring.used_idx is not None else q.used_idx
             return StuckRule.KICKS_WITHOUT_CALLS, (
-                f"a call owed: used index at {_ring_indices(q)[1]}, "
+                f"a call owed: used index at {used}, "
                 f"no call for {now - track.calls_changed_at:.0f}s"
             )
         return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
 
 
-def _ring_indices(q: QueueView) -> tuple[int | None, int | None]:
-    """avail and used index, from the ring state when the source read it."""
-    ring = q.ring
-    if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
-        return ring.avail_idx, ring.used_idx
-    return q.avail_idx, q.used_idx
+HISTORY_SLACK = 4  # a history buffer holds this many histories' worth of values
 
 
-def _oldest_age(track: _QueueTrack, q: QueueView, now: float) -> float | None:
+def _append_history(track: _QueueTrack, value: float) -> None:
+    """Append to the track's history; a new window only if its values changed
+    (not when a full history of one value gets that value again)."""
+    span, count, buf, n = track.span, track.count, track.buffer, track.written
+    if count and buf[n - 1] == value:
+        track.same_run += 1
+    else:
+        track.same_run = 1
+    if count == span and track.same_run > span:
+        return  # the same values: keep the window (and the row)
+    if n == len(buf):  # full: a new buffer with the window's last values
+        keep = min(count, span - 1) if span else 0
+        fresh = array("d", [0.0]) * max(HISTORY_SLACK * span, keep + 1)
+        fresh[:keep] = buf[n - keep : n]
+        buf, n = fresh, keep
+        track.buffer = buf
+    buf[n] = value
+    n += 1
+    track.written = n
+    if count < span:
+        count += 1
+        track.count = count
+    track.shown = History.window(buf, n - count, n)
+
+
+def _oldest_age(
+    track: _QueueTrack, avail: int | None, used: int | None, now: float
+) -> float | None:
     """How long ago svqtui first saw the oldest in-flight request (avail
     position used.idx) made available: the time of the first avail index
-    movement past that position. Movements at or behind used.idx are dropped."""
-    avail, used = _ring_indices(q)
-    seen = track.avail_seen
+    movement past that position. Movements at or behind used.idx are dropped.
+    ``avail`` and ``used`` come from the ring state when the source read it."""
+    seen, seen_at = track.avail_seen, track.avail_seen_at
     if avail is None or used is None:
-        seen.clear()
+        if seen:
+            seen.clear()
+            seen_at.clear()
         return None
-    if not seen or seen[-1][0] != avail:
-        seen.append((avail, now))
     in_flight = (avail - used) & 0xFFFF
-    while seen and not 0 < (seen[0][0] - used) & 0xFFFF <= in_flight:
-        seen.popleft()  # completed (or the indices went back: a reset ring)
-    if not in_flight or not seen:
+    if not in_flight:  # every movement is at or behind used.idx
+        if seen:
+            seen.clear()
+            seen_at.clear()
         return None
-    return now - seen[0][1]
-
-
-def _rate(before: int | None, after: int | None, dt: float | None) -> float:
-    if before is None or after is None or not dt or after < before:
-        return 0.0
-    return (after - before) / dt
+    if not seen or seen[-1] != avail:
+        seen.append(avail)
+        seen_at.append(now)
+    while seen and not 0 < (seen[0] - used) & 0xFFFF <= in_flight:
+        seen.popleft()  # completed (or the indices went back: a reset ring)
+        seen_at.popleft()
+    return now - seen_at[0] if seen else None

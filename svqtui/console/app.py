@@ -36,6 +36,7 @@ from svqtui.console.target import ConsoleTarget
 from svqtui.engine import Link
 from svqtui.engine.faults import Fault
 from svqtui.errors import SvqtuiError
+from svqtui.gc_policy import settle_after_start
 from svqtui.model import DeviceView, QueueRow, Snapshot
 from svqtui.thread_priority import lower_thread_priority
 from svqtui.widgets.confirm_quit import ConfirmQuit
@@ -528,5 +529,6 @@ def run_console(runtime: ConsoleTarget) -> int:
     The UI thread runs at a lower priority than the engine's (started
     before it, so unaffected): rendering yields the CPU to relaying."""
     lower_thread_priority()
+    settle_after_start()
     SvqtuiApp(runtime).run()
     return 0

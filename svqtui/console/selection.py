@@ -7,7 +7,7 @@ Pure functions over snapshot rows, so they are tested without a screen.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from svqtui.model import QueueRow, Snapshot
@@ -78,6 +78,11 @@ def haystack(row: QueueRow) -> str:
     return " ".join(words).lower()
 
 
+def everything(scope: Scope, text: str) -> bool:
+    """Whether ``scope`` and the filter ``text`` let every row through."""
+    return scope.kind is ScopeKind.ALL and not text.split()
+
+
 def matches(row: QueueRow, text: str) -> bool:
     """Every whitespace-separated word of ``text`` occurs in the row's haystack."""
     words = text.lower().split()
@@ -91,16 +96,21 @@ def ordered(rows: Iterable[QueueRow], mode: SortMode) -> list[str]:
     """Row keys in display order. NAME keeps the snapshot's order (VMs,
     devices, queues as sources report them); the others put the largest
     first and fall back to that order for ties."""
-    items = list(rows)
+    return ordered_keys({r.key: r for r in rows}, mode)
+
+
+def ordered_keys(rows: Mapping[str, QueueRow], mode: SortMode) -> list[str]:
+    """``ordered`` over rows by key (``Snapshot.rows`` or a part of it, in
+    the snapshot's order): the keys are not made again from each row."""
     if mode is SortMode.NAME:
-        return [r.key for r in items]
-    position = {r.key: i for i, r in enumerate(items)}
+        return list(rows)
+    keys = list(rows)  # the sort is stable: ties keep the snapshot's order
     if mode is SortMode.KICKS:
-        items.sort(key=lambda r: (-r.kick_rate, position[r.key]))
+        keys.sort(key=lambda k: -rows[k].kick_rate)
     elif mode is SortMode.CALLS:
-        items.sort(key=lambda r: (-r.call_rate, position[r.key]))
+        keys.sort(key=lambda k: -rows[k].call_rate)
     elif mode is SortMode.IN_FLIGHT:
-        items.sort(key=lambda r: (-(r.view.in_flight or 0), position[r.key]))
+        keys.sort(key=lambda k: -(rows[k].view.in_flight or 0))
     else:
-        items.sort(key=lambda r: (r.stuck is None, position[r.key]))
-    return [r.key for r in items]
+        keys.sort(key=lambda k: rows[k].stuck is None)
+    return keys

@@ -20,10 +20,11 @@ import dataclasses
 import enum
 import types
 import typing
+from collections import abc
 from typing import Any, TypeVar
 
 from svqtui.control.errors import ControlProtocolError
-from svqtui.model import LogEvent, QueueRow, QueueView, Snapshot, VMView
+from svqtui.model import History, LogEvent, QueueRow, QueueView, Snapshot, VMView
 
 T = TypeVar("T")
 
@@ -54,6 +55,8 @@ def encode(value: Any) -> Any:
     names = _field_names(cls)
     if names is not None:
         return {name: encode(getattr(value, name)) for name in names}
+    if cls is History:  # a row's rate history: its floats, as a tuple's
+        return value.values().tolist()
     if isinstance(value, enum.Enum):
         return value.value
     if cls is tuple or cls is list or isinstance(value, tuple | list):
@@ -94,7 +97,7 @@ def decode(tp: Any, data: Any, where: str = "") -> Any:
             except ControlProtocolError as err:
                 last = err
         raise last or _fail(where, str(tp), data)
-    if origin is tuple or origin is list:
+    if origin is tuple or origin is list or origin is abc.Sequence:
         if not isinstance(data, list):
             raise _fail(where, "a list", data)
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
@@ -103,7 +106,7 @@ def decode(tp: Any, data: Any, where: str = "") -> Any:
             pairs = enumerate(zip(args, data, strict=True))
             return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in pairs)
         items = [decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
-        return tuple(items) if origin is tuple else items
+        return items if origin is list else tuple(items)  # a Sequence as a tuple
     if origin is dict:
         if not isinstance(data, dict):
             raise _fail(where, "an object", data)

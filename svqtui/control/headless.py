@@ -47,6 +47,7 @@ from svqtui.control.server import ControlServer
 from svqtui.control.service import ServiceNotifier
 from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
+from svqtui.gc_policy import settle_after_start
 from svqtui.model import LogEvent
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.takeover.donor import Donor
@@ -264,6 +265,7 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
             service.ready(_serving(runtime))
             if successor is not None:
                 successor.serving()  # the old svqtui exits now
+            settle_after_start()
             while True:  # the monitor refreshes on its own clock
                 signums = os.read(wakeup, 64)
                 if any(n in STOP_SIGNALS for n in signums):

@@ -40,6 +40,7 @@ from svqtui.engine.errors import (
     FdInUse,
     UnknownQueue,
 )
+from svqtui.thread_priority import request_short_slice
 
 DEFAULT_MAX_QUEUES = 4096
 DEFAULT_TIMEOUT_S = 2.0
@@ -314,6 +315,7 @@ class Engine:
             except (OSError, ValueError) as err:
                 self._start_error = f"cannot pin the engine thread to CPU {self.cpu}: {err}"
                 return
+        request_short_slice()  # a woken engine preempts a running console thread at once
         self.exit_code = lib.svq_run(self._raw)
 
     @property

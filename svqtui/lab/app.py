@@ -28,6 +28,7 @@ from typing import ClassVar, Protocol
 from svqtui.console.app import SvqtuiApp
 from svqtui.console.keys import KeySpec, KeyTable
 from svqtui.console.selection import Scope, ScopeKind
+from svqtui.gc_policy import settle_after_start
 from svqtui.lab.layout import SLOT_NAMES
 from svqtui.lab.migration import MigrationResult
 from svqtui.lab.scenario import DroppedCall
@@ -160,5 +161,6 @@ class LabApp(SvqtuiApp):
 def run_lab_console(lab: LabControls) -> int:
     """Run the lab console until the operator quits (see svqtui.console.app.run_console)."""
     lower_thread_priority()
+    settle_after_start()
     LabApp(lab).run()
     return 0

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from svqtui.console.app import SvqtuiApp
 from svqtui.console.keys import KeySpec, KeyTable
+from svqtui.gc_policy import settle_after_start
 from svqtui.model import Snapshot
 from svqtui.recording.replay import ReplayRuntime
 from svqtui.thread_priority import lower_thread_priority
@@ -132,5 +133,6 @@ class ReplayApp(SvqtuiApp):
 def run_replay_console(runtime: ReplayRuntime) -> int:
     """Run the replay console until the operator quits."""
     lower_thread_priority()
+    settle_after_start()
     ReplayApp(runtime).run()
     return 0

@@ -63,7 +63,7 @@ class DeviceTree(Tree[Scope]):
         self.guide_depth = 2
         self._structure: Structure = ()
         self._scope_nodes: dict[str, TreeNode[Scope]] = {}
-        self._labels: dict[str, str] = {}
+        self._labels: dict[str, tuple[object, ...]] = {}  # what each label says
         self.root.expand()
 
     def update_from(self, snap: Snapshot) -> None:
@@ -76,18 +76,19 @@ class DeviceTree(Tree[Scope]):
         for row in snap.rows.values():
             if row.stuck:
                 stuck[row.device_key] = stuck.get(row.device_key, 0) + 1
+        labels = self._labels
         for vm in snap.vms:
-            self._relabel(vm.key, self._scope_nodes[vm.key], vm_label(vm))
+            migration = vm.migration.status if vm.migration is not None else None
+            said: tuple[object, ...] = (vm.name, vm.label, vm.connected, migration)
+            if labels.get(vm.key) != said:  # a label is made only when what it says changed
+                labels[vm.key] = said
+                self._scope_nodes[vm.key].set_label(vm_label(vm))
             for dev in vm.devices:
-                self._relabel(
-                    dev.key, self._scope_nodes[dev.key], device_label(dev, stuck.get(dev.key, 0))
-                )
-
-    def _relabel(self, key: str, node: TreeNode[Scope], label: Text) -> None:
-        text = label.markup
-        if self._labels.get(key) != text:
-            self._labels[key] = text
-            node.set_label(label)
+                count = stuck.get(dev.key, 0)
+                said = (dev.name, dev.shadow, dev.connected, count)
+                if labels.get(dev.key) != said:
+                    labels[dev.key] = said
+                    self._scope_nodes[dev.key].set_label(device_label(dev, count))
 
     def _rebuild(self, snap: Snapshot) -> None:
         current = self.cursor_node.data if self.cursor_node is not None else None

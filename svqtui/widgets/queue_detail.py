@@ -7,6 +7,7 @@ the VM's migration, and recent events."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.table import Table
@@ -30,7 +31,7 @@ PLOT_ROWS = 4
 EIGHTHS = " ▁▂▃▄▅▆▇█"
 
 
-def rate_plot(history: tuple[float, ...], width: int, rows: int = PLOT_ROWS) -> Text:
+def rate_plot(history: Sequence[float], width: int, rows: int = PLOT_ROWS) -> Text:
     """The newest ``width`` samples as a ``rows``-high bar plot scaled from
     zero to the peak (so a steady rate looks steady), newest on the right."""
     samples = list(history)[-width:]
@@ -52,9 +53,9 @@ class RatePlot(Widget):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.history: tuple[float, ...] = ()
+        self.history: Sequence[float] = ()
 
-    def show(self, history: tuple[float, ...]) -> None:
+    def show(self, history: Sequence[float]) -> None:
         if history != self.history:
             self.history = history
             self.refresh()
@@ -228,7 +229,7 @@ def fds_text(row: QueueRow) -> Text:
     return out
 
 
-def history_caption(history: tuple[float, ...]) -> str:
+def history_caption(history: Sequence[float]) -> str:
     if not history:
         return "rate history: none yet (one sample per refresh)"
     avg = sum(history) / len(history)

@@ -10,6 +10,7 @@ they scroll in, so 1,024 queues at 10 Hz cost about what one screenful does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,7 +25,15 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from svqtui.console import format as fmt
-from svqtui.console.selection import Scope, SortMode, device_vms, in_scope, matches, ordered
+from svqtui.console.selection import (
+    Scope,
+    SortMode,
+    device_vms,
+    everything,
+    in_scope,
+    matches,
+    ordered_keys,
+)
 from svqtui.model import QueueRow, Snapshot
 
 SPARK_WIDTH = 10
@@ -120,9 +129,14 @@ SPARK = Style.parse("cyan")
 REVERSE = Style(reverse=True)
 
 
+def cells(text: str) -> int:
+    """``text``'s width in terminal cells (most cells are printable ASCII)."""
+    return len(text) if text.isascii() and text.isprintable() else cell_len(text)
+
+
 def fit(text: str, width: int) -> str:
     """Cut ``text`` to ``width`` cells, with an ellipsis when it was longer."""
-    return set_cell_size(text, width - 1) + "…" if cell_len(text) > width else text
+    return set_cell_size(text, width - 1) + "…" if cells(text) > width else text
 
 
 def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
@@ -132,15 +146,15 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
     key = column.key
     if key == "stuck" and text.startswith(FAULT_WORD + " "):
         shown = fit(text, column.width)
-        rest = shown[len(FAULT_WORD) :] + " " * (column.width - cell_len(shown))
+        rest = shown[len(FAULT_WORD) :] + " " * (column.width - cells(shown))
         word = Segment(shown[: len(FAULT_WORD)], base + FAULT)
         return [edge, word, Segment(rest, base), edge]
     if key == "stuck" and text and not text.startswith("why: "):
         shown = fit(f"STUCK {text}", column.width)
-        rest = shown[5:] + " " * (column.width - cell_len(shown))
+        rest = shown[5:] + " " * (column.width - cells(shown))
         return [edge, Segment(shown[:5], base + STUCK_WORD), Segment(rest, base), edge]
     text = fit(text, column.width)
-    pad = " " * (column.width - cell_len(text))
+    pad = " " * (column.width - cells(text))
     style = base
     if key == "mask" and text in MASK_STYLES:
         style = base + MASK_STYLES[text]
@@ -155,9 +169,16 @@ def cell_segments(column: Column, text: str, base: Style) -> list[Segment]:
 
 
 def row_strip(plain: Plain, base: Style) -> Strip:
+    """One painted row. Neighbouring cells in the row's base style are one
+    segment (most cells: ~15 segments instead of 45), as Textual's filters,
+    crops and terminal writes cost per segment."""
     segments: list[Segment] = []
     for column, text in zip(COLUMNS, plain, strict=True):
-        segments.extend(cell_segments(column, text, base))
+        for segment in cell_segments(column, text, base):
+            if segments and segments[-1].style is segment.style:  # mostly ``base``
+                segments[-1] = Segment(segments[-1].text + segment.text, segment.style)
+            else:
+                segments.append(segment)
     return Strip(segments, TOTAL_WIDTH)
 
 
@@ -231,7 +252,7 @@ class QueueTable(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._latest: dict[str, QueueRow] = {}  # newest data of each shown row
+        self._latest: Mapping[str, QueueRow] = {}  # newest data of each shown row
         self._written: dict[str, QueueRow] = {}  # the data its text was made from
         self._plain: dict[str, Plain] = {}  # what each row's cells say
         self._strips: dict[str, tuple[Plain, tuple[object, ...], Strip]] = {}
@@ -239,6 +260,7 @@ class QueueTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self.cursor_row = 0
         self.cells_written = 0  # cells whose text changed and was formatted
+        self._style_memo: tuple[str, Style] | None = None  # (theme, own rich style)
         self.virtual_size = Size(TOTAL_WIDTH, 1)
 
     # -- what is selected ----------------------------------------------------
@@ -274,10 +296,15 @@ class QueueTable(ScrollView, can_focus=True):
 
     def show(self, snap: Snapshot, scope: Scope, text: str, sort: SortMode) -> None:
         """Show the rows of ``snap`` in ``scope`` matching ``text``, sorted."""
-        vm_of = device_vms(snap) if scope.kind.value == "vm" else {}
-        rows = [r for r in snap.rows.values() if in_scope(r, scope, vm_of) and matches(r, text)]
-        self._latest = {r.key: r for r in rows}
-        order = ordered(rows, sort)
+        self._style_memo = None  # styles follow the app within one refresh
+        if everything(scope, text):
+            self._latest = snap.rows  # a snapshot is never changed: no copy
+        else:
+            vm_of = device_vms(snap) if scope.kind.value == "vm" else {}
+            self._latest = {
+                k: r for k, r in snap.rows.items() if in_scope(r, scope, vm_of) and matches(r, text)
+            }
+        order = ordered_keys(self._latest, sort)
         if order != self._order:
             cursor = self.cursor_key
             self._order = order
@@ -339,20 +366,33 @@ class QueueTable(ScrollView, can_focus=True):
             kind, names = ("odd",), ()
         else:
             kind, names = ("even",), ("queue-table--even",)
-        style = self.get_component_rich_style(*names) if names else self.rich_style
+        style = self.get_component_rich_style(*names) if names else self._own_style()
         if kind[0] == "cursor" and self.app.no_color:
             style += REVERSE  # NO_COLOR strips backgrounds: keep the cursor visible
         return (*kind, self.app.theme), style
 
+    def _own_style(self) -> Style:
+        """``self.rich_style``, kept until the next ``show()``, theme or style
+        update: it walks every ancestor's styles, and each painted line needs it."""
+        theme = self.app.theme
+        if self._style_memo is None or self._style_memo[0] != theme:
+            self._style_memo = (theme, self.rich_style)
+        return self._style_memo[1]
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._style_memo = None
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
+        own = self._own_style()
         if y == 0:
             strip = header_strip(self.get_component_rich_style("queue-table--header"))
         else:
             index = scroll_y + y - 1
             if index >= len(self._order):
-                return Strip.blank(width, self.rich_style)
+                return Strip.blank(width, own)
             key = self._order[index]
             self._refresh_plain(key)
             plain = self._plain[key]
@@ -363,7 +403,7 @@ class QueueTable(ScrollView, can_focus=True):
             else:
                 strip = row_strip(plain, style)
                 self._strips[key] = (plain, kind, strip)
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return strip.crop_extend(scroll_x, scroll_x + width, own)
 
     def _on_focus(self, event: events.Focus) -> None:
         self.refresh()
