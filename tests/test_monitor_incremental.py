@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from svqtui.config import StuckConfig
 from svqtui.control.codec import decode, encode
-from svqtui.diagnosis import Timing, diagnose
+from svqtui.diagnosis import Timing, verdict
 from svqtui.eventlog import EventLog
 from svqtui.model import (
     DeviceView,
@@ -58,6 +58,8 @@ class _Track:
     avail_seen: collections.deque[tuple[int, float]] = dataclasses.field(
         default_factory=collections.deque
     )
+    dropped_kicks: int = 0
+    last_kick_dropped: bool = False
     kick_rate: float = 0.0
     call_rate: float = 0.0
     history: collections.deque[float] = dataclasses.field(
@@ -131,6 +133,8 @@ class ScratchRows:
                 track.kicks_at_last_call = q.kicks or 0
             if q.kicks != track.kicks:
                 track.kicks_changed_at = now
+                track.last_kick_dropped = q.dropped_kicks != track.dropped_kicks
+            track.dropped_kicks = q.dropped_kicks
             if used != track.used_idx:
                 track.used_changed_at = now
             if avail != track.avail_idx:
@@ -148,9 +152,10 @@ class ScratchRows:
                 track.no_interrupt_at, track.used_at_no_interrupt = now, used
             if dt is not None:
                 track.history.append(track.kick_rate + track.call_rate)
-        stuck = self.stuck_reason(q, track, now) if dev.connected else None
+        found = self.diagnosis(q, track, now) if dev.connected else None
+        stuck = self.stuck_reason(q, track, now, found) if dev.connected else None
         oldest_age = self.oldest_age(track, q, now)
-        diagnosis = self.diagnosis(q, track, now) if dev.connected else None
+        diagnosis = found[1] if found is not None else None
         return QueueRow(
             view=q,
             device_key=dev.key,
@@ -168,7 +173,7 @@ class ScratchRows:
         )
 
     @staticmethod
-    def diagnosis(q: QueueView, track: _Track, now: float) -> str | None:
+    def diagnosis(q: QueueView, track: _Track, now: float) -> tuple[str, str] | None:
         after = STUCK.after_s
         used_still = now - track.used_changed_at
         no_call = now - track.calls_changed_at if q.calls is not None else None
@@ -187,11 +192,14 @@ class ScratchRows:
             masked_s=masked,
             no_interrupt_s=no_interrupt,
             used_at_no_interrupt=track.used_at_no_interrupt,
+            last_kick_dropped=track.last_kick_dropped,
         )
-        return diagnose(q, timing)
+        return verdict(q, timing)
 
     @staticmethod
-    def stuck_reason(q: QueueView, track: _Track, now: float) -> tuple[StuckRule, str] | None:
+    def stuck_reason(
+        q: QueueView, track: _Track, now: float, found: tuple[str, str] | None
+    ) -> tuple[StuckRule, str] | None:
         after = STUCK.after_s
         in_flight = q.in_flight
         if STUCK.in_flight and in_flight and now - track.used_changed_at >= after:
@@ -208,6 +216,11 @@ class ScratchRows:
         ):
             return StuckRule.KICKS_WITHOUT_CALLS, (
                 f"{unanswered} kick(s) and no call for {now - track.calls_changed_at:.0f}s"
+            )
+        if STUCK.kicks_without_calls and found is not None and found[0] == "call_owed":
+            return StuckRule.KICKS_WITHOUT_CALLS, (
+                f"a call owed: used index at {_ring_indices(q)[1]}, "
+                f"no call for {now - track.calls_changed_at:.0f}s"
             )
         return (StuckRule.SOURCE, q.stuck_hint) if q.stuck_hint else None
 
@@ -239,7 +252,8 @@ _queue_change = st.fixed_dictionaries(
         "avail": st.sampled_from([0, 0, 1, 2, 70_000]),
         "used": st.sampled_from([0, 0, 1, 2]),
         "indexed": st.booleans(),
-        "ring": st.sampled_from([None, "indices", "no_interrupt", "flags_only"]),
+        "ring": st.sampled_from([None, "indices", "no_interrupt", "flags_only", "event_idx"]),
+        "dropped": st.sampled_from([0, 0, 0, 1]),  # kicks a fault dropped
         "mask": st.sampled_from([None, *MaskState]),
         "hold": st.booleans(),
         "kicked": st.booleans(),
@@ -261,7 +275,7 @@ class _Queue:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.kicks = self.calls = self.avail = self.used = 0
+        self.kicks = self.calls = self.avail = self.used = self.dropped = 0
         self.view: QueueView | None = None
 
     def view_for(self, change: dict[str, Any], now_ns: int) -> QueueView:
@@ -271,12 +285,18 @@ class _Queue:
         self.calls += change["calls"]
         self.avail = (self.avail + change["avail"]) & 0xFFFF
         self.used = (self.used + change["used"]) & 0xFFFF
+        self.dropped += change["dropped"]
         counted, indexed = bool(change["counted"]), bool(change["indexed"])
         ring = None
         if change["ring"] == "indices":
             ring = RingState(16, False, False, False, 0, self.avail, 0, self.used)
         elif change["ring"] == "no_interrupt":
             ring = RingState(16, False, False, False, 1, self.avail, 0, self.used)
+        elif change["ring"] == "event_idx":  # the guest wants a call past used - 1
+            ring = RingState(16, True, False, False, 0, self.avail, 0, self.used)
+            ring = dataclasses.replace(
+                ring, used_event=(self.used - 1) & 0xFFFF, avail_event=(self.avail - 1) & 0xFFFF
+            )
         elif change["ring"] == "flags_only":
             ring = RingState(16, False, False, False, 1)
         self.view = QueueView(
@@ -290,6 +310,7 @@ class _Queue:
             ring=ring,
             hold=bool(change["hold"]),
             stuck_hint=change["hint"],
+            dropped_kicks=self.dropped,
         )
         return self.view
 
