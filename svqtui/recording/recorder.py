@@ -46,6 +46,7 @@ STOP_TIMEOUT_S = 10.0
 MIGRATING = frozenset(
     {"setup", "active", "pre-switchover", "device", "postcopy-active", "wait-unplug"}
 )
+ENDED = frozenset({"completed", "failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,13 +283,19 @@ class Recorder:
             self._incident("stuck", f"{row.vm_name}/{row.device_name} queue {row.view.index}", now)
         for vm in snap.vms:
             status = vm.migration.status if vm.migration else "none"
-            before = self._migration.get(vm.key, "none")
+            before = self._migration.get(vm.key)
             self._migration[vm.key] = status
             if not self.settings.on_migration or status == before:
                 continue
+            if before is None and status in ENDED:
+                continue  # first seen after a migration ended: nothing started now
             if status in MIGRATING and before not in MIGRATING:
                 self._incident("migration-start", vm.name, now)
-            elif status == "failed":
+            elif status in ENDED and before not in MIGRATING:
+                # a migration shorter than the source's poll: its start was
+                # never seen, its end is; the window still holds it
+                self._incident("migration-start", vm.name, now)
+            if status == "failed":
                 self._incident("migration-failed", vm.name, now)
         due = [i for i in self._pending if i.due <= now]
         if due:

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from svqtui.eventlog import EventLog
+from svqtui.model import EngineStatus, MigrationView, Snapshot, VMView
 from svqtui.recording.errors import RecorderOff, RecordingWriteFailed
 from svqtui.recording.files import incident_name, prune
 from svqtui.recording.reader import Recording
+from svqtui.recording.recorder import Recorder
 from svqtui.recording.settings import RecordSettings
 from svqtui.runtime import Runtime
 from svqtui.sources.demo import DemoSource
@@ -124,3 +127,35 @@ def test_a_full_filesystem_is_one_log_line_and_no_stall(tmp_path: Path) -> None:
         first = min(full.glob("c*.svqrec"), key=lambda p: p.stat().st_mtime)
         with Recording.open(first) as rec:  # what fitted replays, up to the tear
             assert len(rec) > 0
+
+
+def _vm_snapshot(t: float, status: str | None) -> Snapshot:
+    migration = MigrationView(status) if status is not None else None
+    vm = VMView(key="q:vm1", name="vm1", source="qmp", devices=(), migration=migration)
+    engine = EngineStatus(alive=True, relays_per_s=0.0, queues=0, backlog=0)
+    return Snapshot(t, (vm,), {}, engine, (), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "causes"),
+    [
+        ((None, "active", "completed"), ["migration-start"]),
+        # shorter than a poll: the start was never seen, the end is
+        ((None, "completed"), ["migration-start"]),
+        (("none", "failed"), ["migration-start", "migration-failed"]),
+        (("active", "failed"), ["migration-start", "migration-failed"]),
+        # svqtui started after a migration ended: nothing started now
+        (("completed", "completed"), []),
+    ],
+)
+def test_a_migration_start_is_an_incident_even_when_its_start_was_missed(
+    tmp_path: Path, statuses: tuple[str | None, ...], causes: list[str]
+) -> None:
+    """Each migration that svqtui sees start, or sees end without having seen
+    it start (a migration shorter than the source's poll), is one
+    migration-start incident; a failure adds migration-failed; a VM first
+    seen after its migration completed is none."""
+    recorder = Recorder(RecordSettings(enabled=True, dir=str(tmp_path)), EventLog())
+    for i, status in enumerate(statuses):
+        recorder._watch(_vm_snapshot(1000.0 + i, status))
+    assert [i.cause for i in recorder._pending] == causes
