@@ -55,6 +55,7 @@ from svqtui.takeover.successor import Successor
 from svqtui.unix_socket import SocketPathTooLong, check_path
 
 if TYPE_CHECKING:
+    from svqtui.outputs.prometheus import MetricsServer
     from svqtui.reload import ReloadReport
     from svqtui.runtime import Runtime
 
@@ -102,6 +103,18 @@ def _offer(donor: Donor | None, request: Request) -> tuple[dict[str, Any], socke
 
 def _say(message: str) -> None:
     print(f"svqtui: {message}", file=sys.stderr, flush=True)
+
+
+def _serve_metrics(runtime: Runtime) -> MetricsServer:
+    """The Prometheus exporter on ``metrics.listen`` (MetricsListenError)."""
+    from svqtui.outputs.prometheus import serve_metrics
+
+    listen = runtime.config.metrics
+    assert listen is not None
+    metrics = serve_metrics(listen, runtime.monitor)
+    note = "" if listen.loopback else " (no authentication: any host can read)"
+    runtime.log.info(f"metrics: serving {metrics.url}{note}")
+    return metrics
 
 
 @contextlib.contextmanager
@@ -216,6 +229,13 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
     except NotifySocketError as err:
         _say(str(err))
         return EXIT_CONFIG
+    metrics: MetricsServer | None = None
+    if not takeover and runtime.config.metrics is not None:
+        try:
+            metrics = _serve_metrics(runtime)
+        except SvqtuiError as err:
+            _say(str(err))
+            return EXIT_ERROR
     sockfile = SocketFile(path)
     donor: Donor | None = None
     server = ControlServer(
@@ -231,6 +251,8 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
         sockfile,
         _handed_over,
         reload_lock=runtime.reload_lock,
+        metrics=metrics,
+        relays=lambda: runtime.engine.health().relays,
     )
     code = EXIT_OK
     with _signals() as wakeup:
@@ -254,6 +276,7 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
                 sock.close()
                 raise
             if successor is not None:
+                metrics = donor.metrics = successor.metrics
                 runtime.log.info(
                     f"headless: took over from svqtui pid {successor.old_pid}; serving {path}"
                 )
@@ -280,6 +303,8 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
             code = EXIT_ERROR
         finally:
             service.stopping()
+            if metrics is not None:
+                metrics.stop()
             server.stop()
             sockfile.remove_socket()
             runtime.stop()

@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import svqtui
 from svqtui.control.protocol import PROTOCOL_VERSION, Request
@@ -43,9 +43,13 @@ from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverBusy, 
 from svqtui.takeover.state import STATE_VERSION, FdSink, header
 from svqtui.takeover.transport import recv_step, send_bundle, send_step
 
+if TYPE_CHECKING:
+    from svqtui.outputs.prometheus import MetricsServer
+
 STEP_S = 5.0  # each step of the hand-over
 FREEZE_S = 5.0  # the switch budget: a device must reach a message boundary within it
 SERVING_S = 30.0  # after "released": how long N may take to say it serves
+DRAIN_S = 2.0  # before exiting: scrapes this svqtui accepted are answered
 
 
 class Donor:
@@ -60,9 +64,17 @@ class Donor:
         sockfile: SocketFile,
         on_handed_over: Callable[[int], None],
         reload_lock: threading.Lock | None = None,
+        metrics: MetricsServer | None = None,
+        relays: Callable[[], int] | None = None,
     ) -> None:
         """``on_handed_over(pid)`` ends this process (exit 0) once N serves;
-        ``reload_lock`` is held from the freeze on (no reload meanwhile)."""
+        ``reload_lock`` is held from the freeze on (no reload meanwhile);
+        ``metrics``: the Prometheus exporter, whose listening socket goes
+        too (to a successor that asks for it); ``relays``: the engine's
+        relay count, which N continues."""
+        self.metrics = metrics
+        self._relays = relays or (lambda: 0)
+        self._optional: frozenset[str] = frozenset()
         self._reload_lock = reload_lock or threading.Lock()
         self._loop = loop
         self._log = log
@@ -90,11 +102,15 @@ class Donor:
                 f"takeover refused: control protocol {request.args.get('protocol')!r:.20}, "
                 f"this svqtui speaks {PROTOCOL_VERSION}; nothing changed"
             )
+        optional = request.args.get("optional")
         if not self._running.acquire(blocking=False):
             raise TakeoverRunning("takeover refused: a takeover of this svqtui is already running")
         if not self._reload_lock.acquire(timeout=FREEZE_S):
             self._running.release()
             raise TakeoverBusy("takeover refused: a configuration reload is running; try again")
+        self._optional = frozenset(
+            x for x in (optional if isinstance(optional, list) else []) if isinstance(x, str)
+        )
         try:
             doc, fds = self._freeze_and_capture()
         except BaseException:
@@ -130,10 +146,21 @@ class Donor:
             "ino": self._sockfile.socket_ino,
             "path": self._sockfile.path,
         }
+        doc: dict[str, Any] = {"pid": os.getpid(), "control": control, "devices": devices}
+        if self.metrics is not None and "metrics" in self._optional:
+            # An fd only to a successor that asked for it: an older one
+            # refuses an fd it does not know (docs/design.md#takeover).
+            listen = self.metrics.listen
+            doc["metrics"] = {
+                "listen": sink.add(self.metrics.listen_fd),
+                "host": listen.host,
+                "port": listen.port,
+                "bound": self.metrics.port,
+            }
         # The transport sends from another thread: send duplicates, so that
         # nothing the loop might close meanwhile is sent under a reused number.
         fds = [os.dup(fd) for fd in sink.fds]
-        return header({"pid": os.getpid(), "control": control, "devices": devices}), fds
+        return header(doc), fds
 
     def _thaw(self) -> None:
         async def thaw() -> None:
@@ -141,6 +168,8 @@ class Donor:
                 await source.rearm()
                 source.thaw()
             await self._server.resume_accepting()
+            if self.metrics is not None:
+                self.metrics.resume()
 
         try:
             self._loop.call(thaw(), what="takeover: resume")
@@ -161,8 +190,10 @@ class Donor:
                         os.close(fd)
             step = self._step(sock, "have")
             bases = self._loop.call(self._release_engine(), what="takeover: release the engine")
+            if self.metrics is not None and "metrics" in self._optional:
+                self.metrics.pause()  # N serves its socket from here
             try:
-                send_step(sock, "released", bases=bases)
+                send_step(sock, "released", bases=bases, engine_relays=self._relays())
             except OSError as err:
                 raise TakeoverAborted(f"the new svqtui went away: {err.strerror or err}") from None
             released = True
@@ -183,6 +214,9 @@ class Donor:
                 self._release()
                 return
             self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
+            if self.metrics is not None:
+                self.metrics.pause()
+                self.metrics.drain(DRAIN_S)  # a scrape accepted here gets its answer
             self._on_handed_over(pid if isinstance(pid, int) else 0)
         except Exception as err:  # a bug too: never leave this svqtui frozen
             why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)

@@ -3,7 +3,12 @@
 The new svqtui (N) connects to the control socket the old one (O) serves and
 sends one request line::
 
-    {"id": 1, "cmd": "takeover", "args": {"protocol": 1, "state_versions": [1]}}
+    {"id": 1, "cmd": "takeover",
+     "args": {"protocol": 1, "state_versions": [1], "optional": ["metrics", "events"]}}
+
+``optional`` lists the optional parts of the state this svqtui reads (an
+older one omits it): O sends a part that carries fds only when it is
+listed, since an fd the reader does not know is refused.
 
 O answers with one ordinary response line. A refusal is an error response
 (TakeoverStateRefused, TakeoverRunning, TakeoverBusy: one line). An
@@ -36,13 +41,21 @@ from svqtui.takeover.errors import TakeoverAborted, TransportError
 from svqtui.takeover.state import UNDERSTOOD_VERSIONS
 from svqtui.unix_socket import peer_uid
 
+#: The optional parts of the state this svqtui reads (docs/design.md#takeover).
+OPTIONAL_PARTS = ("metrics", "events")
 REPLY_TIMEOUT_S = 15.0  # O freezes (at most 5 s) and captures before it answers
 
 
 def takeover_request(state_versions: list[int] | None = None) -> Request:
     versions = sorted(UNDERSTOOD_VERSIONS) if state_versions is None else state_versions
     return Request(
-        Command.TAKEOVER, {"protocol": PROTOCOL_VERSION, "state_versions": versions}, id=1
+        Command.TAKEOVER,
+        {
+            "protocol": PROTOCOL_VERSION,
+            "state_versions": versions,
+            "optional": list(OPTIONAL_PARTS),
+        },
+        id=1,
     )
 
 

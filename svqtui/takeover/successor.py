@@ -23,12 +23,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from svqtui.config import MetricsListen
 from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
+from svqtui.outputs.prometheus import MetricsServer
 from svqtui.runtime import Runtime
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.handover import DeviceState, check_fds, parse_device
@@ -51,10 +54,41 @@ class ControlState:
 
 
 @dataclass(slots=True)
+class MetricsState:
+    """O's Prometheus exporter: its listening socket, configured address and bound port."""
+
+    listen: int
+    host: str
+    port: int
+    bound: int
+
+    @property
+    def address(self) -> MetricsListen:
+        return MetricsListen(self.host, self.port)
+
+
+@dataclass(slots=True)
 class TakeoverState:
     old_pid: int
     control: ControlState
     devices: list[DeviceState]
+    metrics: MetricsState | None = None
+    events: dict[str, Any] = field(default_factory=dict)
+
+
+def _metrics(value: object, refs: FdSource) -> MetricsState | None:
+    """The optional ``metrics`` part (absent: O had no exporter, or is older)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise StateRefused("takeover refused: metrics: not an object")
+    host, port, bound = value.get("host"), value.get("port"), value.get("bound")
+    if not isinstance(host, str) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in (port, bound)
+    ):
+        raise StateRefused("takeover refused: metrics: no host, port or bound port")
+    assert isinstance(port, int) and isinstance(bound, int)
+    return MetricsState(refs.ref(value.get("listen"), "metrics.listen"), host, port, bound)
 
 
 def parse(doc: dict[str, Any], fds: list[int]) -> TakeoverState:
@@ -79,6 +113,7 @@ def parse(doc: dict[str, Any], fds: list[int]) -> TakeoverState:
         raise StateRefused("takeover refused: the state has no device list")
     for i, dev in enumerate(devices):
         state.devices.append(parse_device(dev, refs, f"devices[{i}]"))
+    state.metrics = _metrics(doc.get("metrics"), refs)
     check(doc, len(fds), refs.refs)
     for dev in state.devices:
         check_fds(dev, fds)
@@ -115,6 +150,9 @@ class Successor:
         self._stream: socket.socket | None = None
         self.old_pid = 0
         self.committed = False  # "released" arrived: this process owns everything
+        #: the Prometheus exporter (``metrics.listen``), serving once taken over
+        self.metrics: MetricsServer | None = None
+        self._own_metrics: socket.socket | None = None  # bound here: a new address
 
     def _source(self) -> VhostUserSource | None:
         found = [s for s in self.runtime.sources if isinstance(s, VhostUserSource)]
@@ -153,15 +191,70 @@ class Successor:
                 send_step(stream, "error", message=str(failure))
             stream.close()
             _close_all(fds)
+            if self._own_metrics is not None:
+                self._own_metrics.close()
             raise failure from None
         self.committed = True
         _test_fail("released")
         self._apply_bases(state, released.get("bases"))
+        relays = released.get("engine_relays")
+        if isinstance(relays, int) and not isinstance(relays, bool):
+            self.runtime.engine.relays_base = relays
         source = self._source()
         if source is not None:
             source.adopt(state.devices, fds)
         self.sockfile.adopt(fds[state.control.lock], state.control.ino)
+        self._serve_metrics(state, fds)
         return socket.socket(fileno=fds[state.control.listen])
+
+    def _plan_metrics(self, state: TakeoverState) -> None:
+        """Before "have": when this configuration's exporter address is not
+        the old svqtui's, bind it now (a busy port refuses the takeover)."""
+        mine = self.runtime.config.metrics
+        theirs = state.metrics
+        if mine is not None and (theirs is None or theirs.address != mine):
+            self._own_metrics = MetricsServer(mine, self.runtime.monitor).bind()
+
+    def _serve_metrics(self, state: TakeoverState, fds: list[int]) -> None:
+        """After "released": serve the old svqtui's metrics socket, or the
+        one bound for a new address (the old one closed, said in one line)."""
+        mine, theirs, log = self.runtime.config.metrics, state.metrics, self.runtime.log
+        if mine is None:
+            if theirs is not None:
+                os.close(fds[theirs.listen])
+                log.info(
+                    f"metrics: the old svqtui served {theirs.address}; this configuration "
+                    "has no metrics.listen: closed"
+                )
+            return
+        server = MetricsServer(mine, self.runtime.monitor)
+        if self._own_metrics is not None:
+            sock, self._own_metrics = self._own_metrics, None
+            if theirs is not None:
+                os.close(fds[theirs.listen])
+        else:
+            assert theirs is not None
+            sock = socket.socket(fileno=fds[theirs.listen])
+        # Scrapes wait in the backlog until a snapshot taken after the
+        # adoption is out (the last one has none of the taken-over counters).
+        server.start(sock, paused=True)
+        self.metrics = server
+        monitor = self.runtime.monitor
+
+        def first_snapshot() -> None:
+            seq = monitor.seq
+            monitor.refresh_soon(wait=False)
+            monitor.wait_newer(seq + 1, 5.0)  # one that started after the adoption
+            server.resume()
+
+        threading.Thread(target=first_snapshot, name="svqtui-metrics-start", daemon=True).start()
+        if theirs is None:
+            note = "bound here: the old svqtui had no exporter"
+        elif theirs.address == mine:
+            note = "taken over from the old svqtui"
+        else:
+            note = f"a new address: the old svqtui's {theirs.address} is closed"
+        log.info(f"metrics: serving {server.url} ({note})")
 
     @staticmethod
     def _failure(err: Exception) -> SvqtuiError:
@@ -185,6 +278,7 @@ class Successor:
             )
         if source is not None:
             source.takeover_check(state.devices)
+        self._plan_metrics(state)
         engine = self.runtime.engine
         needed = sum(d.shadowed_rings for d in state.devices)
         room = engine.max_queues - engine.queue_count

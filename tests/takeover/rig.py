@@ -52,7 +52,8 @@ def settled_fd_count(pid: int, expected: int, timeout: float = 5.0) -> int:
         time.sleep(0.05)
 
 
-def write_config(directory: Path, shadow: bool) -> Path:
+def write_config(directory: Path, shadow: bool, metrics: str | None = None) -> Path:
+    """The rig's config (``metrics``: a ``metrics.listen`` address)."""
     cfg = directory / "config.yaml"
     cfg.write_text(
         "\n".join(
@@ -61,6 +62,7 @@ def write_config(directory: Path, shadow: bool) -> Path:
                 "demo: {enabled: false}",
                 "qmp: {discover: false}",
                 f"control: {{socket: {directory / 'c.sock'}}}",
+                *([f"metrics: {{listen: '{metrics}'}}"] if metrics else []),
                 "devices:",
                 f"  - {{name: {DEVICE}, listen: {directory / 'vu0.sock'}, "
                 f"backend: {directory / 'be0.sock'}, shadow: {'on' if shadow else 'off'}}}",
@@ -74,9 +76,16 @@ def write_config(directory: Path, shadow: bool) -> Path:
 class TakeoverRig:
     """O serving one device to a scripted front-end and back-end."""
 
-    def __init__(self, tmp_path: Path, shadow: bool, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        shadow: bool,
+        env: dict[str, str] | None = None,
+        metrics: str | None = None,
+    ) -> None:
         self.dir, self._created = short_dir(tmp_path)
-        self.config = write_config(self.dir, shadow)
+        self.shadow = shadow
+        self.config = write_config(self.dir, shadow, metrics)
         self.shared = Shared()
         self.backend = ScriptedBackend(str(self.dir / "be0.sock"), self.shared)
         self.current = HeadlessProcess(self.dir, config=self.config, env=env).start()
