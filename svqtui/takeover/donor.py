@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import svqtui
+from svqtui.control.codec import encode_event
 from svqtui.control.protocol import PROTOCOL_VERSION, Request
 from svqtui.control.server import ControlServer
 from svqtui.control.sockfile import SocketFile
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 STEP_S = 5.0  # each step of the hand-over
 FREEZE_S = 5.0  # the switch budget: a device must reach a message boundary within it
 SERVING_S = 30.0  # after "released": how long N may take to say it serves
+RECENT_EVENTS = 100  # event log lines that go along (N shows them as the old svqtui's)
 DRAIN_S = 2.0  # before exiting: scrapes this svqtui accepted are answered
 
 
@@ -75,6 +77,7 @@ class Donor:
         self.metrics = metrics
         self._relays = relays or (lambda: 0)
         self._optional: frozenset[str] = frozenset()
+        self._events_seq = 0  # the event log's number at the capture
         self._reload_lock = reload_lock or threading.Lock()
         self._loop = loop
         self._log = log
@@ -146,7 +149,13 @@ class Donor:
             "ino": self._sockfile.socket_ino,
             "path": self._sockfile.path,
         }
-        doc: dict[str, Any] = {"pid": os.getpid(), "control": control, "devices": devices}
+        self._events_seq, recent = self._log.recent(RECENT_EVENTS)
+        doc: dict[str, Any] = {
+            "pid": os.getpid(),
+            "control": control,
+            "devices": devices,
+            "events": {"seq": self._events_seq, "recent": [encode_event(e) for e in recent]},
+        }
         if self.metrics is not None and "metrics" in self._optional:
             # An fd only to a successor that asked for it: an older one
             # refuses an fd it does not know (docs/design.md#takeover).
@@ -163,6 +172,8 @@ class Donor:
         return header(doc), fds
 
     def _thaw(self) -> None:
+        self._log.take_back()
+
         async def thaw() -> None:
             for source in self._vhost_user():
                 await source.rearm()
@@ -192,8 +203,12 @@ class Donor:
             bases = self._loop.call(self._release_engine(), what="takeover: release the engine")
             if self.metrics is not None and "metrics" in self._optional:
                 self.metrics.pause()  # N serves its socket from here
+            seq, tail = self._log.hand_over(self._events_seq)  # N numbers on from seq
+            events = {"seq": seq, "tail": [encode_event(e) for e in tail[-RECENT_EVENTS:]]}
             try:
-                send_step(sock, "released", bases=bases, engine_relays=self._relays())
+                send_step(
+                    sock, "released", bases=bases, engine_relays=self._relays(), events=events
+                )
             except OSError as err:
                 raise TakeoverAborted(f"the new svqtui went away: {err.strerror or err}") from None
             released = True

@@ -25,12 +25,14 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svqtui.config import MetricsListen
+from svqtui.control.codec import decode_event
 from svqtui.control.sockfile import SocketFile
 from svqtui.errors import SvqtuiError
+from svqtui.model import LogEvent
 from svqtui.outputs.prometheus import MetricsServer
 from svqtui.runtime import Runtime
 from svqtui.sources.vhost_user import VhostUserSource
@@ -73,7 +75,32 @@ class TakeoverState:
     control: ControlState
     devices: list[DeviceState]
     metrics: MetricsState | None = None
-    events: dict[str, Any] = field(default_factory=dict)
+    events_seq: int = 0  # the old event log's last number (0: not sent)
+    events: list[LogEvent] = field(default_factory=list)  # its last lines
+
+
+def _events(value: object) -> tuple[int, list[LogEvent]]:
+    """The optional ``events`` part: the old log's last number and lines."""
+    if value is None:
+        return 0, []
+    seq = value.get("seq") if isinstance(value, dict) else None
+    recent = value.get("recent") if isinstance(value, dict) else None
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise StateRefused("takeover refused: events: no sequence number")
+    if not isinstance(recent, list) or len(recent) > seq:
+        raise StateRefused("takeover refused: events: no list of recent lines")
+    try:
+        return seq, [decode_event(e) for e in recent]
+    except SvqtuiError as err:
+        raise StateRefused(f"takeover refused: events: {err}") from None
+
+
+def _marked(events: list[LogEvent], pid: int) -> list[LogEvent]:
+    """The old svqtui's lines, marked as its own (once: a line may pass on)."""
+    return [
+        e if e.text.startswith("[svqtui pid ") else replace(e, text=f"[svqtui pid {pid}] {e.text}")
+        for e in events
+    ]
 
 
 def _metrics(value: object, refs: FdSource) -> MetricsState | None:
@@ -114,6 +141,7 @@ def parse(doc: dict[str, Any], fds: list[int]) -> TakeoverState:
     for i, dev in enumerate(devices):
         state.devices.append(parse_device(dev, refs, f"devices[{i}]"))
     state.metrics = _metrics(doc.get("metrics"), refs)
+    state.events_seq, state.events = _events(doc.get("events"))
     check(doc, len(fds), refs.refs)
     for dev in state.devices:
         check_fds(dev, fds)
@@ -204,8 +232,25 @@ class Successor:
         if source is not None:
             source.adopt(state.devices, fds)
         self.sockfile.adopt(fds[state.control.lock], state.control.ino)
+        self._continue_events(state, released.get("events"))
         self._serve_metrics(state, fds)
         return socket.socket(fileno=fds[state.control.listen])
+
+    def _continue_events(self, state: TakeoverState, at_release: object) -> None:
+        """This event log numbers on from the old one's last number (sent
+        with "released", with the lines logged since the capture)."""
+        seq, earlier = state.events_seq, state.events
+        if isinstance(at_release, dict):
+            last, tail = at_release.get("seq"), at_release.get("tail")
+            if isinstance(last, int) and not isinstance(last, bool) and last >= seq:
+                seq = last
+                with contextlib.suppress(SvqtuiError):  # past "released": nothing refused
+                    earlier = [
+                        *earlier,
+                        *(decode_event(e) for e in (tail if isinstance(tail, list) else [])),
+                    ]
+        if seq:
+            self.runtime.log.continue_from(seq, _marked(earlier[-seq:], state.old_pid))
 
     def _plan_metrics(self, state: TakeoverState) -> None:
         """Before "have": when this configuration's exporter address is not
