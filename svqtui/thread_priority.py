@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -17,3 +18,62 @@ def lower_thread_priority(by: int = UI_NICE) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
     except (OSError, AttributeError):
         pass
+
+
+#: A successor's start-up (``--takeover``: imports, configuration) runs this
+#: much nicer, so that it takes no CPU time from running guests on a busy
+#: host; its priority is restored before its first thread starts
+#: (docs/design.md#takeover).
+START_NICE = 10
+CAP_SYS_NICE = 23
+_quiet_from: int | None = None  # the nice value before quiet_start()
+
+
+def _may_raise_priority(to: int) -> bool:
+    """Whether this process may set a nice value as low as ``to``
+    (CAP_SYS_NICE, or RLIMIT_NICE allows it)."""
+    try:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - to:
+            return True
+        with open("/proc/self/status", encoding="ascii") as f:
+            caps = next(line for line in f if line.startswith("CapEff:"))
+        return bool(int(caps.split()[1], 16) >> CAP_SYS_NICE & 1)
+    except (OSError, ValueError, StopIteration, ImportError):
+        return False
+
+
+def quiet_start(by: int = START_NICE) -> bool:
+    """Lower this process's only thread's priority for its start-up, if it
+    may raise it again (``end_quiet_start``); False if left as it is."""
+    global _quiet_from
+    if _quiet_from is not None or threading.active_count() != 1:
+        return False
+    try:
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        if nice >= 19 or not _may_raise_priority(nice):
+            return False
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + by))
+    except OSError:
+        return False
+    _quiet_from = nice
+    return True
+
+
+def end_quiet_start() -> None:
+    """The start-up is over: the priority ``quiet_start`` found, for every
+    thread of this process (call it before starting threads: a thread
+    started meanwhile inherited the lowered priority)."""
+    global _quiet_from
+    nice, _quiet_from = _quiet_from, None
+    if nice is None:
+        return
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [threading.get_native_id()]
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, nice)

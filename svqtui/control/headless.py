@@ -30,6 +30,7 @@ how a service upgrades without a restart.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -52,6 +53,8 @@ from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.takeover.donor import Donor
 from svqtui.takeover.errors import TakeoverError
 from svqtui.takeover.successor import Successor
+from svqtui.takeover.timeline import Timeline, process_started_at
+from svqtui.thread_priority import end_quiet_start
 from svqtui.unix_socket import SocketPathTooLong, check_path
 
 if TYPE_CHECKING:
@@ -199,11 +202,18 @@ def _take_over(runtime: Runtime, sockfile: SocketFile) -> tuple[socket.socket, S
     line). A failure after "released" exits at once without cleaning up:
     the old svqtui sees this process gone and takes everything back, and a
     cleanup here would unlink the sockets it serves."""
+    timeline = Timeline(f"new svqtui pid {os.getpid()}")
+    started = process_started_at()
+    if started is not None:
+        timeline.mark("process start", started)
+    timeline.mark("headless")
+    end_quiet_start()  # before any thread starts: they inherit it
     for source in runtime.sources:
         if isinstance(source, VhostUserSource):
             source.defer_listen = True
     runtime.start()
-    successor = Successor(runtime, sockfile)
+    timeline.mark("runtime started")
+    successor = Successor(runtime, sockfile, timeline)
     try:
         return successor.take_over(), successor
     except BaseException as err:
@@ -272,6 +282,8 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
                 if successor is None:
                     runtime.start()  # every device listens before start() returns
                 server.start(sock)
+                if successor is not None:
+                    successor.timeline.mark("control serving")
             except BaseException:
                 sock.close()
                 raise
@@ -286,7 +298,10 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
             )
             service.ready(_serving(runtime))
             if successor is not None:
+                successor.timeline.mark("ready")
                 successor.serving()  # the old svqtui exits now
+                gc.enable()
+                runtime.log.info(successor.timeline.line())
             while True:  # the monitor refreshes on its own clock
                 signums = os.read(wakeup, 64)
                 if any(n in STOP_SIGNALS for n in signums):

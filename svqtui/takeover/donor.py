@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import threading
@@ -42,6 +43,7 @@ from svqtui.io_loop import IOLoop
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverBusy, TakeoverRunning
 from svqtui.takeover.state import STATE_VERSION, FdSink, header
+from svqtui.takeover.timeline import Timeline
 from svqtui.takeover.transport import recv_step, send_bundle, send_step
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ class Donor:
         self._relays = relays or (lambda: 0)
         self._optional: frozenset[str] = frozenset()
         self._events_seq = 0  # the event log's number at the capture
+        self._timeline = Timeline(f"old svqtui pid {os.getpid()}")
         self._reload_lock = reload_lock or threading.Lock()
         self._loop = loop
         self._log = log
@@ -93,6 +96,9 @@ class Donor:
     # -- the request (the control server's takeover thread) -------------------------
 
     def offer(self, request: Request) -> tuple[dict[str, Any], socket.socket]:
+        timeline = Timeline(f"old svqtui pid {os.getpid()}")
+        timeline.set_origin(request.args.get("requested_at"))
+        timeline.mark("received")
         versions = request.args.get("state_versions")
         if not isinstance(versions, list) or STATE_VERSION not in versions:
             raise StateRefused(
@@ -114,11 +120,14 @@ class Donor:
         self._optional = frozenset(
             x for x in (optional if isinstance(optional, list) else []) if isinstance(x, str)
         )
+        self._timeline = timeline
+        gc.disable()  # no collection pause in the window (enabled again by _release)
         try:
             doc, fds = self._freeze_and_capture()
         except BaseException:
             self._release()
             raise
+        timeline.mark("frozen")
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         thread = threading.Thread(
             target=self._hand_over, args=(mine, doc, fds), name="svqtui-handover", daemon=True
@@ -199,8 +208,12 @@ class Donor:
                 for fd in fds:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+            timeline = self._timeline
+            timeline.mark("bundle sent")
             step = self._step(sock, "have")
+            timeline.mark("have")
             bases = self._loop.call(self._release_engine(), what="takeover: release the engine")
+            timeline.mark("engine released")
             if self.metrics is not None and "metrics" in self._optional:
                 self.metrics.pause()  # N serves its socket from here
             seq, tail = self._log.hand_over(self._events_seq)  # N numbers on from seq
@@ -212,6 +225,7 @@ class Donor:
             except OSError as err:
                 raise TakeoverAborted(f"the new svqtui went away: {err.strerror or err}") from None
             released = True
+            timeline.mark("released sent")
             pid = step.get("pid")
             sock.settimeout(SERVING_S)
             try:
@@ -228,10 +242,14 @@ class Donor:
                 )
                 self._release()
                 return
-            self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
+            timeline.mark("serving")
             if self.metrics is not None:
                 self.metrics.pause()
                 self.metrics.drain(DRAIN_S)  # a scrape accepted here gets its answer
+                timeline.mark("metrics drained")
+            timeline.mark("exit")
+            self._log.info(timeline.line())
+            self._log.info(f"takeover: handed over to svqtui pid {pid}; this svqtui exits")
             self._on_handed_over(pid if isinstance(pid, int) else 0)
         except Exception as err:  # a bug too: never leave this svqtui frozen
             why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -250,6 +268,7 @@ class Donor:
     def _release(self) -> None:
         """The takeover is over and this svqtui goes on: reloads and the
         next takeover may run."""
+        gc.enable()
         self._reload_lock.release()
         self._running.release()
 

@@ -39,6 +39,7 @@ from svqtui.control.protocol import (
 from svqtui.errors import ControlError
 from svqtui.takeover.errors import TakeoverAborted, TransportError
 from svqtui.takeover.state import UNDERSTOOD_VERSIONS
+from svqtui.takeover.timeline import Timeline
 from svqtui.unix_socket import peer_uid
 
 #: The optional parts of the state this svqtui reads (docs/design.md#takeover).
@@ -46,7 +47,11 @@ OPTIONAL_PARTS = ("metrics", "events")
 REPLY_TIMEOUT_S = 15.0  # O freezes (at most 5 s) and captures before it answers
 
 
-def takeover_request(state_versions: list[int] | None = None) -> Request:
+def takeover_request(
+    state_versions: list[int] | None = None, requested_at: float | None = None
+) -> Request:
+    """``requested_at``: this process's ``time.monotonic()`` (O's timeline
+    counts from it, svqtui.takeover.timeline)."""
     versions = sorted(UNDERSTOOD_VERSIONS) if state_versions is None else state_versions
     return Request(
         Command.TAKEOVER,
@@ -54,6 +59,7 @@ def takeover_request(state_versions: list[int] | None = None) -> Request:
             "protocol": PROTOCOL_VERSION,
             "state_versions": versions,
             "optional": list(OPTIONAL_PARTS),
+            **({} if requested_at is None else {"requested_at": requested_at}),
         },
         id=1,
     )
@@ -70,11 +76,15 @@ def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
 
 
 def request_handover(
-    path: str, timeout: float = REPLY_TIMEOUT_S, state_versions: list[int] | None = None
+    path: str,
+    timeout: float = REPLY_TIMEOUT_S,
+    state_versions: list[int] | None = None,
+    timeline: Timeline | None = None,
 ) -> tuple[dict[str, Any], socket.socket]:
     """Ask the svqtui serving ``path`` to hand over; return its answer and
     the hand-over stream. Its refusal is raised as its wire class (one line);
-    ``ControlUnreachable``-like trouble as ControlError."""
+    ``ControlUnreachable``-like trouble as ControlError. ``timeline`` gets
+    the request (its origin) and the answer."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     fds: list[int] = []
     try:
@@ -89,7 +99,10 @@ def request_handover(
         uid = peer_uid(sock)
         if uid is not None and uid not in (0, os.getuid()):
             raise ControlError(f"takeover: {path} is served by uid {uid}, not by this user")
-        sock.sendall(takeover_request(state_versions).encode())
+        now = time.monotonic()
+        if timeline is not None:
+            timeline.origin = timeline.mark("request", now)
+        sock.sendall(takeover_request(state_versions, now).encode())
         line = bytearray()
         deadline = time.monotonic() + timeout
         while not line.endswith(b"\n"):
@@ -114,6 +127,8 @@ def request_handover(
         if len(fds) != 1 or not isinstance(result, dict):
             raise TakeoverAborted(f"takeover: the answer carried {len(fds)} fds, expected 1")
         stream = socket.socket(fileno=fds.pop())
+        if timeline is not None:
+            timeline.mark("answer")
         if stream.family != socket.AF_UNIX or stream.type != socket.SOCK_STREAM:
             stream.close()
             raise TakeoverAborted("takeover: the hand-over fd is not a unix stream socket")

@@ -21,6 +21,7 @@ started (engine, I/O loop, monitor; the vhost-user source with
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import threading
@@ -40,6 +41,7 @@ from svqtui.sources.vhost_user.handover import DeviceState, check_fds, parse_dev
 from svqtui.takeover.errors import StateRefused, TakeoverAborted
 from svqtui.takeover.handshake import request_handover
 from svqtui.takeover.state import FdSource, check, check_version
+from svqtui.takeover.timeline import Timeline
 from svqtui.takeover.transport import recv_bundle, recv_step, send_step
 
 STEP_S = 5.0
@@ -172,7 +174,10 @@ def _close_all(fds: list[int]) -> None:
 class Successor:
     """A takeover in progress, from the new svqtui's side."""
 
-    def __init__(self, runtime: Runtime, sockfile: SocketFile) -> None:
+    def __init__(
+        self, runtime: Runtime, sockfile: SocketFile, timeline: Timeline | None = None
+    ) -> None:
+        self.timeline = timeline or Timeline(f"new svqtui pid {os.getpid()}")
         self.runtime = runtime
         self.sockfile = sockfile
         self._stream: socket.socket | None = None
@@ -190,13 +195,20 @@ class Successor:
         """Steps 1-4; returns the control socket to serve. Before "released"
         any failure raises (one line) and leaves nothing behind."""
         path = self.runtime.config.control_path
-        answer, stream = request_handover(path)
+        timeline = self.timeline
+        # Garbage from the start-up is collected now, and none in the window
+        # (the caller enables the collector again once it serves).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        answer, stream = request_handover(path, timeline=timeline)
         self._stream = stream
         self.old_pid = _int(answer.get("pid"))
         _test_fail("answer")
         stream.settimeout(STEP_S)
         try:
             doc, fds = recv_bundle(stream)
+            timeline.mark("bundle")
         except (SvqtuiError, OSError) as err:
             stream.close()
             raise TakeoverAborted(f"takeover failed: receiving the state: {err}") from None
@@ -207,8 +219,10 @@ class Successor:
             _test_fail("refuse")
             _test_fail("hang")
             send_step(stream, "have", pid=os.getpid())
+            timeline.mark("have sent")
             _test_fail("have")
             released = recv_step(stream)
+            timeline.mark("released")
             if released["step"] != "released":
                 raise TakeoverAborted(
                     f"takeover failed: the old svqtui sent {released['step']!r:.40}"
@@ -231,6 +245,7 @@ class Successor:
         source = self._source()
         if source is not None:
             source.adopt(state.devices, fds)
+        timeline.mark("armed")
         self.sockfile.adopt(fds[state.control.lock], state.control.ino)
         self._continue_events(state, released.get("events"))
         self._serve_metrics(state, fds)
@@ -354,4 +369,5 @@ class Successor:
             return
         with contextlib.suppress(OSError, SvqtuiError):
             send_step(stream, "serving", pid=os.getpid())
+        self.timeline.mark("serving sent")
         stream.close()
