@@ -23,6 +23,7 @@ from tests.support.vhost_user_frontend import VhostUserFrontend
 from tests.support.wait import wait_until
 
 DEVICE = "blk0"
+IDLE_DEVICE = "blk1"
 
 
 def fd_count(pid: int) -> int:
@@ -52,8 +53,11 @@ def settled_fd_count(pid: int, expected: int, timeout: float = 5.0) -> int:
         time.sleep(0.05)
 
 
-def write_config(directory: Path, shadow: bool, metrics: str | None = None) -> Path:
-    """The rig's config (``metrics``: a ``metrics.listen`` address)."""
+def write_config(
+    directory: Path, shadow: bool, metrics: str | None = None, idle_device: bool = False
+) -> Path:
+    """The rig's config (``metrics``: a ``metrics.listen`` address;
+    ``idle_device``: also IDLE_DEVICE, which no front-end connects to)."""
     cfg = directory / "config.yaml"
     cfg.write_text(
         "\n".join(
@@ -66,6 +70,14 @@ def write_config(directory: Path, shadow: bool, metrics: str | None = None) -> P
                 "devices:",
                 f"  - {{name: {DEVICE}, listen: {directory / 'vu0.sock'}, "
                 f"backend: {directory / 'be0.sock'}, shadow: {'on' if shadow else 'off'}}}",
+                *(
+                    [
+                        f"  - {{name: {IDLE_DEVICE}, listen: {directory / 'vu1.sock'}, "
+                        f"backend: {directory / 'be1.sock'}, shadow: off}}"
+                    ]
+                    if idle_device
+                    else []
+                ),
             ]
         )
         + "\n"
@@ -82,10 +94,11 @@ class TakeoverRig:
         shadow: bool,
         env: dict[str, str] | None = None,
         metrics: str | None = None,
+        idle_device: bool = False,
     ) -> None:
         self.dir, self._created = short_dir(tmp_path)
         self.shadow = shadow
-        self.config = write_config(self.dir, shadow, metrics)
+        self.config = write_config(self.dir, shadow, metrics, idle_device)
         self.shared = Shared()
         self.backend = ScriptedBackend(str(self.dir / "be0.sock"), self.shared)
         self.current = HeadlessProcess(self.dir, config=self.config, env=env).start()
