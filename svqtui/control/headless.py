@@ -20,7 +20,9 @@ record them, so a reload never runs inside a signal handler.
 ``--takeover`` (docs/design.md#takeover) starts the runtime with nothing
 bound, then takes everything over from the svqtui serving the same control
 socket (svqtui.takeover.successor): devices, connections, rings, the engine's
-eventfds, the control socket and its lock; it tells systemd its pid
+eventfds, the control socket and its lock, the Prometheus exporter's
+listening socket (``metrics.listen``, which this mode serves), the event
+log's numbering; it tells systemd its pid
 (``MAINPID=``, with READY) before the old process exits 0. Any headless
 svqtui can be taken over (svqtui.takeover.donor); SIGUSR2 makes it start its
 own successor (``svqtui ... --takeover`` of the installed version), which is

@@ -89,8 +89,11 @@ def test_fifty_takeovers_under_guest_io(
     procs = [proc]
     try:
         vm = boot_guest(sock_dir / "vu0.sock", params=GuestParams(delay_ms=0), wait_io=3)
-        quiet = (time.monotonic(), time.monotonic() + QUIET_S)
+        vm.console.poll()  # the console is read when polled: these lines are before
+        quiet_from = time.monotonic()
         time.sleep(QUIET_S)
+        vm.console.poll()
+        quiet = (quiet_from, time.monotonic())
         windows: list[tuple[float, float]] = []
         fds: dict[bool, set[int]] = {True: set(), False: set()}
         kicks = 0
@@ -133,12 +136,34 @@ def test_fifty_takeovers_under_guest_io(
             return max((b - a for a, b in itertools.pairwise(near)), default=0.0)
 
         gaps = [gap(start - 0.5, end + 1.5) for start, end in windows]
+        # The same measure without a takeover: the quiet period's iterations
+        # (guest time) cut into windows as long as a takeover's.
         length = statistics.median(end - start for start, end in windows) + 2.0
-        quiet_gaps = [
-            gap(quiet[0] + k * length, quiet[0] + (k + 1) * length)
-            for k in range(int(QUIET_S // length))
-        ]
+        quiet_t = [t for seen, t in stamps if quiet[0] < seen <= quiet[1]]
+        quiet_gaps = []
+        for k in range(int((quiet_t[-1] - quiet_t[0]) // length) if quiet_t else 0):
+            lo = quiet_t[0] + k * length
+            near = [t for t in quiet_t if lo <= t <= lo + length]
+            quiet_gaps.append(max((b - a for a, b in itertools.pairwise(near)), default=0.0))
         steady = [b - a for (_, a), (_, b) in itertools.pairwise(stamps)]
+        # A sharper view: guest time mapped to host time (the guest clock is
+        # the host's under TCG; the line read soonest after it was printed
+        # gives the offset), then the longest pause between iterations that
+        # overlaps [N started, N serves], and the same over windows of that
+        # length in the quiet period.
+        offset = min(seen - t for seen, t in stamps)
+        guest = sorted(t + offset for _, t in stamps)
+
+        def pause_over(lo: float, hi: float) -> float:
+            over = [b - a for a, b in itertools.pairwise(guest) if a <= hi and b >= lo]
+            return max(over, default=0.0)
+
+        span = statistics.median(end - start for start, end in windows)
+        pauses = [pause_over(start, end) for start, end in windows]
+        quiet_pauses = [
+            pause_over(quiet[0] + k * span, quiet[0] + (k + 1) * span)
+            for k in range(int((quiet[1] - quiet[0]) // span))
+        ]
 
         def ms(values: list[float], how: str) -> float:
             pick = statistics.median if how == "p50" else max
@@ -154,6 +179,10 @@ def test_fifty_takeovers_under_guest_io(
             "quiet_gap_ms_p50": ms(quiet_gaps, "p50"),
             "quiet_gap_ms_max": ms(quiet_gaps, "max"),
             "window_s": round(length, 2),
+            "pause_over_takeover_ms_p50": ms(pauses, "p50"),
+            "pause_over_takeover_ms_max": ms(pauses, "max"),
+            "pause_quiet_ms_p50": ms(quiet_pauses, "p50"),
+            "pause_quiet_ms_max": ms(quiet_pauses, "max"),
             "takeover_wall_ms_p50": ms([end - start for start, end in windows], "p50"),
             "iteration_interval_ms_p50": round(1000 * statistics.median(steady), 1),
             "fds_shadow_on_off": [sorted(fds[True]), sorted(fds[False]), final],
