@@ -25,6 +25,8 @@ def lower_thread_priority(by: int = UI_NICE) -> None:
 #: host; its priority is restored before its first thread starts
 #: (docs/design.md#takeover).
 START_NICE = 10
+#: Overrides START_NICE (0: start at full priority).
+START_NICE_ENV = "SVQTUI_START_NICE"
 CAP_SYS_NICE = 23
 _quiet_from: int | None = None  # the nice value before quiet_start()
 
@@ -44,11 +46,17 @@ def _may_raise_priority(to: int) -> bool:
         return False
 
 
+def start_nice_from_env() -> int:
+    """START_NICE, or the value of SVQTUI_START_NICE (0-19; anything else: the default)."""
+    value = os.environ.get(START_NICE_ENV, "")
+    return int(value) if value.isdigit() and int(value) <= 19 else START_NICE
+
+
 def quiet_start(by: int = START_NICE) -> bool:
     """Lower this process's only thread's priority for its start-up, if it
     may raise it again (``end_quiet_start``); False if left as it is."""
     global _quiet_from
-    if _quiet_from is not None or threading.active_count() != 1:
+    if by <= 0 or _quiet_from is not None or threading.active_count() != 1:
         return False
     try:
         tid = threading.get_native_id()

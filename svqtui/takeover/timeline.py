@@ -56,4 +56,7 @@ class Timeline:
     def line(self) -> str:
         origin = self.origin if self.origin is not None else (self.marks or [("", 0.0)])[0][1]
         steps = ", ".join(f"{step} {1000 * (t - origin):+.1f}" for step, t in self.marks)
-        return f"takeover timeline ({self.who}, ms from the request): {steps}"
+        return (
+            f"takeover timeline ({self.who}, ms from the request at monotonic {origin:.3f}): "
+            f"{steps}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import shutil
 import statistics
 import time
@@ -19,6 +20,7 @@ import pytest
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.storage import StorageDaemon
 from svqtui.model import DeviceView
+from svqtui.thread_priority import START_NICE_ENV
 from tests.support.guest import BootGuest
 from tests.support.headless import HeadlessProcess
 from tests.support.qsd import short_dir
@@ -28,6 +30,12 @@ from tests.takeover.rig import fd_count, settled_fd_count
 pytestmark = pytest.mark.qemu
 
 TAKEOVERS = 50
+TIMELINE = re.compile(
+    r"timeline \(new svqtui pid \d+, ms from the request at monotonic ([\d.]+)\): (.*)"
+)
+STEP = re.compile(r"([a-z ]+) ([+-][\d.]+)(?:, |$)")
+#: Takeovers in pairs (shadow on, off) with and without the nicer start-up.
+NICE_START = [i // 2 % 2 == 0 for i in range(TAKEOVERS)]
 QUIET_S = 20.0  # guest I/O without a takeover, cut into windows as long as a takeover's
 DISCONNECT_WORDS = ("disconnect", "Disconnect", "vhost", "closed", "error", "Error")
 
@@ -51,9 +59,14 @@ def _config(directory: Path, backend: Path) -> Path:
     return cfg
 
 
-def _take_over(current: HeadlessProcess, cfg: Path, directory: Path) -> HeadlessProcess:
+def _take_over(
+    current: HeadlessProcess, cfg: Path, directory: Path, nice: bool = True
+) -> HeadlessProcess:
+    """N takes over from ``current``; ``nice=False``: N starts up at full
+    priority (SVQTUI_START_NICE=0), for the comparison."""
     assert current.proc is not None
-    new = HeadlessProcess(directory, config=cfg, args=["--takeover"]).start(wait=False)
+    env = None if nice else {START_NICE_ENV: "0"}
+    new = HeadlessProcess(directory, config=cfg, env=env, args=["--takeover"]).start(wait=False)
     assert current.proc.wait(30) == 0, current.stderr[-2000:]
     new.socket_path = current.socket_path
     assert new.proc is not None
@@ -105,7 +118,7 @@ def test_fifty_takeovers_under_guest_io(
             assert proc.proc is not None
             fds[shadow].add(settled_fd_count(proc.proc.pid, min(fds[shadow] or {0}), 0.5))
             start = time.monotonic()
-            proc = _take_over(proc, cfg, sock_dir)
+            proc = _take_over(proc, cfg, sock_dir, nice=NICE_START[i])
             procs.append(proc)
             windows.append((start, time.monotonic()))
             dev = wait_until(functools.partial(_connected, proc), 10, what="N shows the device")
@@ -164,6 +177,18 @@ def test_fifty_takeovers_under_guest_io(
             pause_over(quiet[0] + k * span, quiet[0] + (k + 1) * span)
             for k in range(int((quiet[1] - quiet[0]) // span))
         ]
+        # Which part: N's start-up (process start -> its request) or the
+        # hand-over itself (request -> "serving" sent), from N's timeline line.
+        startup, handover = [], []
+        for n in procs[1:]:
+            found = TIMELINE.search(n.stderr)
+            if found is None:
+                continue
+            at = float(found.group(1))
+            marks = dict(STEP.findall(found.group(2)))
+            begin = at + float(marks.get("process start", "0")) / 1000
+            startup.append(pause_over(begin, at))
+            handover.append(pause_over(at, at + float(marks["serving sent"]) / 1000))
 
         def ms(values: list[float], how: str) -> float:
             pick = statistics.median if how == "p50" else max
@@ -183,6 +208,12 @@ def test_fifty_takeovers_under_guest_io(
             "pause_over_takeover_ms_max": ms(pauses, "max"),
             "pause_quiet_ms_p50": ms(quiet_pauses, "p50"),
             "pause_quiet_ms_max": ms(quiet_pauses, "max"),
+            "pause_over_takeover_ms_p50_nice_start_yes_no": [
+                ms([p for p, nice in zip(pauses, NICE_START, strict=True) if nice], "p50"),
+                ms([p for p, nice in zip(pauses, NICE_START, strict=True) if not nice], "p50"),
+            ],
+            "pause_over_n_startup_ms_p50_max": [ms(startup, "p50"), ms(startup, "max")],
+            "pause_over_handover_ms_p50_max": [ms(handover, "p50"), ms(handover, "max")],
             "takeover_wall_ms_p50": ms([end - start for start, end in windows], "p50"),
             "iteration_interval_ms_p50": round(1000 * statistics.median(steady), 1),
             "fds_shadow_on_off": [sorted(fds[True]), sorted(fds[False]), final],
