@@ -20,12 +20,12 @@ def lower_thread_priority(by: int = UI_NICE) -> None:
         pass
 
 
-#: A successor's start-up (``--takeover``: imports, configuration) runs this
-#: much nicer, so that it takes no CPU time from running guests on a busy
-#: host; its priority is restored before its first thread starts
-#: (docs/design.md#takeover).
-START_NICE = 10
-#: Overrides START_NICE (0: start at full priority).
+#: How much nicer a successor's start-up (``--takeover``: imports,
+#: configuration) runs, its priority restored before its first thread
+#: starts: SVQTUI_START_NICE=N (1-19). Off by default: measured under a TCG
+#: guest on a loaded 2-CPU host, nice 10 made no difference to the guest's
+#: pauses and doubled the start-up's wall time (docs/design.md#takeover).
+START_NICE = 0
 START_NICE_ENV = "SVQTUI_START_NICE"
 CAP_SYS_NICE = 23
 _quiet_from: int | None = None  # the nice value before quiet_start()
@@ -47,12 +47,12 @@ def _may_raise_priority(to: int) -> bool:
 
 
 def start_nice_from_env() -> int:
-    """START_NICE, or the value of SVQTUI_START_NICE (0-19; anything else: the default)."""
+    """SVQTUI_START_NICE (0-19), else START_NICE."""
     value = os.environ.get(START_NICE_ENV, "")
     return int(value) if value.isdigit() and int(value) <= 19 else START_NICE
 
 
-def quiet_start(by: int = START_NICE) -> bool:
+def quiet_start(by: int) -> bool:
     """Lower this process's only thread's priority for its start-up, if it
     may raise it again (``end_quiet_start``); False if left as it is."""
     global _quiet_from

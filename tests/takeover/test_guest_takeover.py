@@ -60,12 +60,12 @@ def _config(directory: Path, backend: Path) -> Path:
 
 
 def _take_over(
-    current: HeadlessProcess, cfg: Path, directory: Path, nice: bool = True
+    current: HeadlessProcess, cfg: Path, directory: Path, nice: bool = False
 ) -> HeadlessProcess:
-    """N takes over from ``current``; ``nice=False``: N starts up at full
-    priority (SVQTUI_START_NICE=0), for the comparison."""
+    """N takes over from ``current``; ``nice``: N starts up at nice 10
+    (SVQTUI_START_NICE=10), for the comparison."""
     assert current.proc is not None
-    env = None if nice else {START_NICE_ENV: "0"}
+    env = {START_NICE_ENV: "10"} if nice else None
     new = HeadlessProcess(directory, config=cfg, env=env, args=["--takeover"]).start(wait=False)
     assert current.proc.wait(30) == 0, current.stderr[-2000:]
     new.socket_path = current.socket_path

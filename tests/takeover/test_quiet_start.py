@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 import svqtui
-from svqtui.thread_priority import START_NICE
 
 SCRIPT = """
 import os, threading
 from svqtui.thread_priority import quiet_start, end_quiet_start
 before = os.getpriority(os.PRIO_PROCESS, 0)
-lowered = quiet_start()
+lowered = quiet_start(10)
 during = os.getpriority(os.PRIO_PROCESS, 0)
 end_quiet_start()
 after = os.getpriority(os.PRIO_PROCESS, 0)
@@ -43,12 +42,12 @@ def _run(preexec: object = None) -> list[str]:
 
 
 def test_the_start_up_runs_nicer_and_the_threads_do_not() -> None:
-    """With the right to raise it again: nice +START_NICE during the
-    start-up, the original value after, and a thread started after has it."""
+    """With the right to raise it again: nice +10 during the start-up, the
+    original value after, and a thread started after has it."""
     before, lowered, during, after, thread = _run()
     if lowered != "True":
         pytest.skip("this process may not raise its priority again (no CAP_SYS_NICE)")
-    assert int(during) == min(19, int(before) + START_NICE)
+    assert int(during) == min(19, int(before) + 10)
     assert int(after) == int(before) and int(thread) == int(before)
 
 
