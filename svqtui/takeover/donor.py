@@ -10,10 +10,15 @@ The hand-over thread, each step with a 5 s deadline::
 
     O: bundle (state + fds) ->       N: checks it whole, builds nothing yet
     O: <- "have"                     (N is ready to serve)
-    O: engine releases every relayed ring (no hand-back, fds kept)
-    O: "released" + the final counter bases ->
+    O: engine releases every relayed ring (no hand-back, fds kept);
+       stops accepting scrapes; its event log stops numbering
+    O: "released" + the final counter bases, the engine's relay count,
+       the event log's number and lines since the capture ->
     O: <- "serving"                  (N serves everything)
-    O: exits 0 (``on_handed_over``)
+    O: answers the scrapes it accepted, logs its timeline line,
+       exits 0 (``on_handed_over``)
+
+From the freeze on, devices refuse operator actions (TakeoverRunning).
 
 Until "released" has been sent, any failure (N dies, closes, answers an
 error, misses a deadline) takes the rings back into this engine, thaws the
