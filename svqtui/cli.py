@@ -342,22 +342,20 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 def _serve(runtime: Runtime, headless: bool, takeover: bool = False) -> int:
     """Headless or the console, with the Prometheus exporter when configured
-    (listening first: a busy port is one clear error before anything starts)."""
+    (listening first: a busy port is one clear error before anything starts;
+    headless starts its own, which a takeover hands over)."""
+    if headless:
+        from svqtui.control.headless import run_headless
+
+        return run_headless(runtime, takeover=takeover)
     metrics = None
     if runtime.config.metrics is not None:
         from svqtui.outputs.prometheus import serve_metrics
 
         metrics = serve_metrics(runtime.config.metrics, runtime.monitor)
         note = "" if runtime.config.metrics.loopback else " (no authentication: any host can read)"
-        message = f"metrics: serving {metrics.url}{note}"
-        runtime.log.info(message)
-        if headless:
-            print(f"svqtui: {message}", file=sys.stderr, flush=True)
+        runtime.log.info(f"metrics: serving {metrics.url}{note}")
     try:
-        if headless:
-            from svqtui.control.headless import run_headless
-
-            return run_headless(runtime, takeover=takeover)
         runtime.start()
         try:
             from svqtui.console.app import run_console

@@ -34,6 +34,7 @@ class EventLog:
         self._limiter = limiter or RateLimiter()
         self._events: collections.deque[tuple[int, LogEvent]] = collections.deque(maxlen=maxlen)
         self._seq = 0
+        self._numbering = True  # False: handed over, lines reach the listeners only
         self._listeners: list[Listener] = []
 
     def add(
@@ -71,8 +72,9 @@ class EventLog:
         if safe != event.text:
             event = dataclasses.replace(event, text=safe)
         with self._lock:
-            self._seq += 1
-            self._events.append((self._seq, event))
+            if self._numbering:
+                self._seq += 1
+                self._events.append((self._seq, event))
             listeners = list(self._listeners)
         for listener in listeners:
             listener(event)
@@ -111,6 +113,40 @@ class EventLog:
         """Events after sequence number ``seq``, and the newest sequence number."""
         with self._lock:
             return self._seq, [e for s, e in self._events if s > seq]
+
+    def recent(self, limit: int) -> tuple[int, list[LogEvent]]:
+        """The newest sequence number and the last ``limit`` events."""
+        with self._lock:
+            return self._seq, [e for _, e in list(self._events)[-limit:]]
+
+    # -- a takeover (docs/design.md#takeover): the numbering goes on in the new svqtui
+
+    def hand_over(self, after: int) -> tuple[int, list[LogEvent]]:
+        """Stop numbering (the old svqtui at "released": later lines reach
+        the listeners, stderr, only, so no reader of this log sees a number
+        the new svqtui gives out); the last number and the events after ``after``."""
+        with self._lock:
+            self._numbering = False
+            return self._seq, [e for s, e in self._events if s > after]
+
+    def take_back(self) -> None:
+        """The takeover failed after ``hand_over``: number lines again."""
+        with self._lock:
+            self._numbering = True
+
+    def continue_from(self, seq: int, earlier: list[LogEvent]) -> None:
+        """The new svqtui: ``earlier`` (the old svqtui's last lines, the
+        newest numbered ``seq``) come first, then this log's own lines,
+        numbered on from ``seq``; listeners are not called for ``earlier``."""
+        with self._lock:
+            own = [e for _, e in self._events]
+            self._events.clear()
+            first = seq - len(earlier) + 1
+            for i, event in enumerate(earlier):
+                self._events.append((first + i, event))
+            for i, event in enumerate(own):
+                self._events.append((seq + 1 + i, event))
+            self._seq = seq + len(own)
 
     def for_device(self, device_key: str, limit: int = 50) -> list[LogEvent]:
         with self._lock:

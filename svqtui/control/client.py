@@ -563,12 +563,28 @@ def _print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+#: ``events --follow``: how long a lost control socket is tried again (a
+#: takeover: the new svqtui serves the same socket, docs/design.md#takeover).
+FOLLOW_RECONNECT_S = 15.0
+
+
 def _events(client: ControlClient, since: int, follow: bool, as_json: bool) -> None:
     from svqtui.control.codec import encode_event
     from svqtui.control.headless import format_event
 
+    lost_at: float | None = None
     while True:
-        since, events = client.events(since)
+        try:
+            since, events = client.events(since)
+        except ControlUnreachable:
+            now = time.monotonic()
+            lost_at = lost_at if lost_at is not None else now
+            if not follow or now - lost_at > FOLLOW_RECONNECT_S:
+                raise
+            client.close()
+            time.sleep(0.1)
+            continue
+        lost_at = None
         for event in events:
             print(json.dumps(encode_event(event)) if as_json else format_event(event))
         sys.stdout.flush()

@@ -20,7 +20,9 @@ record them, so a reload never runs inside a signal handler.
 ``--takeover`` (docs/design.md#takeover) starts the runtime with nothing
 bound, then takes everything over from the svqtui serving the same control
 socket (svqtui.takeover.successor): devices, connections, rings, the engine's
-eventfds, the control socket and its lock; it tells systemd its pid
+eventfds, the control socket and its lock, the Prometheus exporter's
+listening socket (``metrics.listen``, which this mode serves), the event
+log's numbering; it tells systemd its pid
 (``MAINPID=``, with READY) before the old process exits 0. Any headless
 svqtui can be taken over (svqtui.takeover.donor); SIGUSR2 makes it start its
 own successor (``svqtui ... --takeover`` of the installed version), which is
@@ -30,6 +32,7 @@ how a service upgrades without a restart.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -53,9 +56,12 @@ from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.takeover.donor import Donor
 from svqtui.takeover.errors import TakeoverError
 from svqtui.takeover.successor import Successor
+from svqtui.takeover.timeline import Timeline, process_started_at
+from svqtui.thread_priority import end_quiet_start
 from svqtui.unix_socket import SocketPathTooLong, check_path
 
 if TYPE_CHECKING:
+    from svqtui.outputs.prometheus import MetricsServer
     from svqtui.reload import ReloadReport
     from svqtui.runtime import Runtime
 
@@ -103,6 +109,18 @@ def _offer(donor: Donor | None, request: Request) -> tuple[dict[str, Any], socke
 
 def _say(message: str) -> None:
     print(f"svqtui: {message}", file=sys.stderr, flush=True)
+
+
+def _serve_metrics(runtime: Runtime) -> MetricsServer:
+    """The Prometheus exporter on ``metrics.listen`` (MetricsListenError)."""
+    from svqtui.outputs.prometheus import serve_metrics
+
+    listen = runtime.config.metrics
+    assert listen is not None
+    metrics = serve_metrics(listen, runtime.monitor)
+    note = "" if listen.loopback else " (no authentication: any host can read)"
+    runtime.log.info(f"metrics: serving {metrics.url}{note}")
+    return metrics
 
 
 @contextlib.contextmanager
@@ -187,11 +205,18 @@ def _take_over(runtime: Runtime, sockfile: SocketFile) -> tuple[socket.socket, S
     line). A failure after "released" exits at once without cleaning up:
     the old svqtui sees this process gone and takes everything back, and a
     cleanup here would unlink the sockets it serves."""
+    timeline = Timeline(f"new svqtui pid {os.getpid()}")
+    started = process_started_at()
+    if started is not None:
+        timeline.mark("process start", started)
+    timeline.mark("headless")
+    end_quiet_start()  # before any thread starts: they inherit it
     for source in runtime.sources:
         if isinstance(source, VhostUserSource):
             source.defer_listen = True
     runtime.start()
-    successor = Successor(runtime, sockfile)
+    timeline.mark("runtime started")
+    successor = Successor(runtime, sockfile, timeline)
     try:
         return successor.take_over(), successor
     except BaseException as err:
@@ -217,6 +242,13 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
     except NotifySocketError as err:
         _say(str(err))
         return EXIT_CONFIG
+    metrics: MetricsServer | None = None
+    if not takeover and runtime.config.metrics is not None:
+        try:
+            metrics = _serve_metrics(runtime)
+        except SvqtuiError as err:
+            _say(str(err))
+            return EXIT_ERROR
     sockfile = SocketFile(path)
     donor: Donor | None = None
     server = ControlServer(
@@ -232,6 +264,8 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
         sockfile,
         _handed_over,
         reload_lock=runtime.reload_lock,
+        metrics=metrics,
+        relays=lambda: runtime.engine.health().relays,
     )
     code = EXIT_OK
     with _signals() as wakeup:
@@ -251,10 +285,13 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
                 if successor is None:
                     runtime.start()  # every device listens before start() returns
                 server.start(sock)
+                if successor is not None:
+                    successor.timeline.mark("control serving")
             except BaseException:
                 sock.close()
                 raise
             if successor is not None:
+                metrics = donor.metrics = successor.metrics
                 runtime.log.info(
                     f"headless: took over from svqtui pid {successor.old_pid}; serving {path}"
                 )
@@ -264,7 +301,10 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
             )
             service.ready(_serving(runtime))
             if successor is not None:
+                successor.timeline.mark("ready")
                 successor.serving()  # the old svqtui exits now
+                gc.enable()
+                runtime.log.info(successor.timeline.line())
             settle_after_start()
             while True:  # the monitor refreshes on its own clock
                 signums = os.read(wakeup, 64)
@@ -282,6 +322,8 @@ def run_headless(runtime: Runtime, out: TextIO | None = None, takeover: bool = F
             code = EXIT_ERROR
         finally:
             service.stopping()
+            if metrics is not None:
+                metrics.stop()
             server.stop()
             sockfile.remove_socket()
             runtime.stop()

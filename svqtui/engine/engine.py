@@ -277,6 +277,8 @@ class Engine:
         self._raw = raw
         self._finalizer = weakref.finalize(self, lib.svq_destroy, raw)
         self.max_queues = max_queues
+        #: added to ``health().relays``: a takeover continues the old engine's count
+        self.relays_base = 0
         self._slots_lock = threading.Lock()
         # FIFO reuse: a freed slot goes to the back, so a stale command for a
         # removed queue is unlikely to meet a new queue in the same slot.
@@ -420,7 +422,7 @@ class Engine:
             thread_alive=thread_alive,
             heartbeat_age_s=age,
             loops=stats.loops,
-            relays=stats.relays,
+            relays=stats.relays + self.relays_base,
             submitted=stats.submitted,
             applied=stats.applied,
         )

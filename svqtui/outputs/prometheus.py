@@ -3,7 +3,7 @@
 An output like the others (docs/design.md#seams): ``snapshot_metrics(snap)``
 turns one ``Snapshot`` into metric families; ``SnapshotCollector`` does that
 for whatever the monitor published last when Prometheus scrapes, and
-``MetricsServer`` serves it with prometheus_client's HTTP server (its own
+``MetricsServer`` serves it with prometheus_client's WSGI app (its own
 thread) on ``metrics.listen`` / ``--metrics ADDR``. A scrape reads
 ``monitor.latest`` and nothing else: it never triggers a refresh and never
 waits on a source, so scraping costs the relay engine nothing but CPU time
@@ -23,9 +23,14 @@ network in front of it is trusted (a non-loopback address is never a default).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from svqtui.config import MetricsListen
 from svqtui.errors import SvqtuiError
@@ -312,34 +317,150 @@ def exposition(snap: Snapshot, now: float | None = None) -> bytes:
 
 
 class MetricsServer:
-    """prometheus_client's HTTP server for one monitor, on its own thread."""
+    """An HTTP server of ``/metrics`` for one monitor (prometheus_client's
+    WSGI app, a thread per request) on a serving thread of its own.
+
+    The listening socket can come from elsewhere (``start(sock)``: a
+    takeover hands it over, docs/design.md#takeover), and serving can stop
+    without closing it (``pause``: new connections wait in its backlog of
+    ``BACKLOG``, never refused), resume, and ``drain`` until no request
+    this process accepted is still being answered."""
+
+    BACKLOG = 128  # scrapes queued while a takeover moves the socket
 
     def __init__(self, listen: MetricsListen, monitor: LatestSnapshot) -> None:
         self.listen = listen
         self.registry = registry_of(SnapshotCollector(monitor))
-        self._stop: Callable[[], None] | None = None
         self.port = listen.port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._cond = threading.Condition()
+        self._paused = False
+        self._loop_paused = False  # the serving thread has seen ``_paused``
+        self._in_flight = 0
+        self._stopping = False
 
-    def start(self) -> None:
-        """Listen and serve; ``port`` is the bound one (``listen.port`` 0: any free)."""
-        from prometheus_client.exposition import start_http_server
-
+    def bind(self) -> socket.socket:
+        """A listening socket on ``listen`` (MetricsListenError if it cannot)."""
         try:
-            server, thread = start_http_server(
-                self.listen.port, self.listen.host, registry=self.registry
+            infos = socket.getaddrinfo(
+                self.listen.host, self.listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
+            family, _, _, _, addr = infos[0]
+            return socket.create_server(addr, family=family, backlog=self.BACKLOG)
         except OSError as err:
             raise MetricsListenError(
                 f"cannot serve metrics on {self.listen}: {err.strerror or err}"
             ) from None
-        self.port = int(server.server_address[1])
 
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(5.0)
+    def start(self, sock: socket.socket | None = None, paused: bool = False) -> None:
+        """Serve on ``sock`` (a listening TCP socket, now this server's) or
+        on a new one bound to ``listen``; ``port`` is the bound one
+        (``listen.port`` 0: any free). ``paused``: accept from ``resume()`` on."""
+        from wsgiref.simple_server import WSGIRequestHandler
 
-        self._stop = stop
+        from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+
+        listener = sock if sock is not None else self.bind()
+        owner = self
+
+        class Handler(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # no line per scrape
+
+        class Server(ThreadingWSGIServer):
+            address_family = listener.family
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    with owner._cond:
+                        owner._in_flight -= 1
+                        owner._cond.notify_all()
+
+            def process_request(self, request: Any, client_address: Any) -> None:
+                with owner._cond:
+                    owner._in_flight += 1
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    with owner._cond:
+                        owner._in_flight -= 1
+                        owner._cond.notify_all()
+                    raise
+
+        server = Server(listener.getsockname()[:2], Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = listener
+        listener.setblocking(False)  # another process may accept first (a takeover)
+        host, port = listener.getsockname()[:2]
+        server.server_address = listener.getsockname()
+        server.server_name, server.server_port = str(host), int(port)  # no DNS lookup
+        server.setup_environ()
+        server.set_app(make_wsgi_app(self.registry))
+        server.timeout = 0
+        self.port = int(port)
+        self._server = server
+        self._paused = paused
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._thread = threading.Thread(target=self._serve, name="svqtui-metrics", daemon=True)
+        self._thread.start()
+
+    @property
+    def listen_fd(self) -> int:
+        """The listening socket's fd (a takeover sends a duplicate)."""
+        return int(self._server.socket.fileno())
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"w")
+
+    def _serve(self) -> None:
+        server = self._server
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        listening = False
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                want = not self._paused
+                self._loop_paused = self._paused
+                self._cond.notify_all()
+            if want != listening:
+                if want:
+                    poller.register(server.socket, select.POLLIN)
+                else:
+                    poller.unregister(server.socket)
+                listening = want
+            for fd, _ in poller.poll():
+                if fd == self._wake_r:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 512)
+                elif listening:
+                    server.handle_request()  # accepts one (nonblocking), its own thread answers
+
+    def pause(self) -> None:
+        """Stop accepting (connections wait in the backlog); returns at once."""
+        with self._cond:
+            self._paused = True
+        self._wake()
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+        self._wake()
+
+    def drain(self, timeout: float) -> bool:
+        """After ``pause``: wait until nothing accepted here is still being
+        answered (at most ``timeout`` s); False if something still is."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: (self._loop_paused or self._thread is None) and self._in_flight == 0,
+                timeout,
+            )
 
     @property
     def url(self) -> str:
@@ -347,9 +468,17 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        with self._cond:
+            self._stopping = True
+        self._wake()
+        thread.join(5.0)
+        self._server.server_close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> MetricsServer:
         self.start()

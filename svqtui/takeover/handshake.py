@@ -3,7 +3,12 @@
 The new svqtui (N) connects to the control socket the old one (O) serves and
 sends one request line::
 
-    {"id": 1, "cmd": "takeover", "args": {"protocol": 1, "state_versions": [1]}}
+    {"id": 1, "cmd": "takeover",
+     "args": {"protocol": 1, "state_versions": [1], "optional": ["metrics", "events"]}}
+
+``optional`` lists the optional parts of the state this svqtui reads (an
+older one omits it): O sends a part that carries fds only when it is
+listed, since an fd the reader does not know is refused.
 
 O answers with one ordinary response line. A refusal is an error response
 (TakeoverStateRefused, TakeoverRunning, TakeoverBusy: one line). An
@@ -34,15 +39,29 @@ from svqtui.control.protocol import (
 from svqtui.errors import ControlError
 from svqtui.takeover.errors import TakeoverAborted, TransportError
 from svqtui.takeover.state import UNDERSTOOD_VERSIONS
+from svqtui.takeover.timeline import Timeline
 from svqtui.unix_socket import peer_uid
 
+#: The optional parts of the state this svqtui reads (docs/design.md#takeover).
+OPTIONAL_PARTS = ("metrics", "events")
 REPLY_TIMEOUT_S = 15.0  # O freezes (at most 5 s) and captures before it answers
 
 
-def takeover_request(state_versions: list[int] | None = None) -> Request:
+def takeover_request(
+    state_versions: list[int] | None = None, requested_at: float | None = None
+) -> Request:
+    """``requested_at``: this process's ``time.monotonic()`` (O's timeline
+    counts from it, svqtui.takeover.timeline)."""
     versions = sorted(UNDERSTOOD_VERSIONS) if state_versions is None else state_versions
     return Request(
-        Command.TAKEOVER, {"protocol": PROTOCOL_VERSION, "state_versions": versions}, id=1
+        Command.TAKEOVER,
+        {
+            "protocol": PROTOCOL_VERSION,
+            "state_versions": versions,
+            "optional": list(OPTIONAL_PARTS),
+            **({} if requested_at is None else {"requested_at": requested_at}),
+        },
+        id=1,
     )
 
 
@@ -57,11 +76,15 @@ def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
 
 
 def request_handover(
-    path: str, timeout: float = REPLY_TIMEOUT_S, state_versions: list[int] | None = None
+    path: str,
+    timeout: float = REPLY_TIMEOUT_S,
+    state_versions: list[int] | None = None,
+    timeline: Timeline | None = None,
 ) -> tuple[dict[str, Any], socket.socket]:
     """Ask the svqtui serving ``path`` to hand over; return its answer and
     the hand-over stream. Its refusal is raised as its wire class (one line);
-    ``ControlUnreachable``-like trouble as ControlError."""
+    ``ControlUnreachable``-like trouble as ControlError. ``timeline`` gets
+    the request (its origin) and the answer."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     fds: list[int] = []
     try:
@@ -76,7 +99,10 @@ def request_handover(
         uid = peer_uid(sock)
         if uid is not None and uid not in (0, os.getuid()):
             raise ControlError(f"takeover: {path} is served by uid {uid}, not by this user")
-        sock.sendall(takeover_request(state_versions).encode())
+        now = time.monotonic()
+        if timeline is not None:
+            timeline.origin = timeline.mark("request", now)
+        sock.sendall(takeover_request(state_versions, now).encode())
         line = bytearray()
         deadline = time.monotonic() + timeout
         while not line.endswith(b"\n"):
@@ -101,6 +127,8 @@ def request_handover(
         if len(fds) != 1 or not isinstance(result, dict):
             raise TakeoverAborted(f"takeover: the answer carried {len(fds)} fds, expected 1")
         stream = socket.socket(fileno=fds.pop())
+        if timeline is not None:
+            timeline.mark("answer")
         if stream.family != socket.AF_UNIX or stream.type != socket.SOCK_STREAM:
             stream.close()
             raise TakeoverAborted("takeover: the hand-over fd is not a unix stream socket")

@@ -23,6 +23,7 @@ from tests.support.vhost_user_frontend import VhostUserFrontend
 from tests.support.wait import wait_until
 
 DEVICE = "blk0"
+IDLE_DEVICE = "blk1"
 
 
 def fd_count(pid: int) -> int:
@@ -52,7 +53,11 @@ def settled_fd_count(pid: int, expected: int, timeout: float = 5.0) -> int:
         time.sleep(0.05)
 
 
-def write_config(directory: Path, shadow: bool) -> Path:
+def write_config(
+    directory: Path, shadow: bool, metrics: str | None = None, idle_device: bool = False
+) -> Path:
+    """The rig's config (``metrics``: a ``metrics.listen`` address;
+    ``idle_device``: also IDLE_DEVICE, which no front-end connects to)."""
     cfg = directory / "config.yaml"
     cfg.write_text(
         "\n".join(
@@ -61,9 +66,18 @@ def write_config(directory: Path, shadow: bool) -> Path:
                 "demo: {enabled: false}",
                 "qmp: {discover: false}",
                 f"control: {{socket: {directory / 'c.sock'}}}",
+                *([f"metrics: {{listen: '{metrics}'}}"] if metrics else []),
                 "devices:",
                 f"  - {{name: {DEVICE}, listen: {directory / 'vu0.sock'}, "
                 f"backend: {directory / 'be0.sock'}, shadow: {'on' if shadow else 'off'}}}",
+                *(
+                    [
+                        f"  - {{name: {IDLE_DEVICE}, listen: {directory / 'vu1.sock'}, "
+                        f"backend: {directory / 'be1.sock'}, shadow: off}}"
+                    ]
+                    if idle_device
+                    else []
+                ),
             ]
         )
         + "\n"
@@ -74,9 +88,17 @@ def write_config(directory: Path, shadow: bool) -> Path:
 class TakeoverRig:
     """O serving one device to a scripted front-end and back-end."""
 
-    def __init__(self, tmp_path: Path, shadow: bool, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        shadow: bool,
+        env: dict[str, str] | None = None,
+        metrics: str | None = None,
+        idle_device: bool = False,
+    ) -> None:
         self.dir, self._created = short_dir(tmp_path)
-        self.config = write_config(self.dir, shadow)
+        self.shadow = shadow
+        self.config = write_config(self.dir, shadow, metrics, idle_device)
         self.shared = Shared()
         self.backend = ScriptedBackend(str(self.dir / "be0.sock"), self.shared)
         self.current = HeadlessProcess(self.dir, config=self.config, env=env).start()

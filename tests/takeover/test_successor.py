@@ -154,3 +154,51 @@ def test_an_engine_eventfd_that_is_not_one_is_refused(seven: list[int]) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_the_optional_parts_are_read_when_present(seven: list[int]) -> None:
+    """``metrics`` (with its fd) and ``events`` parse; a document without
+    them (an older svqtui's) parses too, with neither."""
+    doc = copy.deepcopy(_good())
+    extra = os.eventfd(0, os.EFD_CLOEXEC)
+    try:
+        doc["metrics"] = {"listen": 7, "host": "127.0.0.1", "port": 9469, "bound": 9469}
+        doc["events"] = {
+            "seq": 40,
+            "recent": [
+                {
+                    "time_s": 1.0,
+                    "level": "info",
+                    "text": "x",
+                    "device_key": None,
+                    "queue_index": None,
+                }
+            ],
+        }
+        state = parse(doc, [*seven, extra])
+    finally:
+        os.close(extra)
+    assert state.metrics is not None and state.metrics.listen == 7
+    assert state.events_seq == 40 and [e.text for e in state.events] == ["x"]
+    plain = parse(_good(), seven)
+    assert plain.metrics is None and plain.events_seq == 0 and plain.events == []
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "why"),
+    [
+        ("events", {"seq": -1, "recent": []}, "no sequence number"),
+        ("events", {"seq": 1, "recent": [{}, {}]}, "no list of recent lines"),
+        ("events", {"seq": 2, "recent": [{"text": 1}]}, "events:"),
+        ("metrics", {"listen": 7, "host": 1, "port": 1, "bound": 1}, "metrics:"),
+        ("metrics", [], "metrics: not an object"),
+    ],
+)
+def test_a_bad_optional_part_refuses_the_document(
+    seven: list[int], part: str, value: object, why: str
+) -> None:
+    """An optional part that is present must be right: refused whole otherwise."""
+    doc = copy.deepcopy(_good())
+    doc[part] = value
+    with pytest.raises(StateRefused, match=why):
+        parse(doc, seven)

@@ -24,7 +24,14 @@ from svqtui.sources.vhost_user.codec import FrontendRequest
 from svqtui.takeover.errors import StateRefused, TakeoverBusy, TakeoverRunning
 from svqtui.takeover.handshake import request_handover
 from tests.support.wait import wait_until
-from tests.takeover.rig import DEVICE, TakeoverRig, fd_count, fd_kinds, settled_fd_count
+from tests.takeover.rig import (
+    DEVICE,
+    IDLE_DEVICE,
+    TakeoverRig,
+    fd_count,
+    fd_kinds,
+    settled_fd_count,
+)
 
 R = FrontendRequest
 
@@ -322,3 +329,52 @@ def test_a_reply_pending_past_the_budget_refuses_the_takeover(
     assert replied == [True]
     rig.backend.delay.clear()
     _nothing_closed(rig)
+
+
+def _shadow_wanted(rig: TakeoverRig, name: str) -> bool:
+    """The shadow mode a device without a connection will start in."""
+    time.sleep(0.3)  # a refresh (0.1 s) later
+    with rig.current.client() as c:
+        snap = c.snapshot()
+    note = next(d for vm in snap.vms for d in vm.devices if d.name == name).shadow_note
+    return "shadow on when QEMU connects" in note
+
+
+def test_actions_during_a_freeze_are_refused_not_lost(tmp_path: Path) -> None:
+    """While a takeover has O frozen (N hangs before "have"), a shadow change
+    for a device without a connection, and a mask on a connected one, sent
+    on a connection opened before, are refused with one line
+    (TakeoverRunning), not applied and lost; once O resumes they apply, and
+    a change made then reaches N in the next takeover."""
+    rig = TakeoverRig(tmp_path, True, idle_device=True)
+    try:
+        rig.start_traffic(probe=False)
+        old = rig.current
+        with old.client(timeout=20) as c:
+            c.hello()
+            n = rig.successor(env={"SVQTUI_TAKEOVER_TEST_FAIL": "hang"})
+            refused: list[TakeoverRunning] = []
+
+            def attempt() -> bool:
+                try:
+                    c.shadow(IDLE_DEVICE, True)
+                except TakeoverRunning as err:
+                    refused.append(err)
+                    return True
+                return False
+
+            wait_until(attempt, timeout=20, interval=0.01, what="an action refused by the freeze")
+            with pytest.raises(TakeoverRunning):
+                c.mask(DEVICE, 0)
+            msg = str(refused[0])
+            assert "\n" not in msg and "a takeover of this svqtui is running; try again" in msg
+            wait_until(lambda: _log_lines(old.stderr, "takeover failed"), timeout=20)
+            n.stop()
+            rig.retired.append(n)
+            c.shadow(IDLE_DEVICE, True)  # O goes on: applied now
+        assert _shadow_wanted(rig, IDLE_DEVICE)
+        assert rig.take_over() == 0
+        assert _shadow_wanted(rig, IDLE_DEVICE)
+        _nothing_closed(rig)
+    finally:
+        rig.close()

@@ -43,7 +43,7 @@ from svqtui.sources.vhost_user.interposer import Connection, ConnectionSnapshot
 from svqtui.sources.vhost_user.rings import RingAccess
 from svqtui.sources.vhost_user.settings import VhostUserDevice
 from svqtui.sources.vhost_user.shadow import VringSnapshot
-from svqtui.takeover.errors import TakeoverBusy
+from svqtui.takeover.errors import TakeoverBusy, TakeoverRunning
 from svqtui.takeover.state import FdSink
 from svqtui.unix_socket import bind_private
 from svqtui.virtio.inspect import RingReport, inspect_ring
@@ -97,6 +97,7 @@ class DeviceInterposer:
         self.ctx = ctx
         self.key = f"vu:{config.name}"
         self.shadow_wanted = config.shadow
+        self._frozen = False  # a takeover froze it: actions are refused
         self.listening = False
         self.status = "not started"
         self._listener: socket.socket | None = None
@@ -268,6 +269,7 @@ class DeviceInterposer:
         wait in its backlog) and stop the connection at a message boundary;
         TakeoverBusy when ``deadline`` (loop time) passes first."""
         assert self._loop is not None
+        self._frozen = True  # actions are refused from here (``_not_frozen``)
         if self._listener is not None:
             self._loop.remove_reader(self._listener.fileno())
         while self._connecting and self._loop.time() < deadline:
@@ -282,6 +284,7 @@ class DeviceInterposer:
 
     def thaw(self) -> None:
         """Undo ``freeze``: the connection reads again, QEMU may connect."""
+        self._frozen = False
         conn = self._live_conn()
         if conn is not None:
             conn.thaw()
@@ -435,8 +438,18 @@ class DeviceInterposer:
             raise NotConnected(f"{self.config.name}: QEMU is not connected ({self.status})")
         return self._conn
 
+    def _not_frozen(self) -> None:
+        """An action changes state a takeover has captured already (or is
+        about to): refused while it runs, never applied here and lost."""
+        if self._frozen:
+            raise TakeoverRunning(
+                f"{self.config.name}: a takeover of this svqtui is running; try again in a "
+                "second (the new svqtui will answer)"
+            )
+
     async def set_shadow(self, on: bool) -> None:
         """Switch shadow mode; also the mode the next connection starts in."""
+        self._not_frozen()
         self.shadow_wanted = on
         if self._conn is None:
             self.ctx.log.info(
@@ -447,15 +460,19 @@ class DeviceInterposer:
         await self._conn.set_shadow(on)
 
     async def set_masked(self, queue: int, masked: bool) -> None:
+        self._not_frozen()
         await self._live().set_masked(queue, masked)
 
     async def inject(self, queue: int, link: Link) -> None:
+        self._not_frozen()
         await self._live().inject(queue, link)
 
     async def set_fault(self, queue: int, fault: Fault | None) -> None:
+        self._not_frozen()
         await self._live().set_fault(queue, fault)
 
     async def reset(self) -> None:
+        self._not_frozen()
         if self._conn is not None:
             await self._conn.reset()
 
