@@ -1,0 +1,73 @@
+"""DPDK testpmd as a real vhost-user-net back-end for tests (Debian's dpdk-dev).
+
+``Testpmd(socket, workdir)`` runs ``dpdk-testpmd`` without hugepages or PCI
+devices, with one vhost-user port (``net_vhost0``) serving ``socket``
+(``client=0``: testpmd listens, the front-end or svqtui connects) and
+forwarding in 5tswap mode on a looped port: every frame the guest sends comes
+back to it with MAC, IP addresses and L4 ports swapped (the lab guest's net
+mode pings through that, svqtui.lab.guest_init). ``--stats-period`` keeps it
+running without reading stdin (its non-interactive mode otherwise exits on
+EOF); ``--in-memory`` keeps it from sharing /var/run/dpdk with any other
+testpmd. Its output (``log``) has one "new device" line per front-end
+connection and "vhost peer closed"/"destroy" lines when one goes away.
+
+The forwarding lcore polls: testpmd keeps one CPU busy while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from svqtui.lab.process import ManagedProcess, find_program
+
+TESTPMD = "dpdk-testpmd"
+TESTPMD_PACKAGE = "dpdk-dev"
+START_TIMEOUT_S = 60.0
+# what testpmd (lib/vhost) prints when a front-end connects or goes away
+CONNECT_WORDS = ("new device",)
+DISCONNECT_WORDS = ("vhost peer closed", "destroy", "disconnect", "Failed")
+
+
+def have_testpmd() -> bool:
+    return shutil.which(TESTPMD) is not None
+
+
+class Testpmd(ManagedProcess):
+    """dpdk-testpmd serving one vhost-user-net port on ``socket`` (5tswap)."""
+
+    def __init__(self, socket: Path, workdir: Path, queues: int = 2) -> None:
+        self.socket = socket
+        self.log = workdir / "testpmd.log"
+        argv = [
+            find_program(TESTPMD, TESTPMD_PACKAGE),
+            "--no-huge",
+            "-m",
+            "512",
+            "--no-pci",
+            f"--file-prefix=svq{os.getpid()}-{socket.parent.name}",
+            "-l",
+            "0,1",
+            "--log-level=lib.vhost.config:info",
+            "--vdev",
+            f"net_vhost0,iface={socket},queues={queues},client=0",
+            "--",
+            "--total-num-mbufs=16384",
+            "--port-topology=loop",
+            "--forward-mode=5tswap",
+            f"--rxq={queues}",
+            f"--txq={queues}",
+            "--stats-period=3600",
+        ]
+        super().__init__("dpdk-testpmd", argv, self.log)
+
+    def start(self) -> None:
+        super().start()
+        self.wait_for_path(self.socket, START_TIMEOUT_S, socket=True)
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
