@@ -1,6 +1,6 @@
 """DPDK testpmd as a real vhost-user-net back-end for tests (Debian's dpdk-dev).
 
-``Testpmd(socket, workdir)`` runs ``dpdk-testpmd`` without hugepages or PCI
+``DpdkTestpmd(socket, workdir)`` runs ``dpdk-testpmd`` without hugepages or PCI
 devices, with one vhost-user port (``net_vhost0``) serving ``socket``
 (``client=0``: testpmd listens, the front-end or svqtui connects) and
 forwarding in 5tswap mode on a looped port: every frame the guest sends comes
@@ -9,7 +9,7 @@ mode pings through that, svqtui.lab.guest_init). ``--stats-period`` keeps it
 running without reading stdin (its non-interactive mode otherwise exits on
 EOF); ``--in-memory`` keeps it from sharing /var/run/dpdk with any other
 testpmd. Its output (``log``) has one "new device" line per front-end
-connection and "vhost peer closed"/"destroy" lines when one goes away.
+connection (``CONNECT_LINES``) and a "vhost peer closed" line when one goes away.
 
 The forwarding lcore polls: testpmd keeps one CPU busy while it runs.
 """
@@ -17,6 +17,7 @@ The forwarding lcore polls: testpmd keeps one CPU busy while it runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -25,16 +26,18 @@ from svqtui.lab.process import ManagedProcess, find_program
 TESTPMD = "dpdk-testpmd"
 TESTPMD_PACKAGE = "dpdk-dev"
 START_TIMEOUT_S = 60.0
-# what testpmd (lib/vhost) prints when a front-end connects or goes away
-CONNECT_WORDS = ("new device",)
-DISCONNECT_WORDS = ("vhost peer closed", "destroy", "disconnect", "Failed")
+# what testpmd's lib/vhost prints once per front-end connection (its SET_STATUS
+# dumps also say "new device status(...)", hence the exact lines), and when a
+# front-end goes away
+CONNECT_LINES = ("new vhost user connection is", "new device, handle is")
+DISCONNECT_LINES = ("vhost peer closed", "destroy", "disconnect")
 
 
 def have_testpmd() -> bool:
     return shutil.which(TESTPMD) is not None
 
 
-class Testpmd(ManagedProcess):
+class DpdkTestpmd(ManagedProcess):
     """dpdk-testpmd serving one vhost-user-net port on ``socket`` (5tswap)."""
 
     def __init__(self, socket: Path, workdir: Path, queues: int = 2) -> None:
@@ -65,6 +68,14 @@ class Testpmd(ManagedProcess):
     def start(self) -> None:
         super().start()
         self.wait_for_path(self.socket, START_TIMEOUT_S, socket=True)
+
+    def dropped(self) -> dict[str, int]:
+        """RX-dropped and TX-dropped of testpmd's accumulated statistics, which
+        it prints when it stops (after ``stop()``; empty before)."""
+        text = self.output()
+        at = text.rfind("Accumulated forward statistics")
+        found = re.findall(r"([RT]X-dropped):\s*(\d+)", text[at:]) if at >= 0 else []
+        return {name: int(value) for name, value in found}
 
     def output(self) -> str:
         try:

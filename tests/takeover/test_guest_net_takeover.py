@@ -1,0 +1,210 @@
+"""Takeovers under a real TCG guest pinging through vhost-user-net
+(QEMU -> ``svqtui --headless`` -> DPDK testpmd in 5tswap mode), shadow mode
+alternating (docs/design.md#takeover). Neither QEMU's chardev nor testpmd's
+vhost port reconnects, so a single disconnect would stop the guest's network
+for good; a notification lost in a hand-over would stall a ring (the guest's
+replies stop: a timeout here) and a dropped frame shows as a lost ping."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from svqtui.lab.guest_image import GuestImage
+from svqtui.lab.guest_init import GuestParams
+from svqtui.lab.qemu_vm import QemuVM, VhostUserNetNic
+from svqtui.model import DeviceView
+from tests.support.headless import HeadlessProcess
+from tests.support.qsd import short_dir
+from tests.support.testpmd import (
+    CONNECT_LINES,
+    DISCONNECT_LINES,
+    TESTPMD,
+    TESTPMD_PACKAGE,
+    DpdkTestpmd,
+    have_testpmd,
+)
+from tests.support.wait import wait_until
+from tests.takeover.rig import fd_count, settled_fd_count
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(
+        not have_testpmd(),
+        reason=f"{TESTPMD} not installed (apt-get install {TESTPMD_PACKAGE}; scripts/test does)",
+    ),
+]
+
+TAKEOVERS = int(os.environ.get("SVQ_NET_TAKEOVERS", "30"))
+QEMU_DISCONNECT_WORDS = ("disconnect", "Disconnect", "vhost", "closed", "error", "Error", "Failed")
+DEVICE = "net0"
+BASELINE_ITERATIONS = 20  # 200 replies before the first takeover: the gap without one
+
+
+@pytest.fixture
+def sock_dir(tmp_path: Path) -> Iterator[Path]:
+    path, created = short_dir(tmp_path)
+    yield path
+    if created:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def testpmd(sock_dir: Path) -> Iterator[DpdkTestpmd]:
+    pmd = DpdkTestpmd(sock_dir / "pmd.sock", sock_dir)
+    with pmd:
+        yield pmd
+
+
+def _config(directory: Path, backend: Path) -> Path:
+    cfg = directory / "config.yaml"
+    cfg.write_text(
+        "refresh: 0.2\ndemo: {enabled: false}\nqmp: {discover: false}\n"
+        f"control: {{socket: {directory / 'c.sock'}}}\n"
+        f"devices:\n  - {{name: {DEVICE}, listen: {directory / 'vu0.sock'}, "
+        f"backend: {backend}, kind: net, shadow: off}}\n"
+    )
+    return cfg
+
+
+def _take_over(current: HeadlessProcess, cfg: Path, directory: Path) -> HeadlessProcess:
+    assert current.proc is not None
+    new = HeadlessProcess(directory, config=cfg, args=["--takeover"]).start(wait=False)
+    assert current.proc.wait(30) == 0, current.stderr[-2000:]
+    new.socket_path = current.socket_path
+    assert new.proc is not None
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with new.client() as c:
+                if c.hello()["pid"] == new.proc.pid:
+                    return new
+        except Exception:
+            pass
+        assert new.proc.poll() is None, new.stderr[-2000:]
+        assert time.monotonic() < deadline, new.stderr[-2000:]
+        time.sleep(0.02)
+
+
+def _connected(proc: HeadlessProcess) -> DeviceView | None:
+    with proc.client() as c:
+        dev = c.snapshot().devices.get(f"vu:{DEVICE}")
+    return dev if dev is not None and dev.connected else None
+
+
+def test_takeovers_under_guest_pings(
+    sock_dir: Path, testpmd: DpdkTestpmd, guest_image: GuestImage, tmp_path: Path
+) -> None:
+    """TAKEOVERS takeovers, shadow toggled before each, while the guest pings
+    every 10 ms through testpmd's 5tswap bounce: every ring's notifications
+    keep flowing (each iteration of 10 replies arrives, none missing, the
+    guest never stalls past the wait), no ping is lost outside a takeover's
+    window (and the total lost is printed), QEMU and testpmd never see a
+    disconnect (QEMU's log quiet; testpmd's log has exactly one vhost-user
+    connection and no "vhost peer closed"), fd counts of svqtui are stable per
+    shadow mode; prints the guest's longest reply gap per takeover (p50, max)."""
+    t_start = time.monotonic()
+    cfg = _config(sock_dir, testpmd.socket)
+    proc = HeadlessProcess(sock_dir, config=cfg).start()
+    procs = [proc]
+    params = GuestParams(mode="net", dev="eth0", delay_ms=0, ping_ms=10, net_every=10)
+    nic = VhostUserNetNic(sock_dir / "vu0.sock", queues=2)
+    vm = QemuVM.for_guest(guest_image, tmp_path, (), params, name="svq-net", nics=(nic,))
+    try:
+        vm.start()
+        vm.wait_io_ok(3, 120)
+        baseline_from = vm.console.mark()
+        vm.wait_io_ok(BASELINE_ITERATIONS, 60, since=baseline_from)
+        baseline = [int(e.fields["gap_ms"]) for e in vm.console.events[baseline_from:] if e.io_ok]
+        windows: list[tuple[float, float]] = []
+        fds: dict[bool, set[int]] = {True: set(), False: set()}
+        for i in range(TAKEOVERS):
+            shadow = i % 2 == 0
+            with proc.client(timeout=20) as c:
+                c.shadow(DEVICE, shadow)
+            vm.wait_io_ok(1, 60, since=vm.console.mark())
+            assert proc.proc is not None
+            fds[shadow].add(settled_fd_count(proc.proc.pid, min(fds[shadow] or {0}), 0.5))
+            start = time.monotonic()
+            proc = _take_over(proc, cfg, sock_dir)
+            procs.append(proc)
+            windows.append((start, time.monotonic()))
+            dev = wait_until(functools.partial(_connected, proc), 10, what="N shows the device")
+            assert dev.shadow == shadow
+        vm.wait_io_ok(3, 60, since=vm.console.mark())
+        io = [e for e in vm.console.events if e.kind == "IO"]
+        assert all(e.io_ok for e in io), [e.raw for e in io if not e.io_ok]
+        assert not [e.raw for e in vm.console.events if e.kind in ("ERROR", "NET")]
+        iters = [e.int_field("iter") for e in io]
+        assert iters == list(range(1, len(iters) + 1))  # none missing
+        # lost pings: the guest's running count, attributed to the takeover
+        # window (plus the next iteration line) in which it grew. Each must be
+        # a packet the guest's own raw socket dropped (its running sockdrops
+        # count is read before the line's reply count, so it is never behind)
+        lost_at: list[tuple[float, int]] = []
+        prev = 0
+        for e in io:
+            lost = int(e.fields["lost"])
+            assert lost <= int(e.fields["sockdrops"]), e.raw
+            if lost > prev:
+                lost_at.append((e.seen_at, lost - prev))
+            prev = lost
+        outside = [
+            (seen, n)
+            for seen, n in lost_at
+            if not any(s - 0.5 <= seen <= end + 1.5 for s, end in windows)
+        ]
+        assert not outside, (outside, windows)
+        qemu_log = vm.spec.stderr_log.read_text(errors="replace")
+        assert not [w for w in QEMU_DISCONNECT_WORDS if w in qemu_log], qemu_log[-2000:]
+        pmd_log = testpmd.output()
+        for line in CONNECT_LINES:
+            assert pmd_log.count(line) == 1, (line, pmd_log[-3000:])
+        assert not [w for w in DISCONNECT_LINES if w in pmd_log], pmd_log[-3000:]
+        assert proc.proc is not None
+        final = fd_count(proc.proc.pid)
+        assert len(fds[True]) == 1 and len(fds[False]) == 1, fds
+        vm.stop()
+        testpmd.stop()
+        # every frame the guest sent came back: the data path dropped none
+        assert testpmd.dropped() == {"RX-dropped": 0, "TX-dropped": 0}, pmd_log[-3000:]
+        # the guest's view: the longest interval between two replies reported
+        # by the iteration lines that arrived around each takeover
+        gaps = []
+        lost_per = []
+        for start, end in windows:
+            near = [int(e.fields["gap_ms"]) for e in io if start - 0.5 <= e.seen_at <= end + 1.5]
+            gaps.append(max(near, default=0))
+            lost_per.append(sum(n for seen, n in lost_at if start - 0.5 <= seen <= end + 1.5))
+        figures = {
+            "takeovers": TAKEOVERS,
+            "iterations": len(io),
+            "replies": int(io[-1].fields["replies"]),
+            "pings_lost": int(io[-1].fields["lost"]),
+            "guest_socket_drops": int(io[-1].fields["sockdrops"]),
+            "testpmd_dropped": testpmd.dropped(),
+            "reply_gap_ms_p50": statistics.median(gaps),
+            "reply_gap_ms_max": max(gaps),
+            "reply_gap_ms_p50_max_no_takeover": [statistics.median(baseline), max(baseline)],
+            "reply_gap_ms_p50_shadow_on_off": [
+                statistics.median(gaps[0::2]),
+                statistics.median(gaps[1::2]),
+            ],
+            "fds_shadow_on_off": [sorted(fds[True]), sorted(fds[False]), final],
+            # per takeover: shadow mode (1 on), longest reply gap (ms), pings lost
+            "per_takeover": [[int(i % 2 == 0), g, n] for i, (g, n) in enumerate(zip(gaps, lost_per))],
+            "run_s": round(time.monotonic() - t_start, 1),
+        }
+        print("TAKEOVER-GUEST-NET", json.dumps(figures))
+    finally:
+        vm.stop()
+        for p in procs:
+            p.stop()
