@@ -138,8 +138,9 @@ run_net() {
             last = now
             if (got % every == 0) {
                 n++
-                printf "SVQ-IO ok iter=%d replies=%d lost=%d dup=%d sockdrops=%d gap_ms=%d t=%s\n", \
-                    n, got, top - first + 1 - got, dup, sockdrops(), gap * 1000 + 0.5, now
+                printf "SVQ-IO ok iter=%d replies=%d lost=%d dup=%d sockdrops=%d", \
+                    n, got, top - first + 1 - got, dup, sockdrops()
+                printf " gap_ms=%d t=%s\n", gap * 1000 + 0.5, now
                 fflush()
                 print n > "/tmp/iter"; close("/tmp/iter")
                 gap = 0

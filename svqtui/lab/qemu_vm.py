@@ -206,8 +206,8 @@ class QemuVM(StartStop):
         spec = self.spec
         binary = find_program(QEMU_BINARY, QEMU_PACKAGE)
         check_path(spec.qmp_socket, "QMP")
-        for dev in (*spec.disks, *spec.nics):
-            check_path(dev.socket, "vhost-user")
+        for sock in [d.socket for d in spec.disks] + [n.socket for n in spec.nics]:
+            check_path(sock, "vhost-user")
         for path in (spec.serial_log, spec.qmp_socket, spec.kernel, spec.initrd):
             if "," in str(path):
                 raise LabProcessError(f"{path}: QEMU option values cannot contain ','")

@@ -200,7 +200,9 @@ def test_takeovers_under_guest_pings(
             ],
             "fds_shadow_on_off": [sorted(fds[True]), sorted(fds[False]), final],
             # per takeover: shadow mode (1 on), longest reply gap (ms), pings lost
-            "per_takeover": [[int(i % 2 == 0), g, n] for i, (g, n) in enumerate(zip(gaps, lost_per))],
+            "per_takeover": [
+                [int(i % 2 == 0), g, n] for i, (g, n) in enumerate(zip(gaps, lost_per, strict=True))
+            ],
             "run_s": round(time.monotonic() - t_start, 1),
         }
         print("TAKEOVER-GUEST-NET", json.dumps(figures))
