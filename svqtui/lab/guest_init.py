@@ -138,9 +138,10 @@ run_net() {
             last = now
             if (got % every == 0) {
                 n++
-                printf "SVQ-IO ok iter=%d replies=%d lost=%d dup=%d sockdrops=%d", \
-                    n, got, top - first + 1 - got, dup, sockdrops()
-                printf " gap_ms=%d t=%s\n", gap * 1000 + 0.5, now
+                # one printf, so one write: the heartbeat shares the console
+                line = sprintf("SVQ-IO ok iter=%d replies=%d lost=%d dup=%d", \
+                    n, got, top - first + 1 - got, dup)
+                printf "%s sockdrops=%d gap_ms=%d t=%s\n", line, sockdrops(), gap * 1000 + 0.5, now
                 fflush()
                 print n > "/tmp/iter"; close("/tmp/iter")
                 gap = 0

@@ -77,6 +77,11 @@ class DpdkTestpmd(ManagedProcess):
         found = re.findall(r"([RT]X-dropped):\s*(\d+)", text[at:]) if at >= 0 else []
         return {name: int(value) for name, value in found}
 
+    def negotiated_features(self) -> list[int]:
+        """The virtio features of each device start, as lib/vhost logged them."""
+        found = re.findall(r"negotiated Virtio features: (0x[0-9a-fA-F]+)", self.output())
+        return [int(f, 16) for f in found]
+
     def output(self) -> str:
         try:
             return self.log.read_text(errors="replace")
