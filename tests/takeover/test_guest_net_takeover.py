@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from svqtui.lab.errors import GuestTimeout
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.qemu_vm import QemuVM, VhostUserNetNic
@@ -50,6 +51,8 @@ TAKEOVERS = 30
 QEMU_DISCONNECT_WORDS = ("disconnect", "Disconnect", "vhost", "closed", "error", "Error", "Failed")
 DEVICE = "net0"
 VIRTIO_RING_F_EVENT_IDX = 29  # a lost call then stalls a ring for good
+BOOT_TIMEOUT_S = 90.0
+QEMU_CTRL_QUEUE_ERROR = "Desc next is"
 BASELINE_ITERATIONS = 20  # 200 replies before the first takeover: the gap without one
 
 
@@ -104,6 +107,32 @@ def _connected(proc: HeadlessProcess) -> DeviceView | None:
     return dev if dev is not None and dev.connected else None
 
 
+def _boot(
+    image: GuestImage, workdir: Path, sock: Path, testpmd: DpdkTestpmd, vms: list[QemuVM]
+) -> tuple[QemuVM, int]:
+    """The guest pinging (3 iterations done), and where testpmd's log was at its
+    boot. Booted a second time only after QEMU's own control-queue failure
+    before any takeover: QEMU 7.2 under TCG now and then logs "Desc next is
+    65535" for the control queue (which QEMU serves itself, svqtui only reads
+    guest memory) while the guest's ifconfig spins on its first command."""
+    params = GuestParams(mode="net", dev="eth0", delay_ms=0, ping_ms=10, net_every=10)
+    nic = VhostUserNetNic(sock, queues=2)
+    while True:
+        pmd_from = len(testpmd.output())
+        name = f"svq-net{len(vms)}"
+        vm = QemuVM.for_guest(image, workdir, (), params, name=name, nics=(nic,))
+        vms.append(vm)
+        vm.start()
+        try:
+            vm.wait_io_ok(3, BOOT_TIMEOUT_S)
+            return vm, pmd_from
+        except GuestTimeout:
+            qemu_log = vm.spec.stderr_log.read_text(errors="replace")
+            if len(vms) > 1 or QEMU_CTRL_QUEUE_ERROR not in qemu_log:
+                raise
+            vm.stop()
+
+
 def test_takeovers_under_guest_pings(
     sock_dir: Path, testpmd: DpdkTestpmd, guest_image: GuestImage, tmp_path: Path
 ) -> None:
@@ -114,17 +143,16 @@ def test_takeovers_under_guest_pings(
     window (and the total lost is printed), QEMU and testpmd never see a
     disconnect (QEMU's log quiet; testpmd's log has exactly one vhost-user
     connection and no "vhost peer closed"), fd counts of svqtui are stable per
-    shadow mode; prints the guest's longest reply gap per takeover (p50, max)."""
+    shadow mode; prints the guest's longest reply gap per takeover (p50, max).
+    The disconnect checks start at the boot the test uses (``_boot`` boots a
+    second guest only after QEMU broke its control queue before any takeover)."""
     t_start = time.monotonic()
     cfg = _config(sock_dir, testpmd.socket)
     proc = HeadlessProcess(sock_dir, config=cfg).start()
     procs = [proc]
-    params = GuestParams(mode="net", dev="eth0", delay_ms=0, ping_ms=10, net_every=10)
-    nic = VhostUserNetNic(sock_dir / "vu0.sock", queues=2)
-    vm = QemuVM.for_guest(guest_image, tmp_path, (), params, name="svq-net", nics=(nic,))
+    vms: list[QemuVM] = []
     try:
-        vm.start()
-        vm.wait_io_ok(3, 120)
+        vm, pmd_from = _boot(guest_image, tmp_path, sock_dir / "vu0.sock", testpmd, vms)
         baseline_from = vm.console.mark()
         vm.wait_io_ok(BASELINE_ITERATIONS, 60, since=baseline_from)
         baseline = [int(e.fields["gap_ms"]) for e in vm.console.events[baseline_from:] if e.io_ok]
@@ -170,7 +198,7 @@ def test_takeovers_under_guest_pings(
         assert not outside, (outside, windows)
         qemu_log = vm.spec.stderr_log.read_text(errors="replace")
         assert not [w for w in QEMU_DISCONNECT_WORDS if w in qemu_log], qemu_log[-2000:]
-        pmd_log = testpmd.output()
+        pmd_log = testpmd.output()[pmd_from:]
         for line in CONNECT_LINES:
             assert pmd_log.count(line) == 1, (line, pmd_log[-3000:])
         assert not [w for w in DISCONNECT_LINES if w in pmd_log], pmd_log[-3000:]
@@ -193,6 +221,7 @@ def test_takeovers_under_guest_pings(
             lost_per.append(sum(n for seen, n in lost_at if start - 0.5 <= seen <= end + 1.5))
         figures = {
             "takeovers": TAKEOVERS,
+            "boots": len(vms),
             "iterations": len(io),
             "replies": int(io[-1].fields["replies"]),
             "pings_lost": int(io[-1].fields["lost"]),
@@ -214,6 +243,7 @@ def test_takeovers_under_guest_pings(
         }
         print("TAKEOVER-GUEST-NET", json.dumps(figures))
     finally:
-        vm.stop()
+        for v in vms:
+            v.stop()
         for p in procs:
             p.stop()
