@@ -7,9 +7,10 @@ forwarding in 5tswap mode on a looped port: every frame the guest sends comes
 back to it with MAC, IP addresses and L4 ports swapped (the lab guest's net
 mode pings through that, svqtui.lab.guest_init). ``--stats-period`` keeps it
 running without reading stdin (its non-interactive mode otherwise exits on
-EOF); ``--in-memory`` keeps it from sharing /var/run/dpdk with any other
-testpmd. Its output (``log``) has one "new device" line per front-end
-connection (``CONNECT_LINES``) and a "vhost peer closed" line when one goes away.
+EOF); a ``--file-prefix`` of its own keeps it apart from any other DPDK
+process (``--in-memory`` does not go with ``--no-huge``). Its output
+(``log``) has the ``CONNECT_LINES`` once per front-end connection and a
+"vhost peer closed" line when one goes away.
 
 The forwarding lcore polls: testpmd keeps one CPU busy while it runs.
 """

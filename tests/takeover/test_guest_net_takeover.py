@@ -180,8 +180,9 @@ def test_takeovers_under_guest_pings(
         assert not missing, (missing, [ln for ln in vm.console.lines if "iter=" in ln][-400:])
         # lost pings: the guest's running count, attributed to the takeover
         # window (plus the next iteration line) in which it grew. Each must be
-        # a packet the guest's own raw socket dropped (its running sockdrops
-        # count is read before the line's reply count, so it is never behind)
+        # a packet the guest's own raw socket dropped (the socket counts a drop
+        # when it happens, the guest's lost count grows only once a later
+        # reply arrives, so sockdrops is never behind)
         lost_at: list[tuple[float, int]] = []
         prev = 0
         for e in io:
