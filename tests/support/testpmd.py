@@ -7,8 +7,9 @@ forwarding in 5tswap mode on a looped port: every frame the guest sends comes
 back to it with MAC, IP addresses and L4 ports swapped (the lab guest's net
 mode pings through that, svqtui.lab.guest_init). ``--stats-period`` keeps it
 running without reading stdin (its non-interactive mode otherwise exits on
-EOF); a ``--file-prefix`` of its own keeps it apart from any other DPDK
-process (``--in-memory`` does not go with ``--no-huge``). Its output
+EOF); its runtime directory (``RUNTIME_DIRECTORY``) in ``workdir`` keeps it
+apart from any other DPDK process and leaves nothing in /var/run/dpdk
+(``--in-memory`` does not go with ``--no-huge``). Its output
 (``log``) has the ``CONNECT_LINES`` once per front-end connection and a
 "vhost peer closed" line when one goes away.
 
@@ -17,7 +18,6 @@ The forwarding lcore polls: testpmd keeps one CPU busy while it runs.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -50,7 +50,6 @@ class DpdkTestpmd(ManagedProcess):
             "-m",
             "512",
             "--no-pci",
-            f"--file-prefix=svq{os.getpid()}-{socket.parent.name}",
             "-l",
             "0,1",
             "--log-level=lib.vhost.config:info",
@@ -64,7 +63,9 @@ class DpdkTestpmd(ManagedProcess):
             f"--txq={queues}",
             "--stats-period=3600",
         ]
-        super().__init__("dpdk-testpmd", argv, self.log)
+        # its runtime files (6 MiB without hugepages) go to workdir/dpdk/rte, not
+        # /var/run/dpdk/rte
+        super().__init__("dpdk-testpmd", argv, self.log, env={"RUNTIME_DIRECTORY": str(workdir)})
 
     def start(self) -> None:
         super().start()
