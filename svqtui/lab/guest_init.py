@@ -35,15 +35,16 @@ static neighbour entry for the fake peer ``NET_PEER_IP``/``NET_PEER_MAC`` and
 pings the peer every ``svq.ping_ms``. The bounced echo request arrives
 addressed to the guest, whose kernel answers it; that answer bounces back as
 the echo reply ping waits for. So every reply proves a round trip through both
-rings twice, and a missing one is a lost or stalled frame. An "iteration" is
-``svq.net_every`` replies:
+rings twice, and a missing one is a lost or stalled frame. One ping runs pinned
+to each guest CPU ``q`` (so with 2 CPUs both queue pairs carry its requests);
+an "iteration" of ``q`` is ``svq.net_every`` of its replies:
 
     SVQ-READY dev=eth0 mac=<mac> cpus=<n>
-    SVQ-IO ok iter=<n> replies=<total> lost=<seq numbers never answered> dup=<n>
+    SVQ-IO ok q=<cpu> iter=<n> replies=<total> lost=<seq numbers never answered> dup=<n>
            sockdrops=<packets the guest's raw sockets dropped> gap_ms=<longest interval
            between two replies within this iteration> t=<uptime s>
-    SVQ-NET detail=<any other line ping printed>
-    SVQ-DONE iters=<n> ok=<n> fail=0 replies=<n> lost=<n> dup=<n>
+    SVQ-NET q=<cpu> detail=<any other line ping printed>
+    SVQ-DONE q=<cpu> iters=<n> ok=<n> fail=0 replies=<n> lost=<n> dup=<n>
 
 ``lost`` counts the sequence numbers below the highest one answered that got no
 reply (in flight ones are not counted: frames on one ring stay in order).
@@ -102,21 +103,10 @@ heartbeat() {
     done
 }
 
-run_net() {
-    i=0
-    while [ ! -e "/sys/class/net/$DEV" ]; do
-        i=$((i + 1))
-        [ "$i" -le 200 ] || fail_setup no-nic "$DEV did not appear within 20 s"
-        usleep 100000
-    done
-    ifconfig "$DEV" @GUEST_IP@ netmask 255.255.255.0 up 2>/tmp/err \
-        || fail_setup ifconfig "$(head -n 1 /tmp/err)"
-    arp -i "$DEV" -s @PEER_IP@ @PEER_MAC@ 2>/tmp/err || fail_setup arp "$(head -n 1 /tmp/err)"
-    echo "SVQ-READY dev=$DEV mac=$(cat "/sys/class/net/$DEV/address") cpus=$(nproc)"
-    echo 0 > /tmp/iter
-    heartbeat &
-    ping -i "$((PING_MS / 1000)).$(printf %03d $((PING_MS % 1000)))" @PEER_IP@ 2>&1 \
-        | awk -v every="$NET_EVERY" -v iters="$ITERS" '
+pinger() {
+    taskset -c "$1" ping -i "$((PING_MS / 1000)).$(printf %03d $((PING_MS % 1000)))" \
+            @PEER_IP@ 2>&1 \
+        | awk -v q="$1" -v every="$NET_EVERY" -v iters="$ITERS" '
         function uptime(  line, f) {
             getline line < "/proc/uptime"; close("/proc/uptime")
             split(line, f, " "); return f[1]
@@ -139,23 +129,45 @@ run_net() {
             if (got % every == 0) {
                 n++
                 # one printf, so one write: the heartbeat shares the console
-                line = sprintf("SVQ-IO ok iter=%d replies=%d lost=%d dup=%d", \
-                    n, got, top - first + 1 - got, dup)
+                line = sprintf("SVQ-IO ok q=%d iter=%d replies=%d lost=%d dup=%d", \
+                    q, n, got, top - first + 1 - got, dup)
                 printf "%s sockdrops=%d gap_ms=%d t=%s\n", line, sockdrops(), gap * 1000 + 0.5, now
                 fflush()
-                print n > "/tmp/iter"; close("/tmp/iter")
+                if (q == 0) { print n > "/tmp/iter"; close("/tmp/iter") }
                 gap = 0
                 if (iters > 0 && n >= iters) exit
             }
             next
         }
         /^PING / { next }
-        { print "SVQ-NET detail=" $0; fflush() }
+        { print "SVQ-NET q=" q " detail=" $0; fflush() }
         END {
-            printf "SVQ-DONE iters=%d ok=%d fail=0 replies=%d lost=%d dup=%d\n", \
-                n, n, got, got ? top - first + 1 - got : 0, dup
+            printf "SVQ-DONE q=%d iters=%d ok=%d fail=0 replies=%d lost=%d dup=%d\n", \
+                q, n, n, got, got ? top - first + 1 - got : 0, dup
             fflush()
         }'
+}
+
+run_net() {
+    i=0
+    while [ ! -e "/sys/class/net/$DEV" ]; do
+        i=$((i + 1))
+        [ "$i" -le 200 ] || fail_setup no-nic "$DEV did not appear within 20 s"
+        usleep 100000
+    done
+    ifconfig "$DEV" @GUEST_IP@ netmask 255.255.255.0 up 2>/tmp/err \
+        || fail_setup ifconfig "$(head -n 1 /tmp/err)"
+    arp -i "$DEV" -s @PEER_IP@ @PEER_MAC@ 2>/tmp/err || fail_setup arp "$(head -n 1 /tmp/err)"
+    NCPU=$(nproc)
+    echo "SVQ-READY dev=$DEV mac=$(cat "/sys/class/net/$DEV/address") cpus=$NCPU"
+    echo 0 > /tmp/iter
+    heartbeat &
+    c=1
+    while [ "$c" -lt "$NCPU" ]; do
+        pinger "$c" &
+        c=$((c + 1))
+    done
+    pinger 0
     halt_guest
 }
 
