@@ -40,7 +40,8 @@ from svqtui.lab.guest_init import INIT_SCRIPT, MODULE_DIR, MODULE_LIST_PATH
 BUILDER_VERSION = "1"  # bump when the image layout changes without an input changing
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
-TOP_MODULES = ("virtio_pci", "virtio_blk")  # their dependencies come from modules.dep
+# their dependencies (virtio_net: net_failover, failover) come from modules.dep
+TOP_MODULES = ("virtio_pci", "virtio_blk", "virtio_net")
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initramfs.cpio"
 MANIFEST_NAME = "manifest.json"

@@ -21,7 +21,7 @@ import stat
 import subprocess
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -59,10 +59,18 @@ class StartStop:
 class ManagedProcess(StartStop):
     """One child process in its own process group; a context manager that stops it."""
 
-    def __init__(self, name: str, argv: Sequence[str], stderr_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        stderr_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``env``: variables added to (or replacing) this process's environment."""
         self.name = name
         self.argv = list(argv)
         self.stderr_path = stderr_path
+        self.env = dict(env or {})
         self.started_at: float | None = None  # time.monotonic() just before spawning
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -95,6 +103,7 @@ class ManagedProcess(StartStop):
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    env={**os.environ, **self.env} if self.env else None,
                 )
             except OSError as exc:
                 raise LabProcessError(

@@ -1,4 +1,5 @@
-"""A QEMU (TCG) guest with vhost-user-blk disks, a QMP socket and a serial log.
+"""A QEMU (TCG) guest with vhost-user-blk disks (or vhost-user-net NICs), a QMP
+socket and a serial log.
 
 ``VMSpec`` says what to run and renders QEMU's command line; ``QemuVM`` starts
 it, waits for its QMP socket, follows its serial console (``console``, a
@@ -43,6 +44,20 @@ class VhostUserBlkDisk:
 
 
 @dataclass(frozen=True, slots=True)
+class VhostUserNetNic:
+    """A virtio-net-pci NIC on a vhost-user netdev whose chardev connects to ``socket``.
+
+    ``vectors=0`` (INTx, no MSI-X): QEMU 7.2 under TCG does not deliver a
+    vhost-user-net device's MSI-X interrupts to the guest.
+    """
+
+    socket: Path
+    queues: int = 2  # queue pairs (mq=on when more than one)
+    mac: str = "52:54:00:12:34:56"
+    reconnect_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class VMSpec:
     """What to run; files (QMP socket, serial log, QEMU's stderr) go to ``workdir``."""
 
@@ -51,6 +66,7 @@ class VMSpec:
     initrd: Path
     workdir: Path
     disks: tuple[VhostUserBlkDisk, ...] = ()
+    nics: tuple[VhostUserNetNic, ...] = ()
     append: str = ""  # after BASE_APPEND
     memory_mb: int = 256
     cpus: int = 1
@@ -110,6 +126,19 @@ class VMSpec:
                 "-device",
                 f"vhost-user-blk-pci,id=vblk{i},chardev=vhost{i},num-queues={disk.num_queues}",
             ]
+        for i, nic in enumerate(self.nics):
+            chardev = f"socket,id=vnet{i},path={nic.socket}"
+            if nic.reconnect_s:
+                chardev += f",reconnect={nic.reconnect_s}"
+            mq = ",mq=on" if nic.queues > 1 else ""
+            args += [
+                "-chardev",
+                chardev,
+                "-netdev",
+                f"vhost-user,id=vnetdev{i},chardev=vnet{i},queues={nic.queues}",
+                "-device",
+                f"virtio-net-pci,id=vnic{i},netdev=vnetdev{i},mac={nic.mac},vectors=0{mq}",
+            ]
         return [*args, *self.extra_args]
 
 
@@ -133,8 +162,10 @@ class QemuVM(StartStop):
         name: str = "svq-guest",
         cpus: int = 1,
         extra_args: tuple[str, ...] = (),
+        nics: tuple[VhostUserNetNic, ...] = (),
     ) -> QemuVM:
-        """The lab guest of ``image`` with ``disks``, its I/O paced by ``params``."""
+        """The lab guest of ``image`` with ``disks`` (and ``nics``), its I/O paced by
+        ``params``."""
         params = params or GuestParams()
         spec = VMSpec(
             name=name,
@@ -142,6 +173,7 @@ class QemuVM(StartStop):
             initrd=image.initrd,
             workdir=workdir,
             disks=disks,
+            nics=nics,
             append=params.kernel_args(),
             cpus=cpus,
             extra_args=extra_args,
@@ -174,8 +206,8 @@ class QemuVM(StartStop):
         spec = self.spec
         binary = find_program(QEMU_BINARY, QEMU_PACKAGE)
         check_path(spec.qmp_socket, "QMP")
-        for disk in spec.disks:
-            check_path(disk.socket, "vhost-user")
+        for sock in [d.socket for d in spec.disks] + [n.socket for n in spec.nics]:
+            check_path(sock, "vhost-user")
         for path in (spec.serial_log, spec.qmp_socket, spec.kernel, spec.initrd):
             if "," in str(path):
                 raise LabProcessError(f"{path}: QEMU option values cannot contain ','")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from svqtui.lab.guest_init import INIT_SCRIPT, GuestParams, block_pattern
+from svqtui.lab.guest_init import (
+    INIT_SCRIPT,
+    NET_GUEST_IP,
+    NET_PEER_IP,
+    NET_PEER_MAC,
+    GuestParams,
+    block_pattern,
+)
 
 
 def test_kernel_args_carry_every_parameter_the_init_script_reads() -> None:
@@ -18,13 +25,26 @@ def test_kernel_args_carry_every_parameter_the_init_script_reads() -> None:
         "svq.irq_every=4",
         "svq.hb_ms=250",
         "svq.dev=vda",
+        "svq.mode=blk",
+        "svq.ping_ms=10",
+        "svq.net_every=10",
     ]
     for arg in args.split():
         assert f"{arg.split('=')[0]}=*)" in INIT_SCRIPT
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"blocks": 0}, {"slots": 0}, {"irq_every": 0}, {"delay_ms": -1}, {"dev": "vda x"}]
+    "kwargs",
+    [
+        {"blocks": 0},
+        {"slots": 0},
+        {"irq_every": 0},
+        {"delay_ms": -1},
+        {"dev": "vda x"},
+        {"mode": "scsi"},
+        {"ping_ms": 0},
+        {"net_every": 0},
+    ],
 )
 def test_invalid_params_are_refused(kwargs: dict[str, object]) -> None:
     """Values the guest would reject (or that would break the command line) are refused."""
@@ -40,3 +60,10 @@ def test_block_pattern_has_one_tagged_line_per_sector() -> None:
     assert sectors[0].startswith(b"svq iter=12 slot=3 sector=0 ") and sectors[0].endswith(b" \n")
     assert sectors[15].startswith(b"svq iter=12 slot=3 sector=15 ")
     assert block_pattern(13, 3, 2) != data
+
+
+def test_net_mode_addresses_are_filled_in() -> None:
+    """The net mode's addresses replace every placeholder of the init template."""
+    assert "@GUEST_IP@" not in INIT_SCRIPT and "@PEER_" not in INIT_SCRIPT
+    assert f'ifconfig "$DEV" {NET_GUEST_IP} ' in INIT_SCRIPT
+    assert f"-s {NET_PEER_IP} {NET_PEER_MAC}" in INIT_SCRIPT

@@ -15,7 +15,7 @@ import pytest
 from svqtui.lab.errors import GuestIOError, LabProcessError
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams, block_pattern
-from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VMSpec
+from svqtui.lab.qemu_vm import QemuVM, VhostUserBlkDisk, VhostUserNetNic, VMSpec
 from svqtui.lab.storage import StorageDaemon
 from tests.support.guest import BootGuest, processes_mentioning
 
@@ -43,6 +43,23 @@ def test_command_line_has_shared_memory_vhost_user_disk_qmp_and_name(tmp_path: P
     assert f"unix:{tmp_path / 'vm1.qmp'},server=on,wait=off" in argv
     assert argv[argv.index("-append") + 1] == "console=ttyS0 quiet panic=1 svq.iters=3"
     assert "-nographic" not in joined  # it would put a monitor on stdio
+
+
+def test_command_line_has_a_vhost_user_net_nic(tmp_path: Path) -> None:
+    """A vhost-user netdev on its chardev, multi-queue, INTx (vectors=0: QEMU 7.2
+    under TCG does not deliver its MSI-X interrupts)."""
+    spec = VMSpec(
+        name="vm1",
+        kernel=Path("/k"),
+        initrd=Path("/i"),
+        workdir=tmp_path,
+        nics=(VhostUserNetNic(tmp_path / "n.sock", queues=2),),
+    )
+    argv = spec.argv()
+    assert f"socket,id=vnet0,path={tmp_path / 'n.sock'}" in argv
+    assert "vhost-user,id=vnetdev0,chardev=vnet0,queues=2" in argv
+    nic = "virtio-net-pci,id=vnic0,netdev=vnetdev0,mac=52:54:00:12:34:56,vectors=0,mq=on"
+    assert nic in argv
 
 
 def test_bounded_guest_verifies_io_through_the_daemon_and_exits(
