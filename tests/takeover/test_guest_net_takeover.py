@@ -41,8 +41,11 @@ from tests.support.testpmd import (
 from tests.support.wait import wait_until
 from tests.takeover.rig import fd_count, settled_fd_count
 
+# Marked dpdk: scripts/test leaves it out unless SVQTUI_TEST_DPDK=1, while the
+# rare guest network stop in docs/design.md#takeover ("Open") is not understood.
 pytestmark = [
     pytest.mark.qemu,
+    pytest.mark.dpdk,
     pytest.mark.skipif(
         not have_testpmd(),
         reason=f"{TESTPMD} not installed (apt-get install {TESTPMD_PACKAGE}; scripts/test does)",
