@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +19,9 @@ from svqtui.lab.storage import StorageDaemon
 from svqtui.model import DeviceView
 from tests.support.guest import BootGuest
 from tests.support.headless import HeadlessProcess
-from tests.support.qsd import short_dir
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.qemu
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _config(directory: Path, backend: Path, shadow: bool) -> Path:

@@ -6,7 +6,6 @@ invalid file is refused with one line while everything keeps running."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 from collections.abc import Iterator
@@ -16,18 +15,10 @@ import pytest
 
 from tests.support.headless import HeadlessProcess, svqtui
 from tests.support.markers import QEMU, needs
-from tests.support.qsd import StorageDaemon, short_dir, vhost_user_blk_daemon
+from tests.support.qsd import StorageDaemon, vhost_user_blk_daemon
 from tests.support.vhost_user_frontend import VhostUserFrontend, pattern
 from tests.support.vhost_user_headless import listen_path, write_vhost_config
 from tests.support.wait import wait_until
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -24,18 +24,9 @@ from svqtui.control.service import ServiceNotifier
 from svqtui.errors import ConfigError
 from tests.support.control import demo_runtime
 from tests.support.headless import HeadlessProcess
-from tests.support.qsd import short_dir
 from tests.support.vhost_user_headless import listen_path, write_vhost_config
 
 UNIT = Path(__file__).resolve().parents[2] / "contrib" / "systemd" / "svqtui.service"
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,8 +9,12 @@ a directory whose socket paths fit a unix socket address.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from svqtui.lab.storage import Export, StorageDaemon
 from svqtui.unix_socket import fits
@@ -43,3 +47,13 @@ def vhost_user_blk_daemon(
         size_mb=size_mb,
         stderr_path=workdir / "qsd.log",
     )
+
+
+@pytest.fixture
+def sock_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for unix sockets: tmp_path when its paths fit sun_path,
+    else a short one in /tmp, removed after the test."""
+    path, created = short_dir(tmp_path)
+    yield path
+    if created:
+        shutil.rmtree(path, ignore_errors=True)

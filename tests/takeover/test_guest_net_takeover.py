@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -29,7 +28,6 @@ from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.qemu_vm import QemuVM, VhostUserNetNic
 from svqtui.model import DeviceView
 from tests.support.headless import HeadlessProcess
-from tests.support.qsd import short_dir
 from tests.support.testpmd import (
     CONNECT_LINES,
     DISCONNECT_LINES,
@@ -61,14 +59,6 @@ CPUS = 2  # one ping per vCPU: both queue pairs carry traffic
 QEMU_CTRL_QUEUE_ERROR = "Desc next is"
 STALL_MS = 40  # 4 ping intervals (10-30 ms between replies without one)
 BASELINE_ITERATIONS = 20  # 200 replies before the first takeover: the gap without one
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import functools
 import itertools
 import json
 import re
-import shutil
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from svqtui.model import DeviceView
 from svqtui.thread_priority import START_NICE_ENV
 from tests.support.guest import BootGuest
 from tests.support.headless import HeadlessProcess
-from tests.support.qsd import short_dir
 from tests.support.wait import wait_until
 from tests.takeover.rig import fd_count, settled_fd_count
 
@@ -38,14 +35,6 @@ STEP = re.compile(r"([a-z ]+) ([+-][\d.]+)(?:, |$)")
 NICE_START = [i // 2 % 2 == 0 for i in range(TAKEOVERS)]
 QUIET_S = 20.0  # guest I/O without a takeover, cut into windows as long as a takeover's
 DISCONNECT_WORDS = ("disconnect", "Disconnect", "vhost", "closed", "error", "Error")
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _config(directory: Path, backend: Path) -> Path:

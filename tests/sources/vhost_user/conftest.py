@@ -5,14 +5,13 @@ Every process, socket and fd they create is released at teardown."""
 from __future__ import annotations
 
 import gc
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.markers import QEMU, needs
-from tests.support.qsd import StorageDaemon, short_dir, vhost_user_blk_daemon
+from tests.support.qsd import StorageDaemon, vhost_user_blk_daemon
 from tests.support.vhost_user_rig import Context, InterposerRig
 
 
@@ -23,15 +22,6 @@ def collect_garbage() -> Iterator[None]:
     test that counts fds."""
     yield
     gc.collect()
-
-
-@pytest.fixture
-def sock_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for unix sockets: tmp_path when its paths fit sun_path."""
-    path, created = short_dir(tmp_path)
-    yield path
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
