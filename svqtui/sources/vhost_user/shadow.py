@@ -198,15 +198,9 @@ class Vring:
 
         With ``handback`` the engine signals the front-end's kick fd (the
         back-end polls it again) and call fd once, so nothing is lost."""
-        if self.slot is None:
+        slot = self._take_slot(engine)
+        if slot is None:
             return
-        slot, self.slot = self.slot, None
-        try:
-            counters = engine.queue(slot)
-            self.kick_base += counters.kick.notifications
-            self.call_base += counters.call.notifications
-        except Exception:  # counters are for display only
-            pass
         try:
             with self._engine_command():
                 engine.remove_queue(slot, handback=handback)
@@ -229,8 +223,17 @@ class Vring:
         """A takeover's "released": the engine lets go of this ring without
         hand-back, and every fd stays open (the new svqtui holds the same
         eventfds now); the engine's totals move into the bases."""
-        if self.slot is None:
+        slot = self._take_slot(engine)
+        if slot is None:
             return
+        with self._engine_command():
+            engine.remove_queue(slot, handback=False)
+
+    def _take_slot(self, engine: Engine) -> int | None:
+        """Forget this ring's engine slot (None: it had none), moving the
+        engine's totals for it into the bases so the counts continue."""
+        if self.slot is None:
+            return None
         slot, self.slot = self.slot, None
         try:
             counters = engine.queue(slot)
@@ -238,8 +241,7 @@ class Vring:
             self.call_base += counters.call.notifications
         except Exception:  # counters are for display only
             pass
-        with self._engine_command():
-            engine.remove_queue(slot, handback=False)
+        return slot
 
     def arm(self, engine: Engine, watch_kick: bool) -> None:
         """Put this ring's existing eventfds into the engine (a takeover: the
