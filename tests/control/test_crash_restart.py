@@ -16,9 +16,8 @@ import pytest
 
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.storage import StorageDaemon
-from svqtui.model import DeviceView
 from tests.support.guest import BootGuest
-from tests.support.headless import HeadlessProcess
+from tests.support.headless import HeadlessProcess, connected_device
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.qemu
@@ -36,12 +35,6 @@ def _config(directory: Path, backend: Path, shadow: bool) -> Path:
 
 
 KILLS = 3
-
-
-def _connected(proc: HeadlessProcess) -> DeviceView | None:
-    with proc.client() as c:
-        dev = c.snapshot().devices.get("vu:blk0")
-    return dev if dev is not None and dev.connected else None
 
 
 @pytest.mark.parametrize("shadow", [False, True], ids=["pass", "shadow"])
@@ -85,7 +78,9 @@ def test_sigkill_and_restart_the_guest_io_resumes(
             # A snapshot is the monitor's latest (its thread runs at nice +10 and
             # may trail a busy TCG guest): five fast iterations may come sooner.
             dev = wait_until(
-                functools.partial(_connected, proc), 30, what="svqtui shows QEMU connected"
+                functools.partial(connected_device, proc, "vu:blk0"),
+                30,
+                what="svqtui shows QEMU connected",
             )
             assert dev.shadow == shadow
             assert "Traceback" not in proc.stderr

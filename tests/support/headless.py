@@ -20,6 +20,7 @@ from typing import Any
 
 from svqtui.control.client import ControlClient
 from svqtui.errors import ControlError
+from svqtui.model import DeviceView
 
 READY_TIMEOUT_S = 30.0
 
@@ -150,3 +151,10 @@ class HeadlessProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def connected_device(proc: HeadlessProcess, key: str) -> DeviceView | None:
+    """Device ``key`` in ``proc``'s latest snapshot when QEMU is connected to it."""
+    with proc.client() as c:
+        dev = c.snapshot().devices.get(key)
+    return dev if dev is not None and dev.connected else None

@@ -85,6 +85,34 @@ def write_config(
     return cfg
 
 
+def wait_serving(n: HeadlessProcess, timeout: float = 30.0) -> None:
+    """Until N answers on the control socket with its own pid (O has gone)."""
+    assert n.proc is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with n.client() as c:
+                if c.hello()["pid"] == n.proc.pid:
+                    return
+        except Exception:
+            pass
+        assert n.proc.poll() is None, f"N exited {n.proc.returncode}:\n{n.stderr[-2000:]}"
+        assert time.monotonic() < deadline, f"N does not serve:\n{n.stderr[-2000:]}"
+        time.sleep(0.02)
+
+
+def take_over(
+    current: HeadlessProcess, cfg: Path, directory: Path, env: dict[str, str] | None = None
+) -> HeadlessProcess:
+    """Start ``svqtui --headless --takeover`` on ``cfg``; O must exit 0 and N serve."""
+    assert current.proc is not None
+    new = HeadlessProcess(directory, config=cfg, env=env, args=["--takeover"]).start(wait=False)
+    assert current.proc.wait(30) == 0, current.stderr[-2000:]
+    new.socket_path = current.socket_path
+    wait_serving(new)
+    return new
+
+
 class TakeoverRig:
     """O serving one device to a scripted front-end and back-end."""
 
@@ -129,17 +157,7 @@ class TakeoverRig:
         self.retired.append(old)
         self.current = n
         n.socket_path = old.socket_path
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with n.client() as c:
-                    if c.hello()["pid"] == n.proc.pid:
-                        break
-            except Exception:
-                pass
-            assert n.proc.poll() is None, f"N exited {n.proc.returncode}:\n{n.stderr}"
-            assert time.monotonic() < deadline, f"N does not serve:\n{n.stderr}"
-            time.sleep(0.02)
+        wait_serving(n, timeout)
         return code
 
     def queues(self) -> dict[int, QueueView]:

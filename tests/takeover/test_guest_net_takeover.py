@@ -26,8 +26,7 @@ from svqtui.lab.errors import GuestTimeout
 from svqtui.lab.guest_image import GuestImage
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.qemu_vm import QemuVM, VhostUserNetNic
-from svqtui.model import DeviceView
-from tests.support.headless import HeadlessProcess
+from tests.support.headless import HeadlessProcess, connected_device
 from tests.support.testpmd import (
     CONNECT_LINES,
     DISCONNECT_LINES,
@@ -37,7 +36,7 @@ from tests.support.testpmd import (
     have_testpmd,
 )
 from tests.support.wait import wait_until
-from tests.takeover.rig import fd_count, settled_fd_count
+from tests.takeover.rig import fd_count, settled_fd_count, take_over
 
 # Marked dpdk: scripts/test leaves it out unless SVQTUI_TEST_DPDK=1, while the
 # rare guest network stop in docs/design.md#takeover ("Open") is not understood.
@@ -77,31 +76,6 @@ def _config(directory: Path, backend: Path) -> Path:
         f"backend: {backend}, kind: net, shadow: off}}\n"
     )
     return cfg
-
-
-def _take_over(current: HeadlessProcess, cfg: Path, directory: Path) -> HeadlessProcess:
-    assert current.proc is not None
-    new = HeadlessProcess(directory, config=cfg, args=["--takeover"]).start(wait=False)
-    assert current.proc.wait(30) == 0, current.stderr[-2000:]
-    new.socket_path = current.socket_path
-    assert new.proc is not None
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with new.client() as c:
-                if c.hello()["pid"] == new.proc.pid:
-                    return new
-        except Exception:
-            pass
-        assert new.proc.poll() is None, new.stderr[-2000:]
-        assert time.monotonic() < deadline, new.stderr[-2000:]
-        time.sleep(0.02)
-
-
-def _connected(proc: HeadlessProcess) -> DeviceView | None:
-    with proc.client() as c:
-        dev = c.snapshot().devices.get(f"vu:{DEVICE}")
-    return dev if dev is not None and dev.connected else None
 
 
 def _boot(
@@ -169,10 +143,14 @@ def test_takeovers_under_guest_pings(
             assert proc.proc is not None
             fds[shadow].add(settled_fd_count(proc.proc.pid, min(fds[shadow] or {0}), 0.5))
             start = time.monotonic()
-            proc = _take_over(proc, cfg, sock_dir)
+            proc = take_over(proc, cfg, sock_dir)
             procs.append(proc)
             windows.append((start, time.monotonic()))
-            dev = wait_until(functools.partial(_connected, proc), 10, what="N shows the device")
+            dev = wait_until(
+                functools.partial(connected_device, proc, f"vu:{DEVICE}"),
+                10,
+                what="N shows the device",
+            )
             assert dev.shadow == shadow
             if shadow:  # counted while relayed; N's counters continue O's
                 for q in dev.queues:

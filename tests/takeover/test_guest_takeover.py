@@ -17,12 +17,11 @@ import pytest
 
 from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.storage import StorageDaemon
-from svqtui.model import DeviceView
 from svqtui.thread_priority import START_NICE_ENV
 from tests.support.guest import BootGuest
-from tests.support.headless import HeadlessProcess
+from tests.support.headless import HeadlessProcess, connected_device
 from tests.support.wait import wait_until
-from tests.takeover.rig import fd_count, settled_fd_count
+from tests.takeover.rig import fd_count, settled_fd_count, take_over
 
 pytestmark = pytest.mark.qemu
 
@@ -53,29 +52,7 @@ def _take_over(
 ) -> HeadlessProcess:
     """N takes over from ``current``; ``nice``: N starts up at nice 10
     (SVQTUI_START_NICE=10), for the comparison."""
-    assert current.proc is not None
-    env = {START_NICE_ENV: "10"} if nice else None
-    new = HeadlessProcess(directory, config=cfg, env=env, args=["--takeover"]).start(wait=False)
-    assert current.proc.wait(30) == 0, current.stderr[-2000:]
-    new.socket_path = current.socket_path
-    assert new.proc is not None
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with new.client() as c:
-                if c.hello()["pid"] == new.proc.pid:
-                    return new
-        except Exception:
-            pass
-        assert new.proc.poll() is None, new.stderr[-2000:]
-        assert time.monotonic() < deadline, new.stderr[-2000:]
-        time.sleep(0.02)
-
-
-def _connected(proc: HeadlessProcess) -> DeviceView | None:
-    with proc.client() as c:
-        dev = c.snapshot().devices.get("vu:blk0")
-    return dev if dev is not None and dev.connected else None
+    return take_over(current, cfg, directory, {START_NICE_ENV: "10"} if nice else None)
 
 
 def test_fifty_takeovers_under_guest_io(
@@ -110,7 +87,9 @@ def test_fifty_takeovers_under_guest_io(
             proc = _take_over(proc, cfg, sock_dir, nice=NICE_START[i])
             procs.append(proc)
             windows.append((start, time.monotonic()))
-            dev = wait_until(functools.partial(_connected, proc), 10, what="N shows the device")
+            dev = wait_until(
+                functools.partial(connected_device, proc, "vu:blk0"), 10, what="N shows the device"
+            )
             assert dev.shadow == shadow
             q0 = next(q for q in dev.queues if q.index == 0)
             if shadow:
