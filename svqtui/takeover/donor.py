@@ -47,7 +47,7 @@ from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
 from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.takeover.errors import StateRefused, TakeoverAborted, TakeoverBusy, TakeoverRunning
-from svqtui.takeover.state import STATE_VERSION, FdSink, header
+from svqtui.takeover.state import RECENT_EVENTS, STATE_VERSION, FdSink, header
 from svqtui.takeover.timeline import Timeline
 from svqtui.takeover.transport import recv_step, send_bundle, send_step
 
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 STEP_S = 5.0  # each step of the hand-over
 FREEZE_S = 5.0  # the switch budget: a device must reach a message boundary within it
 SERVING_S = 30.0  # after "released": how long N may take to say it serves
-RECENT_EVENTS = 100  # event log lines that go along (N shows them as the old svqtui's)
 DRAIN_S = 2.0  # before exiting: scrapes this svqtui accepted are answered
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import svqtui
 from svqtui.takeover.errors import StateRefused
 
+RECENT_EVENTS = 100  # event log lines that go along (N shows them as the old svqtui's)
 STATE_VERSION = 1
 UNDERSTOOD_VERSIONS = frozenset({1})
 

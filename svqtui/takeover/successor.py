@@ -40,9 +40,10 @@ from svqtui.sources.vhost_user import VhostUserSource
 from svqtui.sources.vhost_user.handover import DeviceState, check_fds, parse_device
 from svqtui.takeover.errors import StateRefused, TakeoverAborted
 from svqtui.takeover.handshake import request_handover
-from svqtui.takeover.state import FdSource, check, check_version
+from svqtui.takeover.state import RECENT_EVENTS, FdSource, check, check_version
 from svqtui.takeover.timeline import Timeline
 from svqtui.takeover.transport import recv_bundle, recv_step, send_step
+from svqtui.text_safety import safe_text
 
 STEP_S = 5.0
 #: Tests make the new svqtui fail at one step: answer, bundle, refuse, hang,
@@ -98,10 +99,13 @@ def _events(value: object) -> tuple[int, list[LogEvent]]:
 
 
 def _marked(events: list[LogEvent], pid: int) -> list[LogEvent]:
-    """The old svqtui's lines, marked as its own (once: a line may pass on)."""
+    """The old svqtui's last lines (at most RECENT_EVENTS), made safe as every
+    logged line is, and marked as its own (once: a line may pass on)."""
     return [
-        e if e.text.startswith("[svqtui pid ") else replace(e, text=f"[svqtui pid {pid}] {e.text}")
-        for e in events
+        replace(e, text=safe_text(e.text))
+        if e.text.startswith("[svqtui pid ")
+        else replace(e, text=safe_text(f"[svqtui pid {pid}] {e.text}"))
+        for e in events[-RECENT_EVENTS:]
     ]
 
 

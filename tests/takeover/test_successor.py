@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from svqtui.model import LogEvent
 from svqtui.takeover.errors import StateRefused
-from svqtui.takeover.state import header
-from svqtui.takeover.successor import parse
+from svqtui.takeover.state import RECENT_EVENTS, header
+from svqtui.takeover.successor import _marked, parse
 
 
 @pytest.fixture
@@ -202,3 +203,18 @@ def test_a_bad_optional_part_refuses_the_document(
     doc[part] = value
     with pytest.raises(StateRefused, match=why):
         parse(doc, seven)
+
+
+def test_the_old_svqtuis_lines_are_made_safe_bounded_and_marked_once() -> None:
+    """Lines handed over by the old svqtui (a peer like any other) go through
+    the log's sanitizer: escape sequences become visible, at most
+    RECENT_EVENTS lines are kept (the newest), and each is marked as the old
+    svqtui's exactly once."""
+    lines = [LogEvent(float(i), "info", f"line {i}") for i in range(RECENT_EVENTS + 50)]
+    lines[-1] = LogEvent(1.0, "info", "evil \x1b]0;owned\x07 title")
+    lines[-2] = LogEvent(1.0, "info", "[svqtui pid 7] passed on")
+    marked = _marked(lines, 42)
+    assert len(marked) == RECENT_EVENTS
+    assert marked[0].text == "[svqtui pid 42] line 50"
+    assert marked[-2].text == "[svqtui pid 7] passed on"
+    assert "\x1b" not in marked[-1].text and "\\x1b" in marked[-1].text
