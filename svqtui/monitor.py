@@ -19,6 +19,7 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from svqtui.config import StuckConfig
 from svqtui.diagnosis import Timing, verdict
@@ -52,6 +53,7 @@ _MASKED = (MaskState.MASKED, MaskState.PENDING)
 class _QueueTrack:
     """What the monitor remembers about one queue between refreshes."""
 
+    key: str = ""  # the row's key: "device key#queue index"
     kicks: int | None = None
     calls: int | None = None
     used_idx: int | None = None
@@ -66,11 +68,10 @@ class _QueueTrack:
     masked_at: float | None = None  # when MASKED/PENDING was first seen (None: unmasked)
     no_interrupt_at: float | None = None  # when NO_INTERRUPT was first seen set (None: clear)
     used_at_no_interrupt: int | None = None
-    # The avail index each time it moved, and when, oldest first (two deques:
-    # no tuple per movement): the oldest in-flight request was first seen at
+    # The avail index each time it moved, and when, oldest first, flat (index,
+    # time, index, time, ...): the oldest in-flight request was first seen at
     # the first entry past used.idx
-    avail_seen: collections.deque[int] = field(default_factory=collections.deque)
-    avail_seen_at: collections.deque[float] = field(default_factory=collections.deque)
+    avail_seen: collections.deque[Any] = field(default_factory=collections.deque)  # int, float, ...
     kick_rate: float = 0.0  # over the last rate window
     call_rate: float = 0.0
     # The rate history: appended to ``buffer`` (never rewritten: published
@@ -228,7 +229,7 @@ class Monitor:
         self._clock_ns = clock_ns  # tests freeze these for exact rates and ages
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
-        self._tracks: dict[str, _QueueTrack] = {}
+        self._tracks: dict[str, dict[int, _QueueTrack]] = {}  # device key -> queue index -> track
         self._last_t: float | None = None
         self._last_relays = 0
         self._relays_per_s = 0.0
@@ -390,18 +391,13 @@ class Monitor:
             advance = advance or self._last_t is None
             rows: dict[str, QueueRow] = {}
             devices: dict[str, DeviceView] = {}
-            row_of = self._row
+            device_rows = self._device_rows
             for vm in vms:
                 for dev in vm.devices:
                     devices[dev.key] = dev
-                    for q in dev.queues:
-                        key = f"{dev.key}#{q.index}"
-                        rows[key] = row_of(key, vm, dev, q, now, now_ns, dt, advance)
+                    device_rows(rows, vm, dev, now, now_ns, dt, advance)
             if advance:
-                tracks = self._tracks
-                if len(tracks) != len(rows) or not all(k in rows for k in tracks):
-                    for gone in [k for k in tracks if k not in rows]:
-                        del tracks[gone]
+                self._forget_gone(devices)
                 self._last_t = now
             snap = Snapshot(
                 taken_at=self._wall_clock(),
@@ -458,141 +454,168 @@ class Monitor:
             relays=health.relays,
         )
 
-    def _row(
+    def _forget_gone(self, devices: dict[str, DeviceView]) -> None:
+        """Drop the tracks of devices and queues the last refresh did not see."""
+        tracks = self._tracks
+        for gone in [k for k in tracks if k not in devices]:
+            del tracks[gone]
+        for key, queue_tracks in tracks.items():
+            queues = devices[key].queues
+            if len(queue_tracks) != len(queues):
+                seen = {q.index for q in queues}
+                for index in [i for i in queue_tracks if i not in seen]:
+                    del queue_tracks[index]
+
+    def _new_track(self, dev: DeviceView, q: QueueView, now: float) -> _QueueTrack:
+        track = _QueueTrack(
+            key=f"{dev.key}#{q.index}",
+            used_changed_at=now,
+            calls_changed_at=now,
+            kicks_changed_at=now,
+            avail_changed_at=now,
+        )
+        track.span = self.history
+        track.avail_seen = collections.deque(maxlen=2 * AVAIL_SEEN_MAX)
+        track.kicks_at_last_call = q.kicks or 0
+        return track
+
+    def _device_rows(
         self,
-        key: str,
+        rows: dict[str, QueueRow],
         vm: VMView,
         dev: DeviceView,
-        q: QueueView,
         now: float,
         now_ns: int,
         dt: float | None,
         advance: bool,
-    ) -> QueueRow:
-        """One queue's row: advance its track, then the row. The hot path of a
-        refresh (1,024 calls at 1,024 queues), so the rules' common case (a
-        queue that moved within stuck.after) is decided inline, and the last
-        row object is handed out again when nothing it shows changed (a
-        quiet queue with no ages, rates steady): consumers compare rows by
-        identity to skip work (the console's table)."""
-        track = self._tracks.get(key)
-        if track is None:
-            track = _QueueTrack(
-                used_changed_at=now,
-                calls_changed_at=now,
-                kicks_changed_at=now,
-                avail_changed_at=now,
+    ) -> None:
+        """Each of the device's queues: advance its track, then its row into
+        ``rows``. The hot path of a refresh (1,024 queues at 1,024 queues), so
+        the per-device values are read once, the rules' common case (a queue
+        that moved within stuck.after) is decided inline, and the last row
+        object is handed out again when nothing it shows changed (a quiet
+        queue with no ages, rates steady): consumers compare rows by identity
+        to skip work (the console's table). docs/design.md#incremental-rows."""
+        queue_tracks = self._tracks.get(dev.key)
+        if queue_tracks is None:
+            queue_tracks = self._tracks[dev.key] = {}
+        history = self.history
+        after = self.stuck.after_s
+        connected = dev.connected
+        vm_name, dev_name, dev_key = vm.name, dev.name, dev.key
+        for q in dev.queues:
+            track = queue_tracks.get(q.index)
+            if track is None:
+                track = queue_tracks[q.index] = self._new_track(dev, q, now)
+            elif track.span != history:  # a reload changed history: keep the last values
+                _resize_history(track, history)
+            kicks, calls = q.kicks, q.calls
+            ring = q.ring
+            avail: int | None
+            used: int | None
+            if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
+                avail, used = ring.avail_idx, ring.used_idx  # from the ring state when read
+            else:
+                avail, used = q.avail_idx, q.used_idx
+            if advance:
+                kick_rate = call_rate = 0.0
+                before_kicks, before_calls = track.kicks, track.calls
+                if dt:
+                    if before_kicks is not None and kicks is not None and kicks >= before_kicks:
+                        kick_rate = (kicks - before_kicks) / dt
+                    if before_calls is not None and calls is not None and calls >= before_calls:
+                        call_rate = (calls - before_calls) / dt
+                track.kick_rate, track.call_rate = kick_rate, call_rate
+                if calls != before_calls:
+                    track.calls_changed_at = now
+                    track.kicks_at_last_call = kicks or 0
+                    track.calls = calls
+                if kicks != before_kicks:
+                    track.kicks_changed_at = now
+                    track.last_kick_dropped = q.dropped_kicks != track.dropped_kicks
+                    track.kicks = kicks
+                track.dropped_kicks = q.dropped_kicks
+                if used != track.used_idx:
+                    track.used_changed_at = now
+                    track.used_idx = used
+                if avail != track.avail_idx:
+                    track.avail_changed_at = now
+                    track.avail_idx = avail
+                if q.mask not in _MASKED:
+                    track.masked_at = None
+                elif track.masked_at is None:
+                    track.masked_at = now
+                if ring is None or not ring.no_interrupt:
+                    track.no_interrupt_at = track.used_at_no_interrupt = None
+                elif track.no_interrupt_at is None:
+                    track.no_interrupt_at, track.used_at_no_interrupt = now, used
+                if dt is not None:
+                    _append_history(track, kick_rate + call_rate)
+            # The rules: each needs some quiet time of at least stuck.after (or
+            # the operator's hold, or the source's own verdict); most queues have
+            # none, which the earliest of the change times below tells at once.
+            stuck: tuple[StuckRule, str] | None = None
+            diagnosis: str | None = None
+            if connected:
+                since = track.used_changed_at
+                if calls is not None and track.calls_changed_at < since:
+                    since = track.calls_changed_at
+                if kicks is not None and track.kicks_changed_at < since:
+                    since = track.kicks_changed_at
+                if track.masked_at is not None and track.masked_at < since:
+                    since = track.masked_at
+                if track.no_interrupt_at is not None and track.no_interrupt_at < since:
+                    since = track.no_interrupt_at
+                if q.hold or now - since >= after:
+                    found = self._diagnosis(q, track, now)
+                    stuck = self._stuck_reason(q, track, now, found)
+                    diagnosis = found[1] if found is not None else None
+                elif q.stuck_hint:
+                    stuck = StuckRule.SOURCE, q.stuck_hint
+            if avail is None or used is None or not (avail - used) & 0xFFFF:
+                oldest_age = None  # nothing in flight: no oldest request
+                if track.avail_seen:
+                    track.avail_seen.clear()
+            else:
+                oldest_age = _oldest_age(track, avail, used, now)
+            last_kick_ns, last_call_ns = q.last_kick_ns, q.last_call_ns
+            row = track.row
+            if (
+                row is not None
+                and q is track.view
+                and not last_kick_ns
+                and not last_call_ns
+                and stuck is None
+                and diagnosis is None
+                and oldest_age is None
+                and row.stuck is None
+                and row.diagnosis is None
+                and row.oldest_age_s is None
+                and row.kick_rate == track.kick_rate
+                and row.call_rate == track.call_rate
+                and row.history is track.shown
+                and row.vm_name == vm_name
+                and row.device_name == dev_name
+            ):
+                rows[track.key] = row  # nothing it shows changed
+                continue
+            row = QueueRow(
+                q,
+                dev_key,
+                vm_name,
+                dev_name,
+                track.kick_rate,
+                track.call_rate,
+                track.shown,
+                (now_ns - last_kick_ns) / 1e9 if last_kick_ns else None,
+                (now_ns - last_call_ns) / 1e9 if last_call_ns else None,
+                stuck[1] if stuck else None,
+                stuck[0] if stuck else None,
+                diagnosis,
+                oldest_age,
             )
-            track.span = self.history
-            track.avail_seen = collections.deque(maxlen=AVAIL_SEEN_MAX)
-            track.avail_seen_at = collections.deque(maxlen=AVAIL_SEEN_MAX)
-            track.kicks_at_last_call = q.kicks or 0
-            self._tracks[key] = track
-        elif track.span != self.history:  # a reload changed history: keep the last values
-            kept = array("d", track.shown[-self.history :] if self.history else ())
-            track.buffer, track.written = kept, len(kept)
-            track.span, track.shown, track.same_run = self.history, History(kept), 0
-            track.count = len(kept)
-        kicks, calls = q.kicks, q.calls
-        ring = q.ring
-        avail: int | None
-        used: int | None
-        if ring is not None and ring.avail_idx is not None and ring.used_idx is not None:
-            avail, used = ring.avail_idx, ring.used_idx  # from the ring state when read
-        else:
-            avail, used = q.avail_idx, q.used_idx
-        if advance:
-            kick_rate = call_rate = 0.0
-            if dt:
-                before = track.kicks
-                if before is not None and kicks is not None and kicks >= before:
-                    kick_rate = (kicks - before) / dt
-                before = track.calls
-                if before is not None and calls is not None and calls >= before:
-                    call_rate = (calls - before) / dt
-            track.kick_rate, track.call_rate = kick_rate, call_rate
-            if calls != track.calls:
-                track.calls_changed_at = now
-                track.kicks_at_last_call = kicks or 0
-            if kicks != track.kicks:
-                track.kicks_changed_at = now
-                track.last_kick_dropped = q.dropped_kicks != track.dropped_kicks
-            track.dropped_kicks = q.dropped_kicks
-            if used != track.used_idx:
-                track.used_changed_at = now
-            if avail != track.avail_idx:
-                track.avail_changed_at = now
-            track.kicks, track.calls, track.used_idx = kicks, calls, used
-            track.avail_idx = avail
-            if q.mask not in _MASKED:
-                track.masked_at = None
-            elif track.masked_at is None:
-                track.masked_at = now
-            if ring is None or not ring.no_interrupt:
-                track.no_interrupt_at = track.used_at_no_interrupt = None
-            elif track.no_interrupt_at is None:
-                track.no_interrupt_at, track.used_at_no_interrupt = now, used
-            if dt is not None:
-                _append_history(track, kick_rate + call_rate)
-        # The rules: each needs some quiet time of at least stuck.after (or
-        # the operator's hold, or the source's own verdict); most queues have
-        # none, which the earliest of the change times below tells at once.
-        stuck: tuple[StuckRule, str] | None = None
-        diagnosis: str | None = None
-        if dev.connected:
-            since = track.used_changed_at
-            if calls is not None and track.calls_changed_at < since:
-                since = track.calls_changed_at
-            if kicks is not None and track.kicks_changed_at < since:
-                since = track.kicks_changed_at
-            if track.masked_at is not None and track.masked_at < since:
-                since = track.masked_at
-            if track.no_interrupt_at is not None and track.no_interrupt_at < since:
-                since = track.no_interrupt_at
-            if q.hold or now - since >= self.stuck.after_s:
-                found = self._diagnosis(q, track, now)
-                stuck = self._stuck_reason(q, track, now, found)
-                diagnosis = found[1] if found is not None else None
-            elif q.stuck_hint:
-                stuck = StuckRule.SOURCE, q.stuck_hint
-        oldest_age = _oldest_age(track, avail, used, now)
-        last_kick_ns, last_call_ns = q.last_kick_ns, q.last_call_ns
-        row = track.row
-        if (
-            row is not None
-            and q is track.view
-            and not last_kick_ns
-            and not last_call_ns
-            and stuck is None
-            and diagnosis is None
-            and oldest_age is None
-            and row.stuck is None
-            and row.diagnosis is None
-            and row.oldest_age_s is None
-            and row.kick_rate == track.kick_rate
-            and row.call_rate == track.call_rate
-            and row.history is track.shown
-            and row.vm_name == vm.name
-            and row.device_name == dev.name
-        ):
-            return row  # nothing it shows changed
-        row = QueueRow(
-            q,
-            dev.key,
-            vm.name,
-            dev.name,
-            track.kick_rate,
-            track.call_rate,
-            track.shown,
-            (now_ns - last_kick_ns) / 1e9 if last_kick_ns else None,
-            (now_ns - last_call_ns) / 1e9 if last_call_ns else None,
-            stuck[1] if stuck else None,
-            stuck[0] if stuck else None,
-            diagnosis,
-            oldest_age,
-        )
-        track.view, track.row = q, row
-        return row
+            track.view, track.row = q, row
+            rows[track.key] = row
 
     def _diagnosis(self, q: QueueView, track: _QueueTrack, now: float) -> tuple[str, str] | None:
         """svqtui.diagnosis's verdict (rule, sentence). Every rule but the operator's hold needs
@@ -682,29 +705,28 @@ def _append_history(track: _QueueTrack, value: float) -> None:
     track.shown = History.window(buf, n - count, n)
 
 
-def _oldest_age(
-    track: _QueueTrack, avail: int | None, used: int | None, now: float
-) -> float | None:
+def _resize_history(track: _QueueTrack, span: int) -> None:
+    """A new history length (a reload): keep the last ``span`` values."""
+    kept = array("d", track.shown[-span:] if span else ())
+    track.buffer, track.written = kept, len(kept)
+    track.span, track.shown, track.same_run = span, History(kept), 0
+    track.count = len(kept)
+
+
+def _oldest_age(track: _QueueTrack, avail: int, used: int, now: float) -> float | None:
     """How long ago svqtui first saw the oldest in-flight request (avail
     position used.idx) made available: the time of the first avail index
     movement past that position. Movements at or behind used.idx are dropped.
-    ``avail`` and ``used`` come from the ring state when the source read it."""
-    seen, seen_at = track.avail_seen, track.avail_seen_at
-    if avail is None or used is None:
-        if seen:
-            seen.clear()
-            seen_at.clear()
-        return None
+    ``avail`` and ``used`` come from the ring state when the source read it,
+    and at least one request is in flight (the caller clears the movements
+    otherwise). The movements are one deque of (index, time) pairs laid out
+    flat, index then time: one deque object and no tuple per movement."""
+    seen = track.avail_seen
     in_flight = (avail - used) & 0xFFFF
-    if not in_flight:  # every movement is at or behind used.idx
-        if seen:
-            seen.clear()
-            seen_at.clear()
-        return None
-    if not seen or seen[-1] != avail:
-        seen.append(avail)
-        seen_at.append(now)
+    if not seen or seen[-2] != avail:
+        seen.append(avail)  # a full deque drops its oldest pair, one value each
+        seen.append(now)
     while seen and not 0 < (seen[0] - used) & 0xFFFF <= in_flight:
         seen.popleft()  # completed (or the indices went back: a reset ring)
-        seen_at.popleft()
-    return now - seen_at[0] if seen else None
+        seen.popleft()
+    return now - seen[1] if seen else None
