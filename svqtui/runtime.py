@@ -21,13 +21,16 @@ from svqtui.engine.faults import Fault
 from svqtui.errors import ConfigError, SvqtuiError
 from svqtui.eventlog import EventLog
 from svqtui.io_loop import IOLoop
-from svqtui.model import DeviceView
+from svqtui.model import DeviceView, Snapshot
 from svqtui.monitor import Monitor
 from svqtui.recording.recorder import Recorder
 from svqtui.reload import ReloadReport, build_inputs, core_changes
 from svqtui.sources.base import Source, SourceContext
+from svqtui.sources.demo.settings import PLUGIN as DEMO_PLUGIN
+from svqtui.sources.demo.settings import gives_way_to
 from svqtui.sources.errors import UnknownDevice
 from svqtui.sources.registry import SOURCE_PLUGINS, build_by_section
+from svqtui.text_safety import safe_text
 
 
 class Runtime:
@@ -93,6 +96,8 @@ class Runtime:
             self._start_source(source, ctx)
         if self.recorder is not None:
             self.recorder.attach(self.monitor)  # before the clock: it sees the first snapshot
+        if self._by_section is not None:
+            self.monitor.subscribe(self._demo_gives_way)
         if self._clock:
             self.monitor.start()
 
@@ -204,6 +209,37 @@ class Runtime:
         self.sources = [s for built in by_section.values() for s in built]
         self.monitor.set_sources(self.sources)
         return changes
+
+    # -- the demo gives way to real VMs ---------------------------------------
+
+    def _demo_gives_way(self, snapshot: Snapshot) -> None:
+        """``demo: enabled: auto`` is for a machine with nothing else to show:
+        once another source reports a VM (QMP discovery, libvirt), the demo
+        stops for good (until a reload rebuilds it), with one line saying
+        why. Called from the monitor's thread after each snapshot; a reload
+        or takeover in progress defers it to the next one."""
+        if not (self._by_section or {}).get(DEMO_PLUGIN.section):
+            return
+        found = gives_way_to(self.config, snapshot.vms)
+        if found is None or not self._reloading.acquire(blocking=False):
+            return
+        try:
+            assert self._by_section is not None
+            demo = self._by_section.get(DEMO_PLUGIN.section, [])
+            if not demo or gives_way_to(self.config, snapshot.vms) is None:
+                return  # a reload changed it meanwhile
+            self._by_section = {**self._by_section, DEMO_PLUGIN.section: []}
+            self.sources = [s for built in self._by_section.values() for s in built]
+            self.monitor.set_sources(self.sources)
+        finally:
+            self._reloading.release()
+        for source in demo:
+            self._stop_source(source)
+        self.log.info(
+            f"demo: off: {found.source} found VM {safe_text(found.name)!r} "
+            "(demo: enabled: auto gives way to real VMs; enabled: true keeps it)"
+        )
+        self.monitor.refresh_soon()
 
     @property
     def owns_devices(self) -> bool:

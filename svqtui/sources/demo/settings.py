@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import yaml
 
 from svqtui.config_nodes import ConfigReader
+from svqtui.model import SourceKind, VMView
 from svqtui.sources.plugin import SourcePlugin
 
 if TYPE_CHECKING:
@@ -47,6 +49,16 @@ def demo_active(config: Config) -> bool:
     )
 
 
+def gives_way_to(config: Config, vms: Iterable[VMView]) -> VMView | None:
+    """With ``enabled: auto``, the first VM another source reports (QMP
+    discovery or libvirt found a real one): the demo gives way to it, as
+    it is for a machine with nothing else to show. None when the demo is
+    forced on or off, or every VM is the demo's."""
+    if config.section(PLUGIN).enabled is not None:
+        return None
+    return next((vm for vm in vms if vm.source != SourceKind.DEMO), None)
+
+
 def build(settings: DemoConfig, config: Config) -> list[Source]:
     if not demo_active(config):
         return []
@@ -65,7 +77,8 @@ PLUGIN: SourcePlugin[DemoConfig] = SourcePlugin(
     shipped="""\
 # The embedded demo: synthetic VMs whose guest and device threads write real
 # eventfds through the real engine. auto = on when no other source names a
-# device or VM (devices, qmp sockets); true/false force it. A seed makes it repeatable.
+# device or VM (devices, qmp sockets), and off for good once another source
+# finds a VM (QMP discovery, libvirt); true/false force it. A seed makes it repeatable.
 demo:
   enabled: auto
   seed: null
