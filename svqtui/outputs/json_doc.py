@@ -40,6 +40,7 @@ def snapshot_document(snap: Snapshot) -> dict[str, Any]:
                         "in_flight": q.in_flight,
                         "ring_source": q.ring_source,
                         "held": q.held,
+                        "hold": q.hold,  # the operator's mask (ctl mask, key m), not the guest's
                         "last_kick_age_s": row.last_kick_age_s if row else None,
                         "last_call_age_s": row.last_call_age_s if row else None,
                         "stuck": row.stuck if row else None,
