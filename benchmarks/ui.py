@@ -271,6 +271,14 @@ class _Record:
     """One of the memory reference's objects: 30 slots, like a queue's track."""
 
     __slots__ = tuple(f"f{i}" for i in range(30))
+    f0: int  # the fields the walk reads and writes
+    f1: int
+    f9: int
+    f10: int
+    f19: int
+    f20: int
+    f28: int
+    f29: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -303,28 +311,16 @@ def _median_cpu_ms(run: Callable[[], object], times: int) -> float:
     return statistics.median(took)
 
 
-class SpeedProbe:
-    """What running in 10 Hz bursts costs on this machine, as the monitor's
-    refreshes run: two fixed pieces of work timed back to back before the
-    console starts, then paced at the refresh interval in a thread at the
-    monitor's priority (between two refreshes) while it runs. One computes
-    and touches almost no memory; one walks ~1 MB of objects. On the shared
-    VM the first costs the same paced or not, the second 3-8x more paced:
-    after 0.1 s of idling, a task's data is no longer in the caches. A
-    refresh measured in the console pays that on everything it touches
-    (benchmarks/README.md#ui-benchmark)."""
+class _PacedThread:
+    """A thread at the console's priority (as the monitor's clock thread)
+    that calls ``tick()`` every ``interval_s``, the first ``offset_s`` after
+    ``start()``, until ``stop()``."""
 
-    NAME = "speed-probe"
+    NAME = "paced"
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, offset_s: float) -> None:
         self.interval_s = interval_s
-        self.memory = _MemoryReference()
-        self.works: dict[str, Callable[[], object]] = {
-            "compute": _reference_compute,
-            "memory": self.memory,
-        }
-        self.back_to_back = {k: _median_cpu_ms(w, 20) for k, w in self.works.items()}
-        self.paced: dict[str, list[float]] = {k: [] for k in self.works}
+        self.offset_s = offset_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
 
@@ -338,17 +334,49 @@ class SpeedProbe:
     def _run(self) -> None:
         from svqtui.thread_priority import lower_thread_priority
 
-        lower_thread_priority()  # as the monitor's clock thread
-        self._stop.wait(self.interval_s / 2)  # between two refreshes
-        turn = 0
+        lower_thread_priority()
+        if self._stop.wait(self.offset_s):
+            return
+        while True:
+            self.tick()
+            if self._stop.wait(self.interval_s):
+                return
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class SpeedProbe(_PacedThread):
+    """What running in 10 Hz bursts costs on this machine, as the monitor's
+    refreshes run: two fixed pieces of work timed back to back before the
+    console starts, then paced at the refresh interval in a thread at the
+    monitor's priority (between two refreshes) while it runs. One computes
+    and touches almost no memory; one walks ~1 MB of objects. On the shared
+    VM the first costs the same paced or not, the second 3-8x more paced:
+    after 0.1 s of idling, a task's data is no longer in the caches. A
+    refresh measured in the console pays that on everything it touches
+    (benchmarks/README.md#ui-benchmark)."""
+
+    NAME = "speed-probe"
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(interval_s, interval_s / 2)  # between two refreshes
+        self.memory = _MemoryReference()
+        self.works: dict[str, Callable[[], object]] = {
+            "compute": _reference_compute,
+            "memory": self.memory,
+        }
+        self.back_to_back = {k: _median_cpu_ms(w, 20) for k, w in self.works.items()}
+        self.paced: dict[str, list[float]] = {k: [] for k in self.works}
+        self._turn = 0
+
+    def tick(self) -> None:
         names = list(self.works)
-        while not self._stop.is_set():
-            name = names[turn % len(names)]  # one work per wake-up, taking turns
-            turn += 1
-            t0 = time.thread_time()
-            self.works[name]()
-            self.paced[name].append((time.thread_time() - t0) * 1e3)
-            self._stop.wait(self.interval_s)
+        name = names[self._turn % len(names)]  # one work per wake-up, taking turns
+        self._turn += 1
+        t0 = time.thread_time()
+        self.works[name]()
+        self.paced[name].append((time.thread_time() - t0) * 1e3)
 
     def figures(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -363,7 +391,7 @@ class SpeedProbe:
         return out
 
 
-class Neighbour:
+class Neighbour(_PacedThread):
     """A stand-in for any other program on the host that uses the CPU the
     console uses: a thread at the console's priority that, while ``active()``,
     computes for ``share`` of every ``interval_s`` in one burst. Beside the
@@ -373,28 +401,15 @@ class Neighbour:
     NAME = "neighbour"
 
     def __init__(self, share: float, interval_s: float, active: Callable[[], bool]) -> None:
+        super().__init__(interval_s, interval_s)
         self.burst_s = share * interval_s
-        self.interval_s = interval_s
         self.active = active
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=self.NAME, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        from svqtui.thread_priority import lower_thread_priority
-
-        lower_thread_priority()  # as the console's threads
-        while not self._stop.wait(self.interval_s):
-            if self.active():
-                end = time.thread_time() + self.burst_s
-                while time.thread_time() < end:
-                    _reference_compute()
+    def tick(self) -> None:
+        if self.active():
+            end = time.thread_time() + self.burst_s
+            while time.thread_time() < end:
+                _reference_compute()
 
 
 def refresh_alone_ms(queues: int, refreshes: int = 30) -> float:
