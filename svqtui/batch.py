@@ -7,27 +7,41 @@ snapshots (docs/design.md#data-flow); it never refreshes on its own.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 from typing import TextIO
 
 from svqtui.errors import SvqtuiError
 from svqtui.model import Snapshot
+from svqtui.monitor import Monitor
 from svqtui.outputs import SnapshotOutput
 from svqtui.runtime import Runtime
 
 WAIT_SLACK_S = 5.0  # beyond the refresh interval, before the monitor counts as stalled
+ANSWER_WAIT_S = 5.0  # how long the first snapshot waits for sources still starting
 
 
 class MonitorStalled(SvqtuiError):
     """The monitor published no snapshot in time."""
 
 
-def first_rated(runtime: Runtime) -> Snapshot:
-    """The first snapshot with rates (the monitor's second refresh)."""
-    monitor = runtime.monitor
-    snap = monitor.wait_newer(1, runtime.config.refresh_s * 2 + WAIT_SLACK_S)
+def first_rated(
+    monitor: Monitor, refresh_s: float, answer_wait_s: float = ANSWER_WAIT_S
+) -> Snapshot:
+    """The first snapshot with rates (the monitor's second refresh) in which
+    every source has answered (SourceStatus.answered: libvirt connected or
+    said why not), waiting at most ``answer_wait_s`` for that: a source that
+    is still starting then shows as such."""
+    budget = refresh_s * 2 + WAIT_SLACK_S
+    snap = monitor.wait_newer(1, budget)
     if snap is None:
-        raise MonitorStalled(f"no snapshot within {runtime.config.refresh_s * 2 + WAIT_SLACK_S:g}s")
+        raise MonitorStalled(f"no snapshot within {budget:g}s")
+    deadline = time.monotonic() + answer_wait_s
+    while not all(s.answered for s in snap.sources) and time.monotonic() < deadline:
+        newer = monitor.wait_newer(monitor.seq, budget)
+        if newer is None:
+            raise MonitorStalled(f"no snapshot within {budget:g}s")
+        snap = newer
     return snap
 
 
@@ -63,7 +77,7 @@ def write_log(
 
 def run_once(runtime: Runtime, output: SnapshotOutput, out: TextIO = sys.stdout) -> int:
     """Print the first snapshot with rates in ``output``'s format."""
-    return write_once(output, first_rated(runtime), out)
+    return write_once(output, first_rated(runtime.monitor, runtime.config.refresh_s), out)
 
 
 def run_log(
@@ -71,7 +85,7 @@ def run_log(
 ) -> int:
     """One rendering per refresh (``count`` of them, or until interrupted)."""
     monitor = runtime.monitor
-    first = first_rated(runtime)
+    first = first_rated(runtime.monitor, runtime.config.refresh_s)
 
     def newer() -> Iterable[Snapshot]:
         seq = monitor.seq

@@ -197,10 +197,15 @@ class VMView:
 
 @dataclass(frozen=True, slots=True)
 class SourceStatus:
+    """One source's state in one line. ``answered`` is False only while the
+    source's first attempt has no outcome yet (e.g. libvirt still connecting):
+    ``--once`` waits for it, bounded, so its one snapshot never says "starting"."""
+
     name: str
     kind: str
     connected: bool
     message: str = ""
+    answered: bool = True
 
 
 # -- what the monitor publishes --------------------------------------------

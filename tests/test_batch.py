@@ -4,13 +4,22 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+from svqtui.batch import first_rated
+from svqtui.config import StuckConfig
+from svqtui.eventlog import EventLog
+from svqtui.model import SourceStatus
+from svqtui.monitor import Monitor
+from tests.support.fake_source import FakeSource
 
 TIMEOUT_S = 60
 MASKS = {"UNMASKED", "MASKED", "PENDING"}
@@ -90,3 +99,41 @@ def test_log_csv_prints_a_header_and_count_lines(config: Path) -> None:
         assert len(line) == len(header)
         assert all(float(v) >= 0 for v in line[1:])
     assert any(float(v) > 0 for line in lines for v in line[1:]), "the demo is live"
+
+
+class _SlowToAnswer(FakeSource):
+    """A source whose first attempt has no outcome until ``answer`` is set
+    (libvirt still connecting)."""
+
+    def __init__(self) -> None:
+        super().__init__("slow", "slow")
+        self.answer = threading.Event()
+
+    def status(self) -> SourceStatus:
+        if self.answer.is_set():
+            return SourceStatus(self.name, self.kind, False, "no daemon answers")
+        return SourceStatus(self.name, self.kind, False, "starting", answered=False)
+
+
+def test_once_waits_for_a_source_still_starting() -> None:
+    """--once's snapshot is taken after every source answered (the CI flake:
+    a libvirt source still "starting" when a loaded machine took the second
+    refresh), and no longer than the answer wait when one never does."""
+    slow = _SlowToAnswer()
+    monitor = Monitor([slow], None, EventLog(), StuckConfig(), interval_s=0.05)
+    monitor.start()
+    try:
+        threading.Timer(0.5, slow.answer.set).start()
+        snap = first_rated(monitor, 0.05)
+        assert [dataclasses.astuple(s)[3:] for s in snap.sources] == [("no daemon answers", True)]
+    finally:
+        monitor.stop()
+
+    never = _SlowToAnswer()
+    monitor = Monitor([never], None, EventLog(), StuckConfig(), interval_s=0.05)
+    monitor.start()
+    try:
+        snap = first_rated(monitor, 0.05, answer_wait_s=0.3)
+        assert [s.message for s in snap.sources] == ["starting"]
+    finally:
+        monitor.stop()

@@ -92,7 +92,9 @@ class LibvirtSource(Source):
         self._closed_reason: str | None = None  # set by the close callback
         self._poll_error: str | None = None  # the last poll's failure, logged once
         self._views: list[VMView] = []
-        self._status = SourceStatus(self.name, self.kind, False, "libvirt: starting")
+        self._status = SourceStatus(
+            self.name, self.kind, False, "libvirt: starting", answered=False
+        )
         self._domains: dict[str, _Domain] = {}
         self.events: collections.deque[DomainEvent] = collections.deque(maxlen=200)
         # figures (read by tests and the report): seconds from start() to the

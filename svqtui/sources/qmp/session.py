@@ -129,6 +129,7 @@ class VMSession:
         self._logged_migration: str | None = None
         self._reason: str | None = None
         self._ever_connected = False
+        self.answered = False  # the first connection attempt has an outcome
         self._pid: int | None = None
         self._proc: psutil.Process | None = None
         self._cpu: float | None = None
@@ -613,6 +614,7 @@ class VMSession:
             label=self._label(),
             role=VMRole.FOUND,
         )
+        self.answered = True  # after the view: an answered session has one to show
 
     def _publish_disconnected(self, reason: str, delay: float) -> None:
         self._sample_process(float("inf"), None)
@@ -629,3 +631,4 @@ class VMSession:
             label=self._label(),
             role=VMRole.FOUND,
         )
+        self.answered = True

@@ -123,7 +123,10 @@ class QMPSource(Source):
         parts = [f"{up}/{len(views)} VMs connected"]
         if self.config.discover:
             parts.append(f"discovering every {self._rediscover_s:g}s")
-        return SourceStatus(self.name, self.kind, up > 0 or not views, ", ".join(parts))
+        answered = all(s.answered for s in self._sessions.values())
+        return SourceStatus(
+            self.name, self.kind, up > 0 or not views, ", ".join(parts), answered=answered
+        )
 
     def owns(self, device_key: str) -> bool:
         return any(d.key == device_key for s in self._sessions.values() for d in s.view.devices)
