@@ -22,9 +22,8 @@ from typing import Any
 from svqtui.sources.libvirt.domxml import XmlDevice
 from svqtui.sources.libvirt.errors import MonitorCommandFailed
 from svqtui.sources.qmp.devices import (
-    CMD_ELEMENT,
-    CMD_STATUS,
     CMD_VHOST,
+    NEVER_TO_VHOST,
     DeviceInfo,
     DeviceState,
     QueueCmd,
@@ -127,21 +126,15 @@ class DomainMonitor:
         dev = self.devices.get(cmd.path)
         if dev is None:
             return
-        if cmd.command == CMD_STATUS and dev.vhost_capable:
-            return  # would stop a vhost ring (see the module docstring)
-        store = {CMD_ELEMENT: dev.rings, CMD_VHOST: dev.vhost_rings}.get(
-            cmd.command, dev.queue_status
-        )
+        if dev.vhost_capable and cmd.command in NEVER_TO_VHOST:
+            return  # would stop a vhost ring or break the device (devices.py)
+        store = dev.vhost_rings if cmd.command == CMD_VHOST else dev.queue_status
         try:
             reply = self.command(cmd.command, {"path": cmd.path, "queue": cmd.queue})
         except MonitorCommandFailed as err:
             store.pop(cmd.queue, None)
-            if cmd.command == CMD_ELEMENT:
-                dev.ring_failed_round[cmd.queue] = self.round
             dev.queue_errors[(cmd.queue, cmd.command)] = f"{cmd.command}: {err.desc}"
             return
         if isinstance(reply, Mapping):
             store[cmd.queue] = reply
             dev.queue_errors.pop((cmd.queue, cmd.command), None)
-            if cmd.command == CMD_ELEMENT:
-                dev.ring_failed_round.pop(cmd.queue, None)

@@ -82,10 +82,10 @@ PLUGIN: SourcePlugin[LibvirtConfig] = SourcePlugin(
 # domain XML (a vhost-user device on an interposer's listen socket shows
 # libvirt's names with svqtui's counts), lifecycle and migration events.
 # enabled: auto = on when the libvirt Python bindings import and libvirt's
-# socket exists. qmp: true adds QEMU's virtio state (ring indices, vhost state)
-# through libvirt's monitor pass-through, which TAINTS each domain it touches
-# ("custom-monitor", until the domain stops); false (the default) never
-# taints and uses a read-only connection.
+# socket exists. qmp: true adds QEMU's virtio state (vhost state, plain devices'
+# ring indices) through libvirt's monitor pass-through, which TAINTS each
+# domain it touches ("custom-monitor", until the domain stops); false (the
+# default) never taints and uses a read-only connection.
 libvirt:
   enabled: auto
   uri: qemu:///system

@@ -17,7 +17,12 @@ from typing import Any
 
 from svqtui.model import DeviceRole, DeviceView, MigrationView, ShadowVia, VMRole, VMView
 from svqtui.sources.libvirt.domxml import DomainXML, XmlDevice
-from svqtui.sources.qmp.devices import DeviceState, feature_names, queue_views
+from svqtui.sources.qmp.devices import (
+    NOTE_RING_VHOST,
+    DeviceState,
+    feature_names,
+    queue_views,
+)
 
 KIND = "libvirt"  # the source kind (an open string; see svqtui.model.SourceKind)
 
@@ -34,7 +39,8 @@ STATES = {
 ACTIVE_STATES = (1, 2, 3, 4, 7)
 
 NOTE_QMP_OFF = (
-    "libvirt.qmp is off: ring indices, vhost state and features need QEMU's monitor;"
+    "libvirt.qmp is off: vhost state, features and plain devices' ring indices need"
+    " QEMU's monitor;"
     " libvirt.qmp: true adds them through libvirt, and TAINTS the domain"
     " (custom-monitor) until it stops"
 )
@@ -102,6 +108,8 @@ def device_view(
         notes.append(NOTE_QMP_OFF)
     elif state is not None:
         notes.append(NOTE_QMP_ON)
+        if state.vhost_capable:
+            notes.append(NOTE_RING_VHOST)
         queues = queue_views(state)
         vhost_started = state.vhost_started
         st: Mapping[str, Any] = state.status or {}

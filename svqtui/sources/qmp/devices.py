@@ -12,17 +12,32 @@ QEMU's replies. What each figure means and where it comes from:
   omits ``vhost-dev`` while vhost is stopped; the device then shows the
   features negotiated with the guest, and no dirty-logging state.
 * Ring indices. For a device that vhost may run (a ``vhost-*`` kind, any
-  virtio-net, or vhost started) svqtui reads the guest's ring through
-  ``x-query-virtio-queue-element`` (avail.idx and used.idx from guest memory,
-  ring_source "qmp:queue-element", with the avail and used flags as a
-  ``RingState`` whose event indices are unknown): QEMU's own queue indices do
-  not move while vhost runs the queue. It never sends ``x-query-virtio-queue-status`` to such
-  a device: in QEMU 7.2 that command, on a device whose vhost is started, asks
-  the back-end for the vring base (VHOST_USER_GET_VRING_BASE), which the
-  vhost-user protocol defines as *stopping* that ring, and it reports the call's
-  return code rather than the index (hence the constant 0 measured). For plain
-  virtio devices ``x-query-virtio-queue-status`` is a read-only look at QEMU's
-  own state (ring_source "qmp:queue-status": shadow-avail-idx, used-idx).
+  virtio-net, or vhost started) QMP has no safe way to read them, and svqtui
+  sends no ring command at all (``NEVER_TO_VHOST``; svqtui's interposer reads
+  those rings from guest memory, bounded and read-only, when it sits on the
+  device's socket). The two candidates both hurt the guest:
+
+  - ``x-query-virtio-queue-status``: in QEMU 7.2, on a device whose vhost is
+    started, it asks the back-end for the vring base
+    (VHOST_USER_GET_VRING_BASE), which the vhost-user protocol defines as
+    *stopping* that ring (the guest's disk I/O stopped for good after one
+    query, measured with qemu-storage-daemon), and it reports the call's
+    return code rather than the index.
+  - ``x-query-virtio-queue-element``: it walks the descriptor chain at QEMU's
+    ``last_avail_idx``, which does not move while vhost runs the queue, so it
+    walks a request the guest completed and freed long ago. When that chain's
+    (indirect) table has been reused, QEMU reads a ``next`` out of range, says
+    "Desc next is 65535", and ``virtio_error()`` marks the device broken: from
+    then on QEMU drops every interrupt of the device and the guest's queue
+    stops for good (svqtui showed "device owes a call" and an injected call
+    changed nothing). Measured: 9 lab starts in 169 under CPU load hung so,
+    each with that line in QEMU's log, while svqtui polled the ring every
+    round. The same walk is unsafe on a plain device whose queue is idle, so
+    svqtui never sends it.
+
+  For plain virtio devices ``x-query-virtio-queue-status`` is a read-only look
+  at QEMU's own state (ring_source "qmp:queue-status": shadow-avail-idx,
+  used-idx).
 * ``x-query-virtio-vhost-queue-status`` (only while vhost runs) confirms each
   vhost ring is set up and its size; its ``kick``/``call`` are not fds (QEMU
   reports 0), so they are not shown.
@@ -30,11 +45,9 @@ QEMU's replies. What each figure means and where it comes from:
   None), nor see guest-notifier masking (QEMU applies it in KVM's irqfd), so
   mask is None; each device row says so in a note.
 
-Command budget (``plan_queue_commands``): ring reads for vhost-capable devices
-every round; plain virtio queue status and vhost ring checks on detail rounds
-(the first round after a connect, then every ``DETAIL_EVERY``-th); a queue
-whose ring could not be read (no guest driver yet) is retried on detail rounds
-only; and never more than ``budget`` queue commands a round, the least
+Command budget (``plan_queue_commands``): plain virtio queue status and vhost
+ring checks on detail rounds (the first round after a connect, then every
+``DETAIL_EVERY``-th); and never more than ``budget`` queue commands a round, the least
 recently sent first, so the rest follow in the next rounds. The session also
 stretches its interval so that a VM never sees more than a fixed number of
 commands per second.
@@ -48,23 +61,25 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from svqtui.model import DeviceRole, DeviceView, QueueView, ShadowVia, SourceKind
-from svqtui.virtio.split_ring import RingState
 
 DETAIL_EVERY = 5  # plain virtio queues and vhost ring checks: every 5th round
 CMD_STATUS = "x-query-virtio-queue-status"
 CMD_ELEMENT = "x-query-virtio-queue-element"
 CMD_VHOST = "x-query-virtio-vhost-queue-status"
 SHADOW_COMMAND = "x-vhost-enable-shadow-vq"
-REQUIRED_COMMANDS = ("x-query-virtio", "x-query-virtio-status", CMD_STATUS, CMD_ELEMENT)
+REQUIRED_COMMANDS = ("x-query-virtio", "x-query-virtio-status", CMD_STATUS)
+# queue commands svqtui never sends to a device vhost may run (why: the
+# module docstring); the element walk is not sent to any device
+NEVER_TO_VHOST = frozenset({CMD_STATUS, CMD_ELEMENT})
 
-SOURCE_ELEMENT = "qmp:queue-element"
 SOURCE_STATUS = "qmp:queue-status"
 
 NOTE_COUNTS = "kicks/calls: QMP cannot count notifications (svqtui's interposer can)"
 NOTE_MASK = "mask: not visible through QMP (QEMU applies guest-notifier masking in KVM)"
-NOTE_RING_ELEMENT = (
-    "ring indices: the guest's ring via x-query-virtio-queue-element"
-    " (QEMU's own indices do not move while vhost runs the queue)"
+NOTE_RING_VHOST = (
+    "ring indices: not read through QMP while vhost may run the queue (QEMU's"
+    " queue commands would stop the ring or break the device); svqtui's"
+    " interposer shows them (config: devices)"
 )
 NOTE_RING_STATUS = (
     f"ring indices: QEMU's virtqueue state via x-query-virtio-queue-status,"
@@ -100,11 +115,9 @@ class DeviceState:
     info: DeviceInfo
     status: Mapping[str, Any] | None = None
     error: str | None = None
-    rings: dict[int, Mapping[str, Any]] = field(default_factory=dict)  # queue-element
     queue_status: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     vhost_rings: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     queue_errors: dict[tuple[int, str], str] = field(default_factory=dict)  # (queue, cmd)
-    ring_failed_round: dict[int, int] = field(default_factory=dict)
     shadow: bool = False
 
     @property
@@ -122,8 +135,8 @@ class DeviceState:
 
     @property
     def vhost_capable(self) -> bool:
-        """vhost may run this device's queues (so its ring is read from the guest
-        side, and x-query-virtio-queue-status is never sent to it)."""
+        """vhost may run this device's queues (so no command of
+        ``NEVER_TO_VHOST`` is sent to it)."""
         return is_vhost_kind(self.info.kind) or bool(self.vhost_started)
 
 
@@ -226,38 +239,6 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-QMP_RING_NOTE = "flags and indices from x-query-virtio-queue-element; event indices not read"
-
-
-def queue_from_element(
-    index: int, reply: Mapping[str, Any], features: Sequence[str] = ()
-) -> QueueView:
-    """avail/used indices and flags of the guest's ring (``features``: the
-    guest's feature names, for EVENT_IDX / INDIRECT_DESC / packed)."""
-    avail = reply.get("avail")
-    used = reply.get("used")
-    avail_idx = _int(avail.get("idx")) if isinstance(avail, Mapping) else None
-    used_idx = _int(used.get("idx")) if isinstance(used, Mapping) else None
-    ring = RingState(
-        size=0,  # not in the reply; with size 0 no event index counts as passed
-        event_idx="VIRTIO_RING_F_EVENT_IDX" in features,
-        indirect_desc="VIRTIO_RING_F_INDIRECT_DESC" in features,
-        packed="VIRTIO_F_RING_PACKED" in features,
-        avail_flags=_int(avail.get("flags")) if isinstance(avail, Mapping) else None,
-        avail_idx=avail_idx,
-        used_flags=_int(used.get("flags")) if isinstance(used, Mapping) else None,
-        used_idx=used_idx,
-        error=QMP_RING_NOTE,
-    )
-    return QueueView(
-        index=index,
-        avail_idx=avail_idx,
-        used_idx=used_idx,
-        ring_source=SOURCE_ELEMENT,
-        ring=ring,
-    )
-
-
 def queue_from_status(index: int, reply: Mapping[str, Any]) -> QueueView:
     avail = _int(reply.get("shadow-avail-idx"))
     if avail is None:
@@ -274,10 +255,7 @@ def queue_views(state: DeviceState) -> tuple[QueueView, ...]:
     """Every queue of the device, with what the last rounds learnt about it."""
     views = []
     for i in range(state.num_queues):
-        if i in state.rings:
-            guest = feature_names(state.status.get("guest-features")) if state.status else []
-            q = queue_from_element(i, state.rings[i], guest)
-        elif i in state.queue_status and not state.vhost_capable:
+        if i in state.queue_status and not state.vhost_capable:
             q = queue_from_status(i, state.queue_status[i])
         else:
             q = QueueView(index=i)
@@ -315,8 +293,6 @@ def due_queue_commands(devices: Sequence[DeviceState], round_no: int) -> list[Qu
             continue
         for q in range(dev.num_queues):
             if dev.vhost_capable:
-                if q not in dev.ring_failed_round or detail:
-                    due.append(QueueCmd(path, q, CMD_ELEMENT))
                 if detail and dev.vhost_started:
                     due.append(QueueCmd(path, q, CMD_VHOST))
             elif detail:
@@ -417,7 +393,7 @@ def device_view(
         if state.vhost_capable and state.status is not None:
             notes.append("vhost-dev: shown while vhost runs (QEMU omits it when stopped)")
     if state.num_queues:
-        notes.append(NOTE_RING_ELEMENT if state.vhost_capable else NOTE_RING_STATUS)
+        notes.append(NOTE_RING_VHOST if state.vhost_capable else NOTE_RING_STATUS)
     via, shadow_note = shadow_capability(state, shadow_command, name_shared)
     return DeviceView(
         key=f"qmp:{vm_name}/{info.ident}",

@@ -41,8 +41,8 @@ from svqtui.sources.discovery import QemuCommandLine
 from svqtui.sources.errors import ActionUnsupported, UnknownDevice
 from svqtui.sources.qmp.client import BoundedListener, QMPConnection
 from svqtui.sources.qmp.devices import (
-    CMD_ELEMENT,
     CMD_VHOST,
+    NEVER_TO_VHOST,
     REQUIRED_COMMANDS,
     SHADOW_COMMAND,
     DeviceInfo,
@@ -426,19 +426,15 @@ class VMSession:
         dev = self._devices.get(cmd.path)
         if dev is None:
             return
+        if dev.vhost_capable and cmd.command in NEVER_TO_VHOST:
+            return  # would stop a vhost ring or break the device (devices.py)
         q = cmd.queue
-        store = {
-            CMD_ELEMENT: dev.rings,
-            CMD_VHOST: dev.vhost_rings,
-        }.get(cmd.command, dev.queue_status)
+        store = dev.vhost_rings if cmd.command == CMD_VHOST else dev.queue_status
         try:
             reply = await conn.execute(cmd.command, {"path": cmd.path, "queue": q})
         except QMPCommandFailed as err:
             store.pop(q, None)
-            if cmd.command == CMD_ELEMENT:
-                dev.ring_failed_round[q] = self._round
-                dev.queue_errors[(q, cmd.command)] = f"ring not readable: {err.desc}"
-            elif cmd.command == CMD_VHOST:
+            if cmd.command == CMD_VHOST:
                 dev.queue_errors[(q, cmd.command)] = f"vhost ring: {err.desc}"
             else:
                 dev.queue_errors[(q, cmd.command)] = f"queue status: {err.desc}"
@@ -446,8 +442,6 @@ class VMSession:
         if isinstance(reply, Mapping):
             store[q] = reply
             dev.queue_errors.pop((q, cmd.command), None)
-            if cmd.command == CMD_ELEMENT:
-                dev.ring_failed_round.pop(q, None)
 
     async def _poll_migration(self, conn: QMPConnection, now: float) -> None:
         try:

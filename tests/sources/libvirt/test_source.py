@@ -22,7 +22,7 @@ from svqtui.sources.libvirt.passthrough import DomainMonitor
 from svqtui.sources.libvirt.settings import LibvirtConfig
 from svqtui.sources.libvirt.source import LibvirtSource
 from svqtui.sources.libvirt.views import NOTE_QMP_OFF
-from svqtui.sources.qmp.devices import CMD_ELEMENT, CMD_STATUS
+from svqtui.sources.qmp.devices import CMD_ELEMENT, CMD_STATUS, CMD_VHOST, NOTE_RING_VHOST
 from svqtui.sources.qmp.source import QMPSource
 from tests.sources.libvirt.conftest import LabDomain
 from tests.support.libvirt import URI, Daemons, restart_libvirtd
@@ -198,14 +198,15 @@ def test_qmp_off_leaves_the_domain_untainted(lab_domain: LabDomain) -> None:
     assert NOTE_QMP_OFF in joined.notes  # the describing view's notes travel with the join
 
 
-def test_qmp_on_shows_ring_indices_and_the_taint(
+def test_qmp_on_shows_vhost_state_and_the_taint(
     lab_domain: LabDomain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A second libvirt source with qmp: true reads the vhost-user disk's ring
-    indices (which move with the guest's I/O) through libvirt, reports the
-    domain's custom-monitor taint as libvirt does, never sends
-    x-query-virtio-queue-status to the vhost-user disk (recorded on the way
-    to libvirt), and the guest's verified I/O goes on."""
+    """A second libvirt source with qmp: true reads the plain disk's queue
+    indices and the vhost-user disk's vhost state through libvirt, reports
+    the domain's custom-monitor taint as libvirt does, never sends a ring
+    command (x-query-virtio-queue-status stops a vhost ring,
+    x-query-virtio-queue-element can break the device) to the vhost-user disk
+    (recorded on the way to libvirt), and the guest's verified I/O goes on."""
     sent: list[tuple[str, dict[str, object]]] = []
     real_command = DomainMonitor.command
 
@@ -219,33 +220,32 @@ def test_qmp_on_shows_ring_indices_and_the_taint(
     source.start(SourceContext(rt.engine, rt.loop, rt.log))
     try:
 
-        def ring(after: int | None = None) -> tuple[VMView, int] | None:
+        def polled() -> VMView | None:
             engine = rt.engine.snapshot()
             vm = next((v for v in source.collect(engine) if v.name == lab_domain.name), None)
-            disk = next((d for d in vm.devices if d.name == "virtio-disk0"), None) if vm else None
-            used = [q.used_idx for q in disk.queues if q.used_idx is not None] if disk else []
-            if vm is None or not used or (after is not None and sum(used) == after):
+            devices = {d.name: d for d in vm.devices} if vm else {}
+            disk, plain = devices.get("virtio-disk0"), devices.get("virtio-disk1")
+            if vm is None or disk is None or plain is None or not disk.vhost_started:
                 return None
-            return vm, sum(used)
+            return None if any(q.ring_source is None for q in plain.queues) else vm
 
-        vm, used = wait_until(ring, 30, what="ring indices through libvirt")
+        vm = wait_until(polled, 30, what="both disks polled through libvirt")
         assert source.first_listed_s is not None
         lab_domain.wait_io(3)
-        vm, _ = wait_until(lambda: ring(used), 30, what="ring indices moving")
         disk = next(d for d in vm.devices if d.name == "virtio-disk0")
-        assert disk.vhost_started is True
-        assert all(q.ring_source == "qmp:queue-element" for q in disk.queues if q.used_idx)
+        assert all(q.used_idx is None and q.ring_source is None for q in disk.queues)
+        assert NOTE_RING_VHOST in disk.notes
         taints = _taints(lab_domain)
         assert taints, "libvirt reports no taint after monitor commands"
-        vm, _ = wait_until(
-            lambda: (r := ring()) and "tainted:" in r[0].status and r, 15, what="the taint shown"
+        vm = wait_until(
+            lambda: (r := polled()) and "tainted:" in r.status and r, 15, what="the taint shown"
         )
         assert "custom-monitor" in vm.status or "custom monitor" in vm.status
         lab_domain.wait_io(3)
         assert lab_domain.console.failures == []
         vhost_path = "/machine/peripheral/virtio-disk0/virtio-backend"
-        assert any(c == CMD_ELEMENT and a.get("path") == vhost_path for c, a in sent)
-        assert not [a for c, a in sent if c == CMD_STATUS and a.get("path") == vhost_path]
+        to_vhost = {c for c, a in sent if a.get("path") == vhost_path}
+        assert CMD_VHOST in to_vhost and not to_vhost & {CMD_STATUS, CMD_ELEMENT}, to_vhost
         assert any(c == CMD_STATUS for c, _ in sent)  # the plain disk's queues are read
         print(
             f"\nFIGURE libvirt qmp on: start to domains listed"

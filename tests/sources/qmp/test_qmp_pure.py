@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 
 from svqtui.model import ShadowVia
 from svqtui.sources.qmp.devices import (
-    CMD_ELEMENT,
     CMD_STATUS,
     CMD_VHOST,
     DETAIL_EVERY,
-    QMP_RING_NOTE,
+    NEVER_TO_VHOST,
     SHADOW_NOTE_KERNEL,
     SHADOW_NOTE_PLAIN,
     SHADOW_NOTE_VHOST_USER,
@@ -25,7 +24,6 @@ from svqtui.sources.qmp.devices import (
     due_queue_commands,
     feature_names,
     plan_queue_commands,
-    queue_from_element,
     queue_views,
     shadow_capability,
     socket_path_from_addr,
@@ -36,37 +34,34 @@ from svqtui.sources.qmp.migration import event_line, is_running, migration_view
 KINDS = ["virtio-blk", "virtio-net", "vhost-user-blk", "vhost-user-fs", "vhost-vsock", "virtio-rng"]
 
 
-def _dev(
-    path: str, kind: str, queues: int, vhost: bool, failed: tuple[int, ...] = ()
-) -> DeviceState:
+def _dev(path: str, kind: str, queues: int, vhost: bool) -> DeviceState:
     state = DeviceState(
         DeviceInfo(path=path, virtio_name=kind, ident=device_ident(path), kind=kind)
     )
     state.status = {"num-vqs": queues, "vhost-started": vhost}
-    state.ring_failed_round = {q: 0 for q in failed if q < queues}
     return state
 
 
 devices_strategy = st.lists(
-    st.tuples(
-        st.sampled_from(KINDS), st.integers(0, 40), st.booleans(), st.lists(st.integers(0, 40))
-    ),
+    st.tuples(st.sampled_from(KINDS), st.integers(0, 40), st.booleans()),
     max_size=6,
 ).map(
     lambda specs: [
-        _dev(f"/machine/peripheral/d{i}/virtio-backend", kind, n, vhost, tuple(failed))
-        for i, (kind, n, vhost, failed) in enumerate(specs)
+        _dev(f"/machine/peripheral/d{i}/virtio-backend", kind, n, vhost)
+        for i, (kind, n, vhost) in enumerate(specs)
     ]
 )
 
 
 @settings(max_examples=100, deadline=None)
 @given(devices=devices_strategy, round_no=st.integers(1, 1000), budget=st.integers(1, 50))
-def test_plan_respects_the_budget_and_never_asks_vhost_devices_for_queue_status(
+def test_plan_respects_the_budget_and_never_sends_a_ring_command_to_vhost_devices(
     devices: list[DeviceState], round_no: int, budget: int
 ) -> None:
-    """Whatever the devices, a round sends at most ``budget`` queue commands, and
-    x-query-virtio-queue-status never goes to a device vhost runs or may run."""
+    """Whatever the devices, a round sends at most ``budget`` queue commands;
+    neither x-query-virtio-queue-status (stops a vhost ring) nor
+    x-query-virtio-queue-element (walks a freed chain and can mark the device
+    broken) ever goes to a device vhost runs or may run."""
     served: dict[QueueCmd, int] = {}
     by_path = {d.info.path: d for d in devices}
     for r in range(round_no, round_no + DETAIL_EVERY * 2):
@@ -75,8 +70,8 @@ def test_plan_respects_the_budget_and_never_asks_vhost_devices_for_queue_status(
         for cmd in plan:
             dev = by_path[cmd.path]
             assert cmd.queue < dev.num_queues
-            if cmd.command == CMD_STATUS:
-                assert not dev.vhost_capable
+            if dev.vhost_capable:
+                assert cmd.command not in NEVER_TO_VHOST, cmd
             if cmd.command == CMD_VHOST:
                 assert dev.vhost_started
 
@@ -86,32 +81,31 @@ def test_plan_respects_the_budget_and_never_asks_vhost_devices_for_queue_status(
 def test_every_due_ring_read_is_sent_within_a_bounded_number_of_rounds(
     devices: list[DeviceState], budget: int
 ) -> None:
-    """Least-recently-sent first: every ring read that is due every round goes
-    out within ceil(due / budget) rounds, however commands mix across rounds."""
+    """Least-recently-sent first: every command due on detail rounds goes out
+    within ceil(due / budget) detail rounds, however commands mix."""
     served: dict[QueueCmd, int] = {}
-    every_round = {c for c in due_queue_commands(devices, 2) if c.command == CMD_ELEMENT}
-    total_due = max(len(due_queue_commands(devices, 1)), 1)
-    rounds = -(-total_due // budget) + DETAIL_EVERY
+    detail_due = set(due_queue_commands(devices, 1))
+    rounds = -(-max(len(detail_due), 1) // budget) * DETAIL_EVERY
     sent: set[QueueCmd] = set()
     for r in range(1, rounds + 1):
         sent.update(plan_queue_commands(devices, r, budget, served))
-    assert every_round <= sent
+    assert detail_due <= sent
 
 
-def test_plain_virtio_queues_are_polled_on_detail_rounds_only() -> None:
-    """Plain virtio queue status is a detail (the first round after a connect,
-    then every DETAIL_EVERY-th); ring
-    reads of vhost-capable devices are every round, except rings that could not
-    be read, which wait for a detail round."""
+def test_queue_commands_go_out_on_detail_rounds_only() -> None:
+    """Plain virtio queue status and vhost ring checks are details (the first
+    round after a connect, then every DETAIL_EVERY-th); other rounds send no
+    queue command, and a vhost device gets only the vhost ring check."""
     blk = _dev("/machine/peripheral/blk0/virtio-backend", "virtio-blk", 2, False)
-    vub = _dev("/machine/peripheral/vub0/virtio-backend", "vhost-user-blk", 2, True, failed=(1,))
-    normal = due_queue_commands([blk, vub], 2)
-    assert normal == [QueueCmd(vub.info.path, 0, CMD_ELEMENT)]
+    vub = _dev("/machine/peripheral/vub0/virtio-backend", "vhost-user-blk", 2, True)
+    assert due_queue_commands([blk, vub], 2) == []
     assert due_queue_commands([blk, vub], 1 + DETAIL_EVERY) == due_queue_commands([blk, vub], 1)
-    detail = due_queue_commands([blk, vub], 1)
-    assert QueueCmd(blk.info.path, 1, CMD_STATUS) in detail
-    assert QueueCmd(vub.info.path, 1, CMD_ELEMENT) in detail
-    assert QueueCmd(vub.info.path, 0, CMD_VHOST) in detail
+    assert due_queue_commands([blk, vub], 1) == [
+        QueueCmd(blk.info.path, 0, CMD_STATUS),
+        QueueCmd(blk.info.path, 1, CMD_STATUS),
+        QueueCmd(vub.info.path, 0, CMD_VHOST),
+        QueueCmd(vub.info.path, 1, CMD_VHOST),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -176,15 +170,21 @@ def test_feature_names_are_short() -> None:
 
 
 def test_queue_views_keep_errors_and_sources_apart() -> None:
-    """A queue shows the ring read when it has one, else an error saying why."""
-    dev = _dev("/machine/peripheral/vub0/virtio-backend", "vhost-user-blk", 2, True)
-    dev.rings[0] = {"avail": {"idx": 9}, "used": {"idx": 7}}
-    dev.queue_errors[(1, CMD_ELEMENT)] = "ring not readable: Region caches not initialized"
-    dev.queue_status[1] = {"shadow-avail-idx": 3, "used-idx": 3}  # must not be used: vhost
-    q0, q1 = queue_views(dev)
+    """A plain device's queue shows QEMU's indices when read, else the error
+    saying why; a vhost device's queue shows no indices (QEMU's state is not
+    the ring's while vhost runs it) and its vhost ring check's error."""
+    blk = _dev("/machine/peripheral/blk0/virtio-backend", "virtio-blk", 2, False)
+    blk.queue_status[0] = {"shadow-avail-idx": 9, "used-idx": 7}
+    blk.queue_errors[(1, CMD_STATUS)] = "queue status: Invalid virtqueue number 1"
+    q0, q1 = queue_views(blk)
     assert (q0.avail_idx, q0.used_idx, q0.in_flight, q0.error) == (9, 7, 2, None)
     assert (q1.avail_idx, q1.ring_source) == (None, None)
-    assert q1.error == "ring not readable: Region caches not initialized"
+    assert q1.error == "queue status: Invalid virtqueue number 1"
+    vub = _dev("/machine/peripheral/vub0/virtio-backend", "vhost-user-blk", 1, True)
+    vub.queue_status[0] = {"shadow-avail-idx": 3, "used-idx": 3}  # must not be used: vhost
+    vub.queue_errors[(0, CMD_VHOST)] = "vhost ring: not set up"
+    (v0,) = queue_views(vub)
+    assert (v0.avail_idx, v0.ring_source, v0.error) == (None, None, "vhost ring: not set up")
 
 
 @pytest.mark.parametrize(
@@ -252,19 +252,3 @@ def test_event_lines() -> None:
         "QEMU is shutting down (host-qmp-quit)",
     )
     assert event_line({"event": "RTC_CHANGE", "data": {}}) is None
-
-
-def test_queue_element_gives_the_ring_flags_without_event_indices() -> None:
-    """x-query-virtio-queue-element's avail/used flags become the queue's ring
-    state (NO_INTERRUPT here), with EVENT_IDX from the guest's features and
-    the event indices unknown, said in the state's note."""
-    reply = {"avail": {"idx": 9, "flags": 1, "ring": 0}, "used": {"idx": 7, "flags": 0}}
-    q = queue_from_element(2, reply, ["VIRTIO_RING_F_EVENT_IDX", "VIRTIO_F_VERSION_1"])
-    assert q.ring is not None
-    assert (q.ring.avail_flags, q.ring.used_flags, q.ring.no_interrupt) == (1, 0, True)
-    assert (q.ring.avail_idx, q.ring.used_idx, q.ring.in_flight) == (9, 7, 2)
-    assert q.ring.event_idx and not q.ring.indirect_desc
-    assert q.ring.used_event is None and q.ring.error == QMP_RING_NOTE
-    plain = queue_from_element(0, {"avail": {"idx": 1}, "used": {}})
-    assert plain.ring is not None and not plain.ring.event_idx
-    assert plain.ring.avail_flags is None and plain.ring.used_idx is None
