@@ -26,7 +26,12 @@ from svqtui.lab.guest_init import GuestParams
 from svqtui.lab.layout import STUCK_AFTER_S
 from svqtui.lab.migration import Mode
 from svqtui.lab.scenario import LAB_PARAMS, Lab, LabOptions
-from svqtui.recording.files import SUFFIX, stamp
+from svqtui.recording.files import SUFFIX, prune, stamp
+
+# the lab's default recordings (one per run, in the cache directory) kept:
+# the newest this many, within this many bytes; a --record FILE is never pruned
+LAB_RECORDINGS_KEPT = 20
+LAB_RECORDINGS_BYTES = 512 * 1024 * 1024
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -122,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="record the run to FILE (default: a new file in $XDG_CACHE_HOME/svqtui/lab, "
-        "~/.cache/svqtui/lab; printed at exit; replay it with svqtui --replay FILE)",
+        f"~/.cache/svqtui/lab, where the newest {LAB_RECORDINGS_KEPT} are kept; printed at "
+        "exit; replay it with svqtui --replay FILE)",
     )
     parser.add_argument("--no-record", action="store_true", help="do not record the run")
     return parser
@@ -133,6 +139,17 @@ def default_recording(now: float | None = None) -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     name = f"lab-{stamp(time.time() if now is None else now)}{SUFFIX}"
     return Path(base) / "svqtui" / "lab" / name
+
+
+def new_default_recording(now: float | None = None) -> Path:
+    """``default_recording()``, after removing the oldest default recordings
+    so that, with this one, at most LAB_RECORDINGS_KEPT stay (``lab --check``
+    runs in CI and a demo host runs the lab daily: the cache must not grow
+    for ever)."""
+    path = default_recording(now)
+    if path.parent.is_dir():
+        prune(path.parent, f"lab-*{SUFFIX}", LAB_RECORDINGS_KEPT - 1, LAB_RECORDINGS_BYTES)
+    return path
 
 
 def options_from(args: argparse.Namespace) -> LabOptions:
@@ -160,7 +177,7 @@ def options_from(args: argparse.Namespace) -> LabOptions:
         params=params,
         stuck_after_s=args.stuck_after,
         migration=Mode(args.migration),
-        record=None if args.no_record else (args.record or default_recording()),
+        record=None if args.no_record else (args.record or new_default_recording()),
     )
 
 

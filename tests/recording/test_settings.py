@@ -3,6 +3,8 @@ words, and one-line errors naming file, line and key."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from svqtui.config import parse_config
@@ -45,9 +47,11 @@ def test_a_bad_value_is_one_line_naming_the_key(text: str, where: str) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_the_lab_records_by_default() -> None:
+def test_the_lab_records_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`svqtui lab` records to a new file under the cache directory unless told not to."""
     from svqtui.lab.cli import build_parser, options_from
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
 
     options = options_from(build_parser().parse_args([]))
     assert options.record is not None and options.record.suffix == ".svqrec"
