@@ -81,6 +81,7 @@ class QMPSource(Source):
         self._procs: dict[int, psutil.Process] = {}  # for CPU% of unreachable QEMUs
         self._discovery: asyncio.Task[None] | None = None
         self._scan_failed = False
+        self._scanned = False  # discovery's first scan has an outcome
 
     # -- Source ---------------------------------------------------------------
 
@@ -123,7 +124,9 @@ class QMPSource(Source):
         parts = [f"{up}/{len(views)} VMs connected"]
         if self.config.discover:
             parts.append(f"discovering every {self._rediscover_s:g}s")
-        answered = all(s.answered for s in self._sessions.values())
+        answered = (self._scanned or not self.config.discover) and all(
+            s.answered for s in self._sessions.values()
+        )
         return SourceStatus(
             self.name, self.kind, up > 0 or not views, ", ".join(parts), answered=answered
         )
@@ -203,6 +206,7 @@ class QMPSource(Source):
             else:
                 self._scan_failed = False
                 await self._apply(found, loop.time())
+            self._scanned = True  # after _apply: its sessions are there to wait for
             await asyncio.sleep(self._rediscover_s)
 
     async def _apply(self, found: list[DiscoveredVM], now: float) -> None:

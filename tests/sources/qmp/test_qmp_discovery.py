@@ -8,6 +8,8 @@ so an unfiltered scan would take other tests' monitors.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -198,3 +200,26 @@ def test_discovered_vms_are_watched_listed_and_dropped_when_gone(
     )
     assert vm(source, "mute") is not None
     assert any("disco: QEMU process gone; row dropped" in line for line in log_lines(event_log))
+
+
+def test_the_source_answers_after_the_first_scan_and_its_vms_first_connect(
+    lab: QemuLab, qmp_watch: WatchFn
+) -> None:
+    """With discovery on, the source's status is not answered (--once waits)
+    until the first scan has run and every VM it found has had its first
+    connection attempt; then it is, with the VM connected."""
+    qemu = lab.qemu(QemuSpec(qmp=lab.path("a.qmp"), name="answer", qmp_style="mon"))
+    release = threading.Event()
+    scan = _only(lambda: {qemu.pid})
+
+    def held_scan(exclude_pid: int | None) -> list[DiscoveredVM]:
+        release.wait(30)
+        return scan(exclude_pid)
+
+    source = qmp_watch(scan=held_scan, rediscover_s=0.3)
+    time.sleep(0.5)
+    assert not source.status().answered  # the first scan has not returned
+    release.set()
+    wait_until(lambda: source.status().answered, what="the source's first answer")
+    row = vm(source, "answer")
+    assert row is not None and row.connected, rows(source)
